@@ -1,0 +1,487 @@
+//! The `Node` trait: how the engine sees a node kind, and what a running node can use.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use cedm_cache::{Digest, Record};
+use serde::de::DeserializeOwned;
+
+/// One input slot of a node kind (`inputs: {features: feats}` in the YAML).
+#[derive(Clone, Copy, Debug)]
+pub struct Slot {
+    /// Slot name.
+    pub name: &'static str,
+    /// Whether the slot must be connected.
+    pub required: bool,
+    /// What the slot expects (for docs and messages).
+    pub about: &'static str,
+}
+
+/// What a node needs from the machine while it runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Resources {
+    /// Accelerators held exclusively (0 or 1 on one device; more for data parallel).
+    pub gpus: u32,
+}
+
+/// A parameter that names a file or directory outside the cache. The engine hashes it (the key
+/// uses its content, not its path) and hands the node an absolute path.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FileParam {
+    /// Top-level param name holding the path.
+    pub param: String,
+    /// The path as written (relative paths are resolved against the experiment's folder).
+    pub path: PathBuf,
+}
+
+/// The result of checking a node's params.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    /// Canonical params: every field, defaults filled in.
+    pub params: serde_json::Value,
+    /// Params that are external files.
+    pub files: Vec<FileParam>,
+    /// What the node needs to run.
+    pub resources: Resources,
+}
+
+/// One step of a path inside the params mapping.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathSeg {
+    /// A mapping key.
+    Key(String),
+    /// A list index.
+    Index(usize),
+}
+
+/// What is wrong with a param.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParamErrorKind {
+    /// A field the kind does not have.
+    Unknown {
+        /// The field name.
+        field: String,
+        /// Names the kind accepts.
+        expected: Vec<String>,
+    },
+    /// A required field is absent.
+    Missing {
+        /// The field name.
+        field: String,
+    },
+    /// The value has the wrong type or an invalid value.
+    Invalid,
+}
+
+/// A param that does not fit a kind, with where it is inside `params`.
+#[derive(Clone, Debug)]
+pub struct ParamError {
+    /// Path to the value (or to the mapping holding an unknown/missing field).
+    pub path: Vec<PathSeg>,
+    /// What is wrong.
+    pub kind: ParamErrorKind,
+    /// Human message (serde's, or the kind's own check).
+    pub message: String,
+}
+
+impl ParamError {
+    /// An invalid value at a top-level field.
+    pub fn invalid(field: &str, message: impl Into<String>) -> ParamError {
+        ParamError {
+            path: vec![PathSeg::Key(field.to_string())],
+            kind: ParamErrorKind::Invalid,
+            message: message.into(),
+        }
+    }
+}
+
+/// Deserialize `params` into the kind's typed `P` (serde `deny_unknown_fields`, defaults),
+/// and return `P` with the canonical JSON of it (defaults filled in).
+///
+/// # Errors
+/// The first mismatch, with its path inside the params.
+pub fn check_typed<P>(params: &serde_json::Value) -> Result<(P, serde_json::Value), ParamError>
+where
+    P: DeserializeOwned + serde::Serialize,
+{
+    let de = params.clone();
+    let typed: P = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path: Vec<PathSeg> = e
+            .path()
+            .iter()
+            .filter_map(|seg| match seg {
+                serde_path_to_error::Segment::Map { key } => Some(PathSeg::Key(key.clone())),
+                serde_path_to_error::Segment::Seq { index } => Some(PathSeg::Index(*index)),
+                _ => None,
+            })
+            .collect();
+        let message = e.inner().to_string();
+        let kind = classify(&message);
+        ParamError { path, kind, message }
+    })?;
+    let canonical = serde_json::to_value(&typed).map_err(|e| ParamError {
+        path: vec![],
+        kind: ParamErrorKind::Invalid,
+        message: e.to_string(),
+    })?;
+    Ok((typed, canonical))
+}
+
+fn between_backticks(s: &str) -> Option<(String, &str)> {
+    let a = s.find('`')?;
+    let rest = &s[a + 1..];
+    let b = rest.find('`')?;
+    Some((rest[..b].to_string(), &rest[b + 1..]))
+}
+
+fn classify(message: &str) -> ParamErrorKind {
+    if let Some(rest) = message.strip_prefix("unknown field ") {
+        if let Some((field, tail)) = between_backticks(rest) {
+            let mut expected = Vec::new();
+            let mut t = tail;
+            while let Some((name, more)) = between_backticks(t) {
+                expected.push(name);
+                t = more;
+            }
+            return ParamErrorKind::Unknown { field, expected };
+        }
+    }
+    if let Some(rest) = message.strip_prefix("missing field ") {
+        if let Some((field, _)) = between_backticks(rest) {
+            return ParamErrorKind::Missing { field };
+        }
+    }
+    ParamErrorKind::Invalid
+}
+
+/// An error raised by a running node.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A file could not be read or written.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An upstream artifact lacks an output this node needs.
+    #[error("input `{slot}` has no output `{name}` (it holds: {have})")]
+    MissingOutput {
+        /// The slot.
+        slot: String,
+        /// The output wanted.
+        name: String,
+        /// What it has.
+        have: String,
+    },
+    /// The run was stopped (Ctrl-C, or a scheduler's warning signal); checkpoints are kept.
+    #[error("interrupted")]
+    Interrupted,
+    /// Anything else, with context.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl NodeError {
+    /// An error from a message.
+    pub fn msg(m: impl Into<String>) -> NodeError {
+        NodeError::Other(m.into())
+    }
+
+    /// Wrap an I/O error with the path it concerns.
+    pub fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> NodeError {
+        let path = path.to_path_buf();
+        move |source| NodeError::Io { op, path, source }
+    }
+}
+
+/// A node kind. Implementations live in `cedm-nodes`, one file each.
+pub trait Node: Send + Sync {
+    /// The kind name used in YAML, e.g. `cluster/temi`.
+    fn kind(&self) -> &'static str;
+    /// Implementation version; bump it whenever the output bytes change. Part of the key.
+    fn version(&self) -> u32;
+    /// One line saying what the node does.
+    fn about(&self) -> &'static str;
+    /// Input slots.
+    fn inputs(&self) -> &'static [Slot];
+    /// JSON schema of the params (documentation: field docs and defaults).
+    fn params_schema(&self) -> serde_json::Value;
+    /// Check params and canonicalise them (defaults filled in). Must not touch files.
+    ///
+    /// # Errors
+    /// A param that does not fit, with its path.
+    fn check(&self, params: &serde_json::Value) -> Result<Checked, ParamError>;
+    /// Compute the outputs into `ctx.out_dir()`.
+    ///
+    /// # Errors
+    /// Anything that stops the node; nothing is published then.
+    fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError>;
+}
+
+/// The list of known node kinds.
+#[derive(Default, Clone)]
+pub struct Registry {
+    kinds: Vec<&'static dyn Node>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Add a kind (later additions with the same name replace earlier ones).
+    pub fn register(&mut self, node: &'static dyn Node) -> &mut Registry {
+        self.kinds.retain(|k| k.kind() != node.kind());
+        self.kinds.push(node);
+        self
+    }
+
+    /// Look a kind up.
+    pub fn get(&self, kind: &str) -> Option<&'static dyn Node> {
+        self.kinds.iter().copied().find(|k| k.kind() == kind)
+    }
+
+    /// All kinds, in registration order.
+    pub fn kinds(&self) -> &[&'static dyn Node] {
+        &self.kinds
+    }
+}
+
+/// An upstream node's outputs, as a running node sees them.
+#[derive(Clone, Debug)]
+pub struct Artifact {
+    /// The slot it is connected to.
+    pub slot: String,
+    /// Its record (kind, params, outputs, provenance).
+    pub record: Record,
+    /// Absolute paths of its output files (read-only objects in the cache), by name.
+    pub files: BTreeMap<String, PathBuf>,
+}
+
+impl Artifact {
+    /// Path of one output file.
+    ///
+    /// # Errors
+    /// When the upstream node has no such output.
+    pub fn path(&self, name: &str) -> Result<&Path, NodeError> {
+        self.files.get(name).map(PathBuf::as_path).ok_or_else(|| NodeError::MissingOutput {
+            slot: self.slot.clone(),
+            name: name.to_string(),
+            have: self.files.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// The upstream node's key.
+    pub fn key(&self) -> Digest {
+        self.record.key
+    }
+}
+
+/// Progress reported by a running node.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Progress {
+    /// Units done.
+    pub done: u64,
+    /// Units in all, when known.
+    pub total: Option<u64>,
+    /// What a unit is (`img`, `step`, `epoch`).
+    pub unit: String,
+    /// Optional short status (e.g. the current loss).
+    pub message: Option<String>,
+}
+
+/// What a node sees while it runs.
+pub struct RunContext<'a> {
+    pub(crate) params: serde_json::Value,
+    pub(crate) inputs: BTreeMap<String, Artifact>,
+    pub(crate) out_dir: PathBuf,
+    pub(crate) work_dir: PathBuf,
+    pub(crate) device: String,
+    pub(crate) instance: String,
+    pub(crate) stop: &'a AtomicBool,
+    pub(crate) on_progress: &'a (dyn Fn(Progress) + Sync),
+    pub(crate) on_log: &'a (dyn Fn(&str) + Sync),
+    pub(crate) log: Mutex<String>,
+    pub(crate) stats: BTreeMap<String, f64>,
+    pub(crate) last_progress: Option<Instant>,
+}
+
+impl<'a> RunContext<'a> {
+    /// A context for running a node outside the engine (tests, benchmarks, standalone commands).
+    #[allow(clippy::too_many_arguments)]
+    pub fn standalone(
+        params: serde_json::Value,
+        inputs: BTreeMap<String, Artifact>,
+        out_dir: PathBuf,
+        work_dir: PathBuf,
+        device: &str,
+        stop: &'a AtomicBool,
+        on_progress: &'a (dyn Fn(Progress) + Sync),
+        on_log: &'a (dyn Fn(&str) + Sync),
+    ) -> RunContext<'a> {
+        RunContext {
+            params,
+            inputs,
+            out_dir,
+            work_dir,
+            device: device.to_string(),
+            instance: "standalone".into(),
+            stop,
+            on_progress,
+            on_log,
+            log: Mutex::new(String::new()),
+            stats: BTreeMap::new(),
+            last_progress: None,
+        }
+    }
+
+    /// The params as JSON (canonical, file params as absolute paths).
+    pub fn params_json(&self) -> &serde_json::Value {
+        &self.params
+    }
+
+    /// The params as the kind's typed struct.
+    ///
+    /// # Errors
+    /// Only if the params changed shape since `check` (a bug).
+    pub fn params<P: DeserializeOwned>(&self) -> Result<P, NodeError> {
+        serde_json::from_value(self.params.clone())
+            .map_err(|e| NodeError::msg(format!("params do not fit the kind: {e}")))
+    }
+
+    /// The artifact connected to `slot`, if any.
+    pub fn input(&self, slot: &str) -> Option<&Artifact> {
+        self.inputs.get(slot)
+    }
+
+    /// The artifact connected to a required slot.
+    ///
+    /// # Errors
+    /// When it is not connected (the engine checks required slots first, so only optional
+    /// slots a node insists on reach this).
+    pub fn require(&self, slot: &str) -> Result<&Artifact, NodeError> {
+        self.inputs
+            .get(slot)
+            .ok_or_else(|| NodeError::msg(format!("input `{slot}` is not connected")))
+    }
+
+    /// Where outputs go. Every regular file written here becomes an output, named by its
+    /// path relative to this directory.
+    pub fn out_dir(&self) -> &Path {
+        &self.out_dir
+    }
+
+    /// Scratch space that survives a crash of this key (checkpoints); removed once the node's
+    /// result is published. Created on first call.
+    ///
+    /// # Errors
+    /// When it cannot be created.
+    pub fn work_dir(&self) -> Result<&Path, NodeError> {
+        std::fs::create_dir_all(&self.work_dir).map_err(NodeError::io("creating", &self.work_dir))?;
+        Ok(&self.work_dir)
+    }
+
+    /// The device requested for this run (`cpu`, `wgpu:0`, `cuda:1`).
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
+    /// Whether the run has been asked to stop (Ctrl-C, Slurm's warning signal). Long nodes
+    /// check this between steps, checkpoint, and return [`NodeError::Interrupted`].
+    pub fn should_stop(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Report progress (rate-limited to a few events per second, except the last).
+    pub fn progress(&mut self, done: u64, total: Option<u64>, unit: &str, message: Option<String>) {
+        let now = Instant::now();
+        let last = total.is_some_and(|t| done >= t);
+        if !last && self.last_progress.is_some_and(|t| now.duration_since(t).as_millis() < 200) {
+            return;
+        }
+        self.last_progress = Some(now);
+        (self.on_progress)(Progress {
+            done,
+            total,
+            unit: unit.to_string(),
+            message,
+        });
+    }
+
+    /// Write a line to the node's log (stored with its record; shown by `cedm cache show`).
+    pub fn log(&self, line: impl AsRef<str>) {
+        let line = line.as_ref();
+        if let Ok(mut l) = self.log.lock() {
+            l.push_str(line);
+            l.push('\n');
+        }
+        (self.on_log)(line);
+    }
+
+    /// Record a number about this run (a timing, a throughput) in the record's metadata.
+    pub fn stat(&mut self, name: &str, value: f64) {
+        self.stats.insert(name.to_string(), value);
+    }
+
+    /// The node instance label (e.g. `temi[C=10]`).
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Everything logged so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct P {
+        clusters: u32,
+        #[serde(default = "default_gamma")]
+        gamma: f64,
+        nested: Option<Inner>,
+    }
+    #[derive(serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct Inner {
+        depth: u32,
+    }
+    fn default_gamma() -> f64 {
+        0.6
+    }
+
+    #[test]
+    fn defaults_are_filled_in() {
+        let (_, c) = check_typed::<P>(&serde_json::json!({"clusters": 10})).unwrap();
+        assert_eq!(c, serde_json::json!({"clusters": 10, "gamma": 0.6, "nested": null}));
+    }
+
+    #[test]
+    fn errors_carry_paths_and_kinds() {
+        let e = check_typed::<P>(&serde_json::json!({"clusters": 10, "gama": 1})).err().unwrap();
+        assert!(matches!(&e.kind, ParamErrorKind::Unknown { field, expected } if field == "gama" && expected.contains(&"gamma".to_string())));
+        let e = check_typed::<P>(&serde_json::json!({})).err().unwrap();
+        assert_eq!(e.kind, ParamErrorKind::Missing { field: "clusters".into() });
+        let e = check_typed::<P>(&serde_json::json!({"clusters": "ten"})).err().unwrap();
+        assert_eq!(e.path, vec![PathSeg::Key("clusters".into())]);
+        assert_eq!(e.kind, ParamErrorKind::Invalid);
+        let e = check_typed::<P>(&serde_json::json!({"clusters": 1, "nested": {"depth": -1}}))
+            .err()
+            .unwrap();
+        assert_eq!(e.path, vec![PathSeg::Key("nested".into()), PathSeg::Key("depth".into())]);
+    }
+}

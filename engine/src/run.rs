@@ -1,0 +1,650 @@
+//! Planning against the cache (`status`) and running (`run`): keys, cache hits, early cutoff,
+//! parallel scheduling with resource tokens, failure propagation.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use cedm_cache::{Cache, Digest, FileRef, HitCheck, InputRef, Record};
+
+use crate::diag::{Problem, SpecError};
+use crate::event::{Event, EventKind, Reason, Reporter, Status};
+use crate::key::{KeyInput, node_key};
+use crate::node::Registry;
+use crate::plan::{Instance, Plan};
+use crate::task::{Task, TaskError, TaskOutcome, execute_locked};
+
+/// A device name as written in YAML or on the command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// The CPU backend.
+    Cpu,
+    /// burn's wgpu backend (Vulkan/Metal), adapter N.
+    Wgpu(usize),
+    /// burn's CUDA backend, device N.
+    Cuda(usize),
+}
+
+/// Parse `cpu`, `wgpu`, `wgpu:N`, `cuda`, `cuda:N`.
+///
+/// # Errors
+/// A message naming what was expected.
+pub fn parse_device(s: &str) -> Result<DeviceSpec, String> {
+    let (name, idx) = match s.split_once(':') {
+        Some((n, i)) => (n, Some(i)),
+        None => (s, None),
+    };
+    let idx = match idx {
+        Some(i) => i
+            .parse::<usize>()
+            .map_err(|_| format!("device `{s}`: `{i}` is not a device number"))?,
+        None => 0,
+    };
+    match name {
+        "cpu" if idx == 0 => Ok(DeviceSpec::Cpu),
+        "wgpu" => Ok(DeviceSpec::Wgpu(idx)),
+        "cuda" => Ok(DeviceSpec::Cuda(idx)),
+        _ => Err(format!("unknown device `{s}`")),
+    }
+}
+
+impl DeviceSpec {
+    /// Whether this is an accelerator (nodes needing GPUs take a token for it).
+    pub fn is_gpu(&self) -> bool {
+        !matches!(self, DeviceSpec::Cpu)
+    }
+}
+
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceSpec::Cpu => write!(f, "cpu"),
+            DeviceSpec::Wgpu(i) => write!(f, "wgpu:{i}"),
+            DeviceSpec::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+/// Options of a run.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// Nodes (ids or instance labels) to run, with what they need; empty = all.
+    pub only: Vec<String>,
+    /// Nodes to recompute even when cached.
+    pub force: Vec<String>,
+    /// Most nodes running at once.
+    pub jobs: usize,
+    /// Device override (else the experiment's `device:`, else cpu).
+    pub device: Option<String>,
+    /// Set to stop: no new node starts; running nodes see `should_stop`.
+    pub stop: Arc<AtomicBool>,
+    /// Executor name recorded in records.
+    pub executor: String,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            only: Vec::new(),
+            force: Vec::new(),
+            jobs: 2,
+            device: None,
+            stop: Arc::new(AtomicBool::new(false)),
+            executor: "local".into(),
+        }
+    }
+}
+
+/// How one instance ended.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// Found in the cache.
+    Cached(Record),
+    /// Computed in this run.
+    Ran(Record),
+    /// Failed.
+    Failed(String),
+    /// Not run because an upstream instance failed.
+    Blocked(String),
+    /// Not selected, or not started because the run was stopped.
+    NotRun,
+}
+
+impl Outcome {
+    /// The record, if the instance has a result.
+    pub fn record(&self) -> Option<&Record> {
+        match self {
+            Outcome::Cached(r) | Outcome::Ran(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// The result of [`run`].
+#[derive(Debug)]
+pub struct RunSummary {
+    /// Outcome per instance (indexed like `plan.instances`).
+    pub outcomes: Vec<Outcome>,
+    /// Wall seconds.
+    pub seconds: f64,
+    /// Whether the run was stopped early.
+    pub interrupted: bool,
+}
+
+impl RunSummary {
+    /// Count of outcomes matching a predicate.
+    pub fn count(&self, f: impl Fn(&Outcome) -> bool) -> usize {
+        self.outcomes.iter().filter(|o| f(o)).count()
+    }
+
+    /// Whether every selected instance has a result.
+    pub fn ok(&self) -> bool {
+        !self.interrupted
+            && self
+                .outcomes
+                .iter()
+                .all(|o| matches!(o, Outcome::Cached(_) | Outcome::Ran(_) | Outcome::NotRun))
+    }
+}
+
+/// Digests of every instance's external files. Missing files are `Err(path)`.
+pub fn hash_files(plan: &Plan, cache: &Cache) -> Vec<BTreeMap<String, Result<FileRef, String>>> {
+    plan.instances
+        .iter()
+        .map(|inst| {
+            inst.files
+                .iter()
+                .map(|f| {
+                    let r = cache.hash_path(&f.path).map_err(|e| match e {
+                        cedm_cache::CacheError::Io { source, .. } => format!("{}: {source}", f.path.display()),
+                        other => other.to_string(),
+                    });
+                    (f.param.clone(), r)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Every missing or unreadable input file as a diagnostic pointing at its param.
+pub fn file_problems(plan: &Plan, files: &[BTreeMap<String, Result<FileRef, String>>]) -> Option<SpecError> {
+    let mut problems = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (inst, fs) in plan.instances.iter().zip(files) {
+        for (param, r) in fs {
+            if let Err(msg) = r {
+                let span = inst.file_spans.get(param).copied().unwrap_or(inst.span);
+                if seen.insert((span.offset, msg.clone())) {
+                    let path = inst.files.iter().find(|f| &f.param == param).map(|f| f.path.display().to_string());
+                    problems.push(
+                        Problem::new(
+                            "cedm::run::missing_file",
+                            format!("node `{}` ({}): cannot read `{param}`: {msg}", inst.node, inst.kind.kind()),
+                            span,
+                            "this file",
+                        )
+                        .with_help(format!(
+                            "expected at {}; relative paths are resolved against {}",
+                            path.unwrap_or_default(),
+                            plan.experiment.dir.display()
+                        )),
+                    );
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        None
+    } else {
+        Some(SpecError::new(&plan.experiment.shown, &plan.experiment.src, problems))
+    }
+}
+
+fn key_of(
+    inst: &Instance,
+    inputs: &BTreeMap<String, Digest>,
+    files: &BTreeMap<String, Result<FileRef, String>>,
+) -> Option<Digest> {
+    let mut fd = BTreeMap::new();
+    for (p, r) in files {
+        fd.insert(p.clone(), r.as_ref().ok()?.digest);
+    }
+    Some(node_key(&KeyInput {
+        kind: inst.kind.kind(),
+        version: inst.kind.version(),
+        params: &inst.key_params,
+        inputs,
+        files: &fd,
+    }))
+}
+
+fn param_changes(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let empty = serde_json::Map::new();
+    let o = old.as_object().unwrap_or(&empty);
+    let n = new.as_object().unwrap_or(&empty);
+    let keys: BTreeSet<&String> = o.keys().chain(n.keys()).collect();
+    for k in keys {
+        match (o.get(k), n.get(k)) {
+            (Some(a), Some(b)) if a == b => {}
+            (Some(a), Some(b)) => out.push(format!("{k}: {a} → {b}")),
+            (None, Some(b)) => out.push(format!("{k}: (none) → {b}")),
+            (Some(a), None) => out.push(format!("{k}: {a} → (none)")),
+            (None, None) => {}
+        }
+    }
+    out
+}
+
+/// Why `inst` (whose key is `key`, not cached) will run, compared with its last run.
+/// `inputs`/`files` are the current digests when known.
+fn explain(
+    cache: &Cache,
+    plan: &Plan,
+    inst: &Instance,
+    key: Option<&Digest>,
+    inputs: Option<&BTreeMap<String, Digest>>,
+    files: &BTreeMap<String, Result<FileRef, String>>,
+) -> Option<Reason> {
+    let Some(prev_key) = cache.get_ref(&plan.experiment.name, &inst.label) else {
+        return Some(Reason::New);
+    };
+    if key == Some(&prev_key) {
+        if cache.failure(&prev_key).ok().flatten().is_some() {
+            return Some(Reason::Failed);
+        }
+        return Some(Reason::Damaged {
+            problems: vec!["record missing".into()],
+        });
+    }
+    let Some(prev) = cache.record(&prev_key).ok().flatten() else {
+        return Some(Reason::Changed);
+    };
+    if prev.kind_version != inst.kind.version() {
+        return Some(Reason::VersionBumped {
+            from: prev.kind_version,
+            to: inst.kind.version(),
+        });
+    }
+    let changes = param_changes(&prev.params, &inst.key_params);
+    if !changes.is_empty() {
+        return Some(Reason::ParamsChanged { changes });
+    }
+    let changed_files: Vec<String> = files
+        .iter()
+        .filter(|(p, r)| match (r, prev.files.get(*p)) {
+            (Ok(now), Some(then)) => now.digest != then.digest,
+            _ => true,
+        })
+        .map(|(p, _)| p.clone())
+        .collect();
+    if !changed_files.is_empty() {
+        return Some(Reason::FileChanged { params: changed_files });
+    }
+    let inputs = inputs?;
+    let slots: Vec<String> = inputs
+        .iter()
+        .filter(|(s, d)| prev.inputs.get(*s).is_none_or(|r| &r.digest != *d))
+        .map(|(s, _)| s.clone())
+        .collect();
+    if slots.is_empty() {
+        Some(Reason::Changed)
+    } else {
+        Some(Reason::InputChanged { slots })
+    }
+}
+
+/// The status of every instance: cached, will run (and why), waits on upstream, missing file.
+pub fn status(plan: &Plan, cache: &Cache, force: &[String]) -> Vec<Status> {
+    let files = hash_files(plan, cache);
+    let forced: BTreeSet<usize> = force.iter().flat_map(|f| plan.find(f)).collect();
+    let mut out: Vec<Status> = Vec::with_capacity(plan.instances.len());
+    let mut digests: Vec<Option<Digest>> = vec![None; plan.instances.len()];
+    for inst in &plan.instances {
+        let fs = &files[inst.index];
+        if let Some((param, Err(_))) = fs.iter().find(|(_, r)| r.is_err()) {
+            let path = inst.files.iter().find(|f| &f.param == param).map(|f| f.path.display().to_string());
+            out.push(Status::MissingFile {
+                param: param.clone(),
+                path: path.unwrap_or_default(),
+            });
+            continue;
+        }
+        let mut inputs = BTreeMap::new();
+        let mut waits = Vec::new();
+        for (slot, &up) in &inst.inputs {
+            match digests[up] {
+                Some(d) => {
+                    inputs.insert(slot.clone(), d);
+                }
+                None => waits.push(plan.instances[up].label.clone()),
+            }
+        }
+        if !waits.is_empty() {
+            let own = explain(cache, plan, inst, None, None, fs).filter(|r| {
+                matches!(r, Reason::New | Reason::ParamsChanged { .. } | Reason::VersionBumped { .. } | Reason::FileChanged { .. })
+            });
+            let own = if forced.contains(&inst.index) { Some(Reason::Forced) } else { own };
+            out.push(Status::Waits { on: waits, own });
+            continue;
+        }
+        let Some(key) = key_of(inst, &inputs, fs) else {
+            out.push(Status::Waits { on: vec![], own: None });
+            continue;
+        };
+        if forced.contains(&inst.index) {
+            out.push(Status::WillRun { key, reason: Reason::Forced });
+            continue;
+        }
+        match cache.check(&key) {
+            Ok(HitCheck::Hit(r)) => {
+                digests[inst.index] = Some(r.output_digest);
+                out.push(Status::Cached { key });
+            }
+            Ok(HitCheck::Damaged { problems, .. }) => out.push(Status::WillRun {
+                key,
+                reason: Reason::Damaged {
+                    problems: problems.iter().map(|(n, p)| format!("{n}: {p}")).collect(),
+                },
+            }),
+            _ => {
+                let reason = explain(cache, plan, inst, Some(&key), Some(&inputs), fs).unwrap_or(Reason::Changed);
+                out.push(Status::WillRun { key, reason });
+            }
+        }
+    }
+    out
+}
+
+#[derive(Clone, Debug)]
+enum State {
+    Pending,
+    Running,
+    Done(Record, bool),
+    Failed(String),
+    Blocked(String),
+    NotRun,
+}
+
+fn emit(reporter: &dyn Reporter, inst: &Instance, kind: EventKind) {
+    reporter.event(&Event {
+        instance: inst.label.clone(),
+        node: inst.node.clone(),
+        kind,
+    });
+}
+
+/// What the engine needs to run a plan.
+pub struct Engine<'a> {
+    /// The cache.
+    pub cache: &'a Cache,
+    /// Node kinds.
+    pub registry: &'a Registry,
+    /// Where events go.
+    pub reporter: &'a dyn Reporter,
+}
+
+/// Something that computes a task (in this process, or as a batch job).
+pub trait Executor: Send + Sync {
+    /// Compute the task and return its record (publishing it into the cache).
+    ///
+    /// # Errors
+    /// When the task fails.
+    fn execute(&self, task: &Task, engine: &Engine<'_>, stop: &AtomicBool) -> Result<TaskOutcome, TaskError>;
+}
+
+/// Runs tasks in this process, one thread each.
+pub struct LocalExecutor;
+
+impl Executor for LocalExecutor {
+    fn execute(&self, task: &Task, engine: &Engine<'_>, stop: &AtomicBool) -> Result<TaskOutcome, TaskError> {
+        execute_locked(task, engine.cache, engine.registry, engine.reporter, stop, "local")
+    }
+}
+
+/// Run a plan: every selected instance ends cached, ran, failed, or blocked.
+///
+/// # Errors
+/// Missing input files (before anything runs).
+pub fn run(plan: &Plan, engine: &Engine<'_>, opts: &RunOptions) -> Result<RunSummary, SpecError> {
+    run_with(plan, engine, opts, &LocalExecutor)
+}
+
+/// [`run`] with a chosen executor.
+///
+/// # Errors
+/// Missing input files (before anything runs).
+pub fn run_with(
+    plan: &Plan,
+    engine: &Engine<'_>,
+    opts: &RunOptions,
+    executor: &dyn Executor,
+) -> Result<RunSummary, SpecError> {
+    let t0 = Instant::now();
+    let cache = engine.cache;
+    let reporter = engine.reporter;
+    let files = hash_files(plan, cache);
+    if let Some(e) = file_problems(plan, &files) {
+        return Err(e);
+    }
+    let device_name = opts
+        .device
+        .clone()
+        .or_else(|| plan.experiment.device.as_ref().map(|(d, _)| d.clone()))
+        .unwrap_or_else(|| "cpu".to_string());
+    let device = parse_device(&device_name).unwrap_or(DeviceSpec::Cpu);
+    let n = plan.instances.len();
+    let selected: BTreeSet<usize> = if opts.only.is_empty() {
+        (0..n).collect()
+    } else {
+        let roots: Vec<usize> = opts.only.iter().flat_map(|o| plan.find(o)).collect();
+        plan.ancestors(&roots)
+    };
+    let forced: BTreeSet<usize> = opts.force.iter().flat_map(|f| plan.find(f)).collect();
+    let statuses = status(plan, cache, &opts.force);
+    for (inst, st) in plan.instances.iter().zip(&statuses) {
+        let st = if selected.contains(&inst.index) { st.clone() } else { Status::Skipped };
+        emit(reporter, inst, EventKind::Planned { status: st });
+    }
+    let mut state: Vec<State> =
+        (0..n).map(|i| if selected.contains(&i) { State::Pending } else { State::NotRun }).collect();
+    let jobs = opts.jobs.max(1);
+    let gpu_capacity: u32 = if device.is_gpu() { 1 } else { u32::MAX };
+    let mut gpus_in_use: u32 = 0;
+    let mut running = 0usize;
+    let (tx, rx) = mpsc::channel::<(usize, Result<TaskOutcome, TaskError>)>();
+    let mut interrupted = false;
+    let mut keys: Vec<Option<Digest>> = vec![None; n];
+    std::thread::scope(|scope| {
+        loop {
+            // Promote pending instances whose inputs are done; dispatch while there is room.
+            let mut progressed = true;
+            while progressed {
+                progressed = false;
+                for i in 0..n {
+                    if !matches!(state[i], State::Pending) {
+                        continue;
+                    }
+                    let inst = &plan.instances[i];
+                    if let Some((_, &up)) = inst.inputs.iter().find(|(_, u)| matches!(state[**u], State::Failed(_) | State::Blocked(_))) {
+                        state[i] = State::Blocked(plan.instances[up].label.clone());
+                        emit(reporter, inst, EventKind::Blocked { on: plan.instances[up].label.clone() });
+                        progressed = true;
+                        continue;
+                    }
+                    if inst.inputs.values().any(|&u| !matches!(state[u], State::Done(..))) {
+                        continue;
+                    }
+                    let mut inputs = BTreeMap::new();
+                    let mut input_refs = BTreeMap::new();
+                    for (slot, &u) in &inst.inputs {
+                        if let State::Done(r, _) = &state[u] {
+                            inputs.insert(slot.clone(), r.output_digest);
+                            input_refs.insert(slot.clone(), InputRef { key: r.key, digest: r.output_digest });
+                        }
+                    }
+                    let Some(key) = key_of(inst, &inputs, &files[i]) else { continue };
+                    let reason = if forced.contains(&i) {
+                        Reason::Forced
+                    } else {
+                        match cache.check(&key) {
+                            Ok(HitCheck::Hit(r)) => {
+                                let _ = cache.set_ref(&plan.experiment.name, &inst.label, &key);
+                                emit(reporter, inst, EventKind::CacheHit { key, digest: r.output_digest, by_other: false });
+                                state[i] = State::Done(r, false);
+                                progressed = true;
+                                continue;
+                            }
+                            Ok(HitCheck::Damaged { problems, .. }) => Reason::Damaged {
+                                problems: problems.iter().map(|(n, p)| format!("{n}: {p}")).collect(),
+                            },
+                            _ => explain(cache, plan, inst, Some(&key), Some(&inputs), &files[i]).unwrap_or(Reason::Changed),
+                        }
+                    };
+                    if opts.stop.load(Ordering::Relaxed) {
+                        interrupted = true;
+                        continue;
+                    }
+                    let needs_gpu = device.is_gpu() && inst.resources.gpus > 0;
+                    let gpu_busy = needs_gpu && gpus_in_use > 0 && gpus_in_use + inst.resources.gpus > gpu_capacity;
+                    if running >= jobs || gpu_busy {
+                        continue;
+                    }
+                    let task = Task {
+                        key,
+                        experiment: plan.experiment.name.clone(),
+                        node: inst.node.clone(),
+                        instance: inst.label.clone(),
+                        kind: inst.kind.kind().to_string(),
+                        version: inst.kind.version(),
+                        params: inst.params.clone(),
+                        key_params: inst.key_params.clone(),
+                        inputs: input_refs,
+                        files: files[i]
+                            .iter()
+                            .filter_map(|(p, r)| r.as_ref().ok().map(|f| (p.clone(), f.clone())))
+                            .collect(),
+                        device: device.to_string(),
+                        reason,
+                    };
+                    state[i] = State::Running;
+                    keys[i] = Some(key);
+                    running += 1;
+                    if needs_gpu {
+                        gpus_in_use += inst.resources.gpus;
+                    }
+                    let tx = tx.clone();
+                    let stop = opts.stop.clone();
+                    let device_lock = needs_gpu.then(|| device.to_string());
+                    scope.spawn(move || {
+                        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            // One accelerator is shared by every cedm process on this cache:
+                            // a token lock keeps two trainings off the same device.
+                            let _token = match &device_lock {
+                                Some(d) => Some(wait_token(cache, d, &task, reporter, &stop)?),
+                                None => None,
+                            };
+                            executor.execute(&task, engine, &stop)
+                        }))
+                        .unwrap_or_else(|p| Err(TaskError::Node(format!("executor panicked: {:?}", p.downcast_ref::<String>()))));
+                        let _ = tx.send((i, out));
+                    });
+                    progressed = true;
+                }
+            }
+            if running == 0 {
+                break;
+            }
+            let Ok((i, out)) = rx.recv() else { break };
+            running -= 1;
+            let inst = &plan.instances[i];
+            if device.is_gpu() && inst.resources.gpus > 0 {
+                gpus_in_use = gpus_in_use.saturating_sub(inst.resources.gpus);
+            }
+            match out {
+                Ok(o) => {
+                    let r = o.record().clone();
+                    let _ = cache.set_ref(&plan.experiment.name, &inst.label, &r.key);
+                    let ran = matches!(o, TaskOutcome::Ran(_));
+                    match o {
+                        TaskOutcome::Hit(_) => emit(reporter, inst, EventKind::CacheHit { key: r.key, digest: r.output_digest, by_other: true }),
+                        TaskOutcome::Ran(_) => emit(reporter, inst, EventKind::Finished {
+                            key: r.key,
+                            digest: r.output_digest,
+                            seconds: r.meta.seconds,
+                            outputs: r.outputs.len(),
+                            bytes: r.output_bytes(),
+                        }),
+                    }
+                    state[i] = State::Done(r, ran);
+                }
+                Err(TaskError::Interrupted) => {
+                    interrupted = true;
+                    state[i] = State::NotRun;
+                }
+                Err(e) => {
+                    let interrupted_node = matches!(&e, TaskError::Node(m) if m == "interrupted");
+                    interrupted |= interrupted_node;
+                    let error = crate::task::error_chain(&e);
+                    if let Some(k) = keys[i] {
+                        let _ = cache.set_ref(&plan.experiment.name, &inst.label, &k);
+                    }
+                    emit(reporter, inst, EventKind::Failed { key: keys[i], error: error.clone() });
+                    state[i] = State::Failed(error);
+                }
+            }
+        }
+    });
+    if opts.stop.load(Ordering::Relaxed) {
+        interrupted = true;
+    }
+    let outcomes = state
+        .into_iter()
+        .map(|s| match s {
+            State::Done(r, true) => Outcome::Ran(r),
+            State::Done(r, false) => Outcome::Cached(r),
+            State::Failed(e) => Outcome::Failed(e),
+            State::Blocked(on) => Outcome::Blocked(on),
+            State::Pending | State::Running | State::NotRun => Outcome::NotRun,
+        })
+        .collect();
+    Ok(RunSummary {
+        outcomes,
+        seconds: t0.elapsed().as_secs_f64(),
+        interrupted,
+    })
+}
+
+fn wait_token(
+    cache: &Cache,
+    device: &str,
+    task: &Task,
+    reporter: &dyn Reporter,
+    stop: &AtomicBool,
+) -> Result<cedm_cache::LockGuard, TaskError> {
+    let name = format!("device-{}-{device}", cedm_cache::hostname());
+    let mut announced = false;
+    loop {
+        match cache.try_lock_named(&name, &task.instance)? {
+            Ok(g) => return Ok(g),
+            Err(owner) => {
+                if !announced {
+                    reporter.event(&Event {
+                        instance: task.instance.clone(),
+                        node: task.node.clone(),
+                        kind: EventKind::Waiting {
+                            holder: format!("{device} held by {} ({}:{})", owner.purpose, owner.host, owner.pid),
+                        },
+                    });
+                    announced = true;
+                }
+                if stop.load(Ordering::Relaxed) {
+                    return Err(TaskError::Interrupted);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+        }
+    }
+}
