@@ -39,7 +39,10 @@ fn stamp(path: &Path, m: &fs::Metadata) -> Stamp {
 impl Cache {
     fn memo_path(&self, path: &Path) -> PathBuf {
         let h = Digest::of_bytes(path.to_string_lossy().as_bytes()).to_hex();
-        self.root.join("state").join("files").join(format!("{}.json", &h[..32]))
+        self.root
+            .join("state")
+            .join("files")
+            .join(format!("{}.json", &h[..32]))
     }
 
     /// Content digest of a file or directory, from the memo when its stamp is unchanged.
@@ -110,7 +113,11 @@ fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<(),
         if m.is_dir() {
             walk(base, &p, out)?;
         } else if m.is_file() {
-            let rel = p.strip_prefix(base).unwrap_or(&p).to_string_lossy().to_string();
+            let rel = p
+                .strip_prefix(base)
+                .unwrap_or(&p)
+                .to_string_lossy()
+                .to_string();
             out.push((rel, p));
         }
     }
@@ -134,10 +141,16 @@ mod tests {
         let mut memo: Memo = serde_json::from_slice(&fs::read(&memo_p).unwrap()).unwrap();
         memo.digest = Digest::of_bytes(b"poison");
         fs::write(&memo_p, serde_json::to_vec(&memo).unwrap()).unwrap();
-        assert_eq!(cache.hash_path(&f).unwrap().digest, Digest::of_bytes(b"poison"));
+        assert_eq!(
+            cache.hash_path(&f).unwrap().digest,
+            Digest::of_bytes(b"poison")
+        );
         // A changed file (size differs) is rehashed.
         fs::write(&f, b"hello world").unwrap();
-        assert_eq!(cache.hash_path(&f).unwrap().digest, Digest::of_bytes(b"hello world"));
+        assert_eq!(
+            cache.hash_path(&f).unwrap().digest,
+            Digest::of_bytes(b"hello world")
+        );
     }
 
     #[test]

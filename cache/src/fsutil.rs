@@ -28,7 +28,11 @@ pub(crate) fn unique_name(prefix: &str) -> String {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    format!("{prefix}{}-{}-{nanos:x}-{n}", hostname(), std::process::id())
+    format!(
+        "{prefix}{}-{}-{nanos:x}-{n}",
+        hostname(),
+        std::process::id()
+    )
 }
 
 /// Write `bytes` to `path` atomically: temp file in the same directory, fsync, rename, fsync dir.

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::fsutil::{process_alive, hostname};
+use crate::fsutil::{hostname, process_alive};
 use crate::store::{StagingOwner, read_json};
 use crate::{Cache, CacheError, Digest, Record, io_err};
 
@@ -135,7 +135,9 @@ impl Cache {
         }
         match hits.len() {
             1 => Ok(hits[0]),
-            0 => Err(CacheError::Lookup(format!("no record has a key starting with `{prefix}`"))),
+            0 => Err(CacheError::Lookup(format!(
+                "no record has a key starting with `{prefix}`"
+            ))),
             n => Err(CacheError::Lookup(format!(
                 "`{prefix}` matches {n} keys; give more characters"
             ))),
@@ -148,8 +150,15 @@ impl Cache {
         let results: Vec<(u64, Option<VerifyProblem>)> = objects
             .par_iter()
             .map(|p| {
-                let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default();
                 let size = fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+                if name.starts_with(".tmp-") {
+                    // A write killed before its rename: garbage for gc, not damage.
+                    return (0, None);
+                }
                 match name.parse::<Digest>() {
                     Err(_) => (0, Some(VerifyProblem::StrayFile { path: p.clone() })),
                     Ok(want) => match Digest::of_file(p) {
@@ -202,11 +211,17 @@ impl Cache {
     ///
     /// # Errors
     /// Filesystem errors while deleting.
-    pub fn gc(&self, keep: Option<&HashSet<Digest>>, dry_run: bool) -> Result<GcReport, CacheError> {
+    pub fn gc(
+        &self,
+        keep: Option<&HashSet<Digest>>,
+        dry_run: bool,
+    ) -> Result<GcReport, CacheError> {
         let mut report = GcReport::default();
         let mut live_objects: HashSet<Digest> = HashSet::new();
         for p in list_sharded(&self.root.join("records")) {
-            let Ok(Some(r)) = read_json::<Record>(&p, "record") else { continue };
+            let Ok(Some(r)) = read_json::<Record>(&p, "record") else {
+                continue;
+            };
             if keep.is_some_and(|k| !k.contains(&r.key)) {
                 report.records += 1;
                 if !dry_run {
@@ -223,8 +238,13 @@ impl Cache {
             }
         }
         for p in list_sharded(&self.root.join("objects")) {
-            let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-            let keep_it = name.parse::<Digest>().is_ok_and(|d| live_objects.contains(&d));
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let keep_it = name
+                .parse::<Digest>()
+                .is_ok_and(|d| live_objects.contains(&d));
             // Objects younger than a minute may belong to a publish in progress.
             let young = fs::metadata(&p)
                 .and_then(|m| m.modified())
@@ -242,7 +262,9 @@ impl Cache {
         if let Ok(entries) = fs::read_dir(self.root.join("tmp")) {
             for e in entries.flatten() {
                 let owner: Option<StagingOwner> =
-                    read_json(&e.path().join("owner.json"), "staging owner").ok().flatten();
+                    read_json(&e.path().join("owner.json"), "staging owner")
+                        .ok()
+                        .flatten();
                 let dead = match owner {
                     Some(o) => o.host == hostname() && !process_alive(o.pid, o.start_time),
                     None => true,
@@ -257,7 +279,9 @@ impl Cache {
         }
         if let Ok(entries) = fs::read_dir(self.root.join("work")) {
             for e in entries.flatten() {
-                let Ok(key) = e.file_name().to_string_lossy().parse::<Digest>() else { continue };
+                let Ok(key) = e.file_name().to_string_lossy().parse::<Digest>() else {
+                    continue;
+                };
                 let done = self.record_path(&key).exists();
                 let unlocked = matches!(self.lock_state(&key), crate::LockState::Free);
                 // Keep checkpoints of unfinished keys: they are how a re-run resumes.
@@ -276,7 +300,11 @@ impl Cache {
     ///
     /// # Errors
     /// When the key has no record or a copy fails.
-    pub fn export(&self, key: &Digest, dir: &Path) -> Result<BTreeMap<String, PathBuf>, CacheError> {
+    pub fn export(
+        &self,
+        key: &Digest,
+        dir: &Path,
+    ) -> Result<BTreeMap<String, PathBuf>, CacheError> {
         let record = self
             .record(key)?
             .ok_or_else(|| CacheError::Lookup(format!("no record for key {key}")))?;
@@ -289,7 +317,9 @@ impl Cache {
             }
             let src = self.object_path(&o.digest);
             fs::copy(&src, &dest).map_err(io_err("copying", &src))?;
-            let mut perms = fs::metadata(&dest).map_err(io_err("reading", &dest))?.permissions();
+            let mut perms = fs::metadata(&dest)
+                .map_err(io_err("reading", &dest))?
+                .permissions();
             #[allow(clippy::permissions_set_readonly_false)]
             perms.set_readonly(false);
             let _ = fs::set_permissions(&dest, perms);
@@ -304,7 +334,10 @@ impl Cache {
     /// Total bytes and count of objects.
     pub fn object_usage(&self) -> (usize, u64) {
         let objs = list_sharded(&self.root.join("objects"));
-        let bytes = objs.iter().map(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+        let bytes = objs
+            .iter()
+            .map(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+            .sum();
         (objs.len(), bytes)
     }
 }

@@ -30,7 +30,7 @@ pub use fsutil::{crash_point, hostname, rfc3339_now};
 pub use inspect::{GcReport, VerifyProblem, VerifyReport};
 pub use lock::{LockGuard, LockOwner, LockPolicy, LockState};
 pub use record::{
-    FileRef, Failure, InputRef, OutputRef, RECORD_FORMAT, Record, RunMeta, combined_digest,
+    Failure, FileRef, InputRef, OutputRef, RECORD_FORMAT, Record, RunMeta, combined_digest,
 };
 pub use store::{HitCheck, Staging};
 
@@ -153,7 +153,10 @@ impl Cache {
 
     fn sharded(&self, dir: &str, d: &Digest, ext: &str) -> PathBuf {
         let hex = d.to_hex();
-        self.root.join(dir).join(&hex[..2]).join(format!("{hex}{ext}"))
+        self.root
+            .join(dir)
+            .join(&hex[..2])
+            .join(format!("{hex}{ext}"))
     }
 
     /// Path of the object with this content digest.
@@ -177,7 +180,9 @@ impl Cache {
 
     /// Lock file of a key.
     pub fn lock_path(&self, key: &Digest) -> PathBuf {
-        self.root.join("locks").join(format!("{}.lock", key.to_hex()))
+        self.root
+            .join("locks")
+            .join(format!("{}.lock", key.to_hex()))
     }
 
     /// Try once to lock a key for computing it.
@@ -204,7 +209,13 @@ impl Cache {
     ) -> Result<Result<LockGuard, LockOwner>, CacheError> {
         let safe: String = name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let p = self.root.join("locks").join(format!("{safe}.lock"));
         lock::try_lock(&p, purpose, &self.lock_policy).map_err(io_err("locking", &p))

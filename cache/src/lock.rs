@@ -273,7 +273,10 @@ mod tests {
             purpose: String::new(),
         };
         fs::write(&p, serde_json::to_vec(&dead).unwrap()).unwrap();
-        assert!(matches!(lock_state(&p, &LockPolicy::default()), LockState::Stale(_)));
+        assert!(matches!(
+            lock_state(&p, &LockPolicy::default()),
+            LockState::Stale(_)
+        ));
         let g = try_lock(&p, "me", &LockPolicy::default()).unwrap();
         assert!(g.is_ok(), "a dead owner's lock is taken over");
     }
@@ -297,7 +300,12 @@ mod tests {
         };
         assert!(matches!(lock_state(&p, &pol), LockState::Held(_)));
         let old = SystemTime::now() - Duration::from_secs(7200);
-        File::options().write(true).open(&p).unwrap().set_modified(old).unwrap();
+        File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
         assert!(matches!(lock_state(&p, &pol), LockState::Stale(_)));
     }
 
@@ -311,7 +319,12 @@ mod tests {
         };
         let _g = try_lock(&p, "hb", &pol).unwrap().unwrap();
         let old = SystemTime::now() - Duration::from_secs(100);
-        File::options().write(true).open(&p).unwrap().set_modified(old).unwrap();
+        File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
         std::thread::sleep(Duration::from_millis(200));
         assert!(matches!(lock_state(&p, &pol), LockState::Held(_)));
     }

@@ -109,7 +109,9 @@ impl Cache {
                 let f = fs::File::open(file).map_err(io_err("opening", file))?;
                 f.sync_all().map_err(io_err("syncing", file))?;
             }
-            let mut perms = fs::metadata(file).map_err(io_err("reading", file))?.permissions();
+            let mut perms = fs::metadata(file)
+                .map_err(io_err("reading", file))?
+                .permissions();
             perms.set_readonly(true);
             fs::set_permissions(file, perms).map_err(io_err("chmod", file))?;
             fs::rename(file, &dest).map_err(io_err("renaming into", &dest))?;
@@ -278,22 +280,64 @@ impl Cache {
         read_json(&self.failure_path(key), "failure")
     }
 
+    /// Write an auxiliary file (e.g. a task description for a batch job) at `dir/name` inside
+    /// the cache, atomically. Returns its path.
+    ///
+    /// # Errors
+    /// Filesystem errors.
+    pub fn write_aux(&self, dir: &str, name: &str, bytes: &[u8]) -> Result<PathBuf, CacheError> {
+        let p = self.root.join(dir).join(name);
+        atomic_write(&p, bytes).map_err(io_err("writing", &p))?;
+        Ok(p)
+    }
+
+    /// Read an auxiliary file written by [`Cache::write_aux`].
+    ///
+    /// # Errors
+    /// Filesystem errors other than absence.
+    pub fn read_aux(&self, dir: &str, name: &str) -> Result<Option<Vec<u8>>, CacheError> {
+        let p = self.root.join(dir).join(name);
+        match fs::read(&p) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("reading", &p)(e)),
+        }
+    }
+
     fn ref_path(&self, experiment: &str, instance: &str) -> PathBuf {
         let exp: String = experiment
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let h = Digest::of_bytes(instance.as_bytes()).to_hex();
-        self.root.join("refs").join(exp).join(format!("{}.json", &h[..32]))
+        self.root
+            .join("refs")
+            .join(exp)
+            .join(format!("{}.json", &h[..32]))
     }
 
     /// Remember `key` as the latest result of a node instance of an experiment.
     ///
     /// # Errors
     /// Filesystem errors.
-    pub fn set_ref(&self, experiment: &str, instance: &str, key: &Digest) -> Result<(), CacheError> {
+    pub fn set_ref(
+        &self,
+        experiment: &str,
+        instance: &str,
+        key: &Digest,
+    ) -> Result<(), CacheError> {
         let p = self.ref_path(experiment, instance);
-        if read_json::<RefFile>(&p, "ref").ok().flatten().is_some_and(|r| r.key == *key) {
+        if read_json::<RefFile>(&p, "ref")
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.key == *key)
+        {
             return Ok(());
         }
         let body = RefFile {
@@ -320,7 +364,9 @@ impl Cache {
         };
         for e in exps.flatten() {
             let exp = e.file_name().to_string_lossy().to_string();
-            let Ok(files) = fs::read_dir(e.path()) else { continue };
+            let Ok(files) = fs::read_dir(e.path()) else {
+                continue;
+            };
             for f in files.flatten() {
                 if let Ok(Some(r)) = read_json::<RefFile>(&f.path(), "ref") {
                     out.push((exp.clone(), r.instance, r.key));

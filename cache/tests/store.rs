@@ -73,11 +73,20 @@ fn flipped_byte_is_detected_by_check_and_verify() {
 
     let report = cache.verify();
     assert!(
-        matches!(report.problems.as_slice(), [VerifyProblem::CorruptObject { .. }, VerifyProblem::MissingObject { .. }]),
+        matches!(
+            report.problems.as_slice(),
+            [
+                VerifyProblem::CorruptObject { .. },
+                VerifyProblem::MissingObject { .. }
+            ]
+        ),
         "{:?}",
         report.problems
     );
-    assert!(matches!(cache.check(&r.key).unwrap(), HitCheck::Damaged { .. }));
+    assert!(matches!(
+        cache.check(&r.key).unwrap(),
+        HitCheck::Damaged { .. }
+    ));
     // Republishing the same bytes heals the store.
     publish(&cache, "k1", &[("a.bin", &[7u8; 1000])]);
     assert!(cache.verify().problems.is_empty());
@@ -131,7 +140,10 @@ fn gc_keeps_referenced_objects_and_drops_the_rest() {
     }
     let dry = cache.gc(Some(&keep), true).unwrap();
     assert_eq!((dry.records, dry.objects), (1, 1));
-    assert!(cache.record(&b.key).unwrap().is_some(), "dry run deletes nothing");
+    assert!(
+        cache.record(&b.key).unwrap().is_some(),
+        "dry run deletes nothing"
+    );
     let rep = cache.gc(Some(&keep), false).unwrap();
     assert_eq!((rep.records, rep.objects, rep.bytes), (1, 1, 3));
     assert!(cache.record(&b.key).unwrap().is_none());
@@ -142,7 +154,11 @@ fn gc_keeps_referenced_objects_and_drops_the_rest() {
 fn export_copies_outputs_and_record() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::open(dir.path().join("c")).unwrap();
-    let r = publish(&cache, "k1", &[("labels.npy", b"npy"), ("g/grid.png", b"png")]);
+    let r = publish(
+        &cache,
+        "k1",
+        &[("labels.npy", b"npy"), ("g/grid.png", b"png")],
+    );
     let out = dir.path().join("export");
     let files = cache.export(&r.key, &out).unwrap();
     assert_eq!(files.len(), 2);
@@ -171,7 +187,10 @@ fn refs_remember_the_latest_key() {
     assert_eq!(cache.get_ref("exp", "temi[C=10]"), None);
     cache.set_ref("exp", "temi[C=10]", &k).unwrap();
     assert_eq!(cache.get_ref("exp", "temi[C=10]"), Some(k));
-    assert_eq!(cache.refs(), vec![("exp".to_string(), "temi[C=10]".to_string(), k)]);
+    assert_eq!(
+        cache.refs(),
+        vec![("exp".to_string(), "temi[C=10]".to_string(), k)]
+    );
 }
 
 #[test]

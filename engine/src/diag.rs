@@ -29,7 +29,12 @@ pub struct Problem {
 
 impl Problem {
     /// A problem with a label and no help.
-    pub fn new(code: &'static str, message: impl Into<String>, span: Span, label: impl Into<String>) -> Problem {
+    pub fn new(
+        code: &'static str,
+        message: impl Into<String>,
+        span: Span,
+        label: impl Into<String>,
+    ) -> Problem {
         Problem {
             code,
             message: message.into(),
@@ -65,7 +70,11 @@ impl SpecError {
         for p in &mut problems {
             p.src = Some(src.clone());
         }
-        SpecError { src, file, problems }
+        SpecError {
+            src,
+            file,
+            problems,
+        }
     }
 
     /// 1-based line of a problem.
@@ -77,8 +86,9 @@ impl SpecError {
     /// Render without colours at a fixed width (tests, logs, non-terminals).
     pub fn render_plain(&self) -> String {
         let mut out = String::new();
-        let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-            .with_width(100);
+        let handler =
+            miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+                .with_width(100);
         let _ = handler.render_report(&mut out, self);
         out
     }
@@ -115,7 +125,9 @@ impl Diagnostic for Problem {
         Some(Box::new(self.code))
     }
     fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
-        self.help.as_ref().map(|h| Box::new(h.clone()) as Box<dyn fmt::Display>)
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h.clone()) as Box<dyn fmt::Display>)
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         Some(labels_of(self))
@@ -134,7 +146,10 @@ impl Diagnostic for SpecError {
     }
     fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
         match self.problems.as_slice() {
-            [one] => one.help.as_ref().map(|h| Box::new(h.clone()) as Box<dyn fmt::Display>),
+            [one] => one
+                .help
+                .as_ref()
+                .map(|h| Box::new(h.clone()) as Box<dyn fmt::Display>),
             _ => None,
         }
     }

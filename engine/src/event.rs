@@ -50,11 +50,15 @@ impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Reason::New => write!(f, "new"),
-            Reason::ParamsChanged { changes } => write!(f, "params changed: {}", changes.join(", ")),
+            Reason::ParamsChanged { changes } => {
+                write!(f, "params changed: {}", changes.join(", "))
+            }
             Reason::InputChanged { slots } => write!(f, "input changed: {}", slots.join(", ")),
             Reason::FileChanged { params } => write!(f, "file changed: {}", params.join(", ")),
             Reason::VersionBumped { from, to } => write!(f, "kind version bumped {from} → {to}"),
-            Reason::Damaged { problems } => write!(f, "cached output damaged: {}", problems.join("; ")),
+            Reason::Damaged { problems } => {
+                write!(f, "cached output damaged: {}", problems.join("; "))
+            }
             Reason::Forced => write!(f, "forced"),
             Reason::Failed => write!(f, "last run failed"),
             Reason::Changed => write!(f, "changed"),
@@ -203,7 +207,11 @@ impl Collect {
     /// Labels of instances that had this kind of event.
     pub fn labels(&self, pred: impl Fn(&EventKind) -> bool) -> Vec<String> {
         let v = self.0.lock().map(|v| v.clone()).unwrap_or_default();
-        let mut out: Vec<String> = v.iter().filter(|e| pred(&e.kind)).map(|e| e.instance.clone()).collect();
+        let mut out: Vec<String> = v
+            .iter()
+            .filter(|e| pred(&e.kind))
+            .map(|e| e.instance.clone())
+            .collect();
         out.sort();
         out
     }

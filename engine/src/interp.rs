@@ -95,7 +95,10 @@ impl<'a> Env<'a> {
             chain.push(name.to_string());
             return Err(Problem::new(
                 "cedm::spec::var_cycle",
-                format!("variables refer to each other in a cycle: {}", chain.join(" → ")),
+                format!(
+                    "variables refer to each other in a cycle: {}",
+                    chain.join(" → ")
+                ),
                 span,
                 "part of the cycle",
             ));
@@ -105,7 +108,8 @@ impl<'a> Env<'a> {
         self.visiting.pop();
         let (v, mut deps) = r.map_err(|mut ps| ps.remove(0))?;
         deps.insert(name.to_string());
-        self.resolved.insert(name.to_string(), (v.clone(), deps.clone()));
+        self.resolved
+            .insert(name.to_string(), (v.clone(), deps.clone()));
         Ok((v, deps))
     }
 
@@ -124,7 +128,12 @@ impl<'a> Env<'a> {
         }
     }
 
-    fn walk(&mut self, node: &Node, deps: &mut BTreeSet<String>, problems: &mut Vec<Problem>) -> Value {
+    fn walk(
+        &mut self,
+        node: &Node,
+        deps: &mut BTreeSet<String>,
+        problems: &mut Vec<Problem>,
+    ) -> Value {
         match &node.value {
             Value::Str(s) if s.contains('$') => match self.string(s, node.span, deps) {
                 Ok(v) => v,
@@ -160,7 +169,12 @@ impl<'a> Env<'a> {
         }
     }
 
-    fn string(&mut self, s: &str, span: Span, deps: &mut BTreeSet<String>) -> Result<Value, Problem> {
+    fn string(
+        &mut self,
+        s: &str,
+        span: Span,
+        deps: &mut BTreeSet<String>,
+    ) -> Result<Value, Problem> {
         let pieces = split(s).map_err(|m| {
             Problem::new("cedm::spec::bad_interpolation", m, span, "here")
                 .with_help("write `${name}`; `$${` for a literal `${`")
@@ -181,7 +195,10 @@ impl<'a> Env<'a> {
                         Value::Seq(_) | Value::Map(_) => {
                             return Err(Problem::new(
                                 "cedm::spec::bad_interpolation",
-                                format!("variable `{name}` is {} and cannot be pasted into text", v.type_name()),
+                                format!(
+                                    "variable `{name}` is {} and cannot be pasted into text",
+                                    v.type_name()
+                                ),
                                 span,
                                 "used inside a string",
                             )
@@ -220,7 +237,10 @@ mod tests {
         assert_eq!(j["c"], "/data/x.gz");
         assert_eq!(j["d"], "${C}");
         assert_eq!(j["e"], "cost $5");
-        assert_eq!(deps.into_iter().collect::<Vec<_>>(), vec!["C", "file", "root"]);
+        assert_eq!(
+            deps.into_iter().collect::<Vec<_>>(),
+            vec!["C", "file", "root"]
+        );
     }
 
     #[test]

@@ -10,7 +10,8 @@ pub fn canonical_json(v: &serde_json::Value) -> String {
     fn sorted(v: &serde_json::Value) -> serde_json::Value {
         match v {
             serde_json::Value::Object(m) => {
-                let b: BTreeMap<&String, serde_json::Value> = m.iter().map(|(k, v)| (k, sorted(v))).collect();
+                let b: BTreeMap<&String, serde_json::Value> =
+                    m.iter().map(|(k, v)| (k, sorted(v))).collect();
                 let mut out = serde_json::Map::new();
                 for (k, v) in b {
                     out.insert(k.clone(), v);
@@ -41,10 +42,16 @@ pub struct KeyInput<'a> {
 
 /// The key of a node: `blake3("cedm-key-v1\0" ‖ canonical JSON of its KeyInput)`.
 pub fn node_key(k: &KeyInput<'_>) -> Digest {
-    let inputs: serde_json::Map<String, serde_json::Value> =
-        k.inputs.iter().map(|(s, d)| (s.clone(), d.to_hex().into())).collect();
-    let files: serde_json::Map<String, serde_json::Value> =
-        k.files.iter().map(|(s, d)| (s.clone(), d.to_hex().into())).collect();
+    let inputs: serde_json::Map<String, serde_json::Value> = k
+        .inputs
+        .iter()
+        .map(|(s, d)| (s.clone(), d.to_hex().into()))
+        .collect();
+    let files: serde_json::Map<String, serde_json::Value> = k
+        .files
+        .iter()
+        .map(|(s, d)| (s.clone(), d.to_hex().into()))
+        .collect();
     let doc = serde_json::json!({
         "kind": k.kind,
         "version": k.version,
@@ -64,8 +71,10 @@ mod tests {
 
     #[test]
     fn canonical_json_sorts_and_normalises_numbers() {
-        let a: serde_json::Value = serde_json::from_str(r#"{"b": 0.001, "a": {"y": 1, "x": [2, 1]}}"#).unwrap();
-        let b: serde_json::Value = serde_json::from_str(r#"{"a": {"x": [2, 1], "y": 1}, "b": 1e-3}"#).unwrap();
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"b": 0.001, "a": {"y": 1, "x": [2, 1]}}"#).unwrap();
+        let b: serde_json::Value =
+            serde_json::from_str(r#"{"a": {"x": [2, 1], "y": 1}, "b": 1e-3}"#).unwrap();
         assert_eq!(canonical_json(&a), canonical_json(&b));
         assert_eq!(canonical_json(&a), r#"{"a":{"x":[2,1],"y":1},"b":0.001}"#);
     }
@@ -76,13 +85,49 @@ mod tests {
         let p2 = serde_json::json!({"k": 2});
         let none = BTreeMap::new();
         let one: BTreeMap<String, Digest> = [("x".to_string(), Digest::of_bytes(b"x"))].into();
-        let base = KeyInput { kind: "a/b", version: 1, params: &p, inputs: &none, files: &none };
+        let base = KeyInput {
+            kind: "a/b",
+            version: 1,
+            params: &p,
+            inputs: &none,
+            files: &none,
+        };
         let k = node_key(&base);
         assert_eq!(k, node_key(&base.clone()));
-        assert_ne!(k, node_key(&KeyInput { version: 2, ..base.clone() }));
-        assert_ne!(k, node_key(&KeyInput { kind: "a/c", ..base.clone() }));
-        assert_ne!(k, node_key(&KeyInput { params: &p2, ..base.clone() }));
-        assert_ne!(k, node_key(&KeyInput { inputs: &one, ..base.clone() }));
-        assert_ne!(k, node_key(&KeyInput { files: &one, ..base.clone() }));
+        assert_ne!(
+            k,
+            node_key(&KeyInput {
+                version: 2,
+                ..base.clone()
+            })
+        );
+        assert_ne!(
+            k,
+            node_key(&KeyInput {
+                kind: "a/c",
+                ..base.clone()
+            })
+        );
+        assert_ne!(
+            k,
+            node_key(&KeyInput {
+                params: &p2,
+                ..base.clone()
+            })
+        );
+        assert_ne!(
+            k,
+            node_key(&KeyInput {
+                inputs: &one,
+                ..base.clone()
+            })
+        );
+        assert_ne!(
+            k,
+            node_key(&KeyInput {
+                files: &one,
+                ..base.clone()
+            })
+        );
     }
 }

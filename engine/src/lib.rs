@@ -28,13 +28,16 @@ use std::path::{Path, PathBuf};
 pub use diag::{Problem, SpecError};
 pub use event::{Event, EventKind, Reason, Reporter, Status};
 pub use node::{
-    Artifact, Checked, FileParam, Node, NodeError, ParamError, Progress, Registry, Resources, RunContext, Slot,
-    check_typed,
+    Artifact, Checked, FileParam, Node, NodeError, ParamError, Progress, Registry, Resources,
+    RunContext, Slot, check_typed,
 };
 pub use plan::{Instance, Plan, expand};
-pub use run::{DeviceSpec, Engine, Executor, LocalExecutor, Outcome, RunOptions, RunSummary, parse_device, run, run_with, status};
+pub use run::{
+    DeviceSpec, Engine, Executor, LocalExecutor, Outcome, RunOptions, RunSummary, parse_device,
+    run, run_with, status,
+};
 pub use spec::Experiment;
-pub use task::{Task, TaskError, TaskOutcome};
+pub use task::{Task, TaskError, TaskOutcome, load_task, save_task};
 
 /// Errors of loading and planning an experiment.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]

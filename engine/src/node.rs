@@ -120,7 +120,11 @@ where
             .collect();
         let message = e.inner().to_string();
         let kind = classify(&message);
-        ParamError { path, kind, message }
+        ParamError {
+            path,
+            kind,
+            message,
+        }
     })?;
     let canonical = serde_json::to_value(&typed).map_err(|e| ParamError {
         path: vec![],
@@ -273,11 +277,14 @@ impl Artifact {
     /// # Errors
     /// When the upstream node has no such output.
     pub fn path(&self, name: &str) -> Result<&Path, NodeError> {
-        self.files.get(name).map(PathBuf::as_path).ok_or_else(|| NodeError::MissingOutput {
-            slot: self.slot.clone(),
-            name: name.to_string(),
-            have: self.files.keys().cloned().collect::<Vec<_>>().join(", "),
-        })
+        self.files
+            .get(name)
+            .map(PathBuf::as_path)
+            .ok_or_else(|| NodeError::MissingOutput {
+                slot: self.slot.clone(),
+                name: name.to_string(),
+                have: self.files.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
     }
 
     /// The upstream node's key.
@@ -386,7 +393,8 @@ impl<'a> RunContext<'a> {
     /// # Errors
     /// When it cannot be created.
     pub fn work_dir(&self) -> Result<&Path, NodeError> {
-        std::fs::create_dir_all(&self.work_dir).map_err(NodeError::io("creating", &self.work_dir))?;
+        std::fs::create_dir_all(&self.work_dir)
+            .map_err(NodeError::io("creating", &self.work_dir))?;
         Ok(&self.work_dir)
     }
 
@@ -405,7 +413,11 @@ impl<'a> RunContext<'a> {
     pub fn progress(&mut self, done: u64, total: Option<u64>, unit: &str, message: Option<String>) {
         let now = Instant::now();
         let last = total.is_some_and(|t| done >= t);
-        if !last && self.last_progress.is_some_and(|t| now.duration_since(t).as_millis() < 200) {
+        if !last
+            && self
+                .last_progress
+                .is_some_and(|t| now.duration_since(t).as_millis() < 200)
+        {
             return;
         }
         self.last_progress = Some(now);
@@ -467,21 +479,38 @@ mod tests {
     #[test]
     fn defaults_are_filled_in() {
         let (_, c) = check_typed::<P>(&serde_json::json!({"clusters": 10})).unwrap();
-        assert_eq!(c, serde_json::json!({"clusters": 10, "gamma": 0.6, "nested": null}));
+        assert_eq!(
+            c,
+            serde_json::json!({"clusters": 10, "gamma": 0.6, "nested": null})
+        );
     }
 
     #[test]
     fn errors_carry_paths_and_kinds() {
-        let e = check_typed::<P>(&serde_json::json!({"clusters": 10, "gama": 1})).err().unwrap();
-        assert!(matches!(&e.kind, ParamErrorKind::Unknown { field, expected } if field == "gama" && expected.contains(&"gamma".to_string())));
+        let e = check_typed::<P>(&serde_json::json!({"clusters": 10, "gama": 1}))
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&e.kind, ParamErrorKind::Unknown { field, expected } if field == "gama" && expected.contains(&"gamma".to_string()))
+        );
         let e = check_typed::<P>(&serde_json::json!({})).err().unwrap();
-        assert_eq!(e.kind, ParamErrorKind::Missing { field: "clusters".into() });
-        let e = check_typed::<P>(&serde_json::json!({"clusters": "ten"})).err().unwrap();
+        assert_eq!(
+            e.kind,
+            ParamErrorKind::Missing {
+                field: "clusters".into()
+            }
+        );
+        let e = check_typed::<P>(&serde_json::json!({"clusters": "ten"}))
+            .err()
+            .unwrap();
         assert_eq!(e.path, vec![PathSeg::Key("clusters".into())]);
         assert_eq!(e.kind, ParamErrorKind::Invalid);
         let e = check_typed::<P>(&serde_json::json!({"clusters": 1, "nested": {"depth": -1}}))
             .err()
             .unwrap();
-        assert_eq!(e.path, vec![PathSeg::Key("nested".into()), PathSeg::Key("depth".into())]);
+        assert_eq!(
+            e.path,
+            vec![PathSeg::Key("nested".into()), PathSeg::Key("depth".into())]
+        );
     }
 }

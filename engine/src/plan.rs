@@ -159,7 +159,10 @@ fn node_at<'a>(root: &'a yaml::Node, path: &[PathSeg]) -> (&'a yaml::Node, Optio
     let mut key_span = None;
     for seg in path {
         let next = match (seg, &cur.value) {
-            (PathSeg::Key(k), Value::Map(m)) => m.iter().find(|(mk, _, _)| mk == k).map(|(_, ks, n)| (n, Some(*ks))),
+            (PathSeg::Key(k), Value::Map(m)) => m
+                .iter()
+                .find(|(mk, _, _)| mk == k)
+                .map(|(_, ks, n)| (n, Some(*ks))),
             (PathSeg::Index(i), Value::Seq(v)) => v.get(*i).map(|n| (n, None)),
             _ => None,
         };
@@ -211,10 +214,18 @@ fn param_problem(
             }
             let (map, _, _) = node_at(root, &path);
             let span = match &map.value {
-                Value::Map(m) => m.iter().find(|(k, _, _)| k == field).map(|(_, ks, _)| *ks).unwrap_or(map.span),
+                Value::Map(m) => m
+                    .iter()
+                    .find(|(k, _, _)| k == field)
+                    .map(|(_, ks, _)| *ks)
+                    .unwrap_or(map.span),
                 _ => map.span,
             };
-            let at = if path.is_empty() { String::new() } else { format!(" in `{}`", path_text(&path)) };
+            let at = if path.is_empty() {
+                String::new()
+            } else {
+                format!(" in `{}`", path_text(&path))
+            };
             let mut p = Problem::new(
                 "cedm::spec::unknown_param",
                 format!("{who} has no param `{field}`{at}"),
@@ -222,7 +233,11 @@ fn param_problem(
                 format!("unknown param{point_note}"),
             );
             let help = match suggest(field, expected.iter().map(String::as_str)) {
-                Some(s) => format!("did you mean `{s}`? {} takes: {}", kind.kind(), expected.join(", ")),
+                Some(s) => format!(
+                    "did you mean `{s}`? {} takes: {}",
+                    kind.kind(),
+                    expected.join(", ")
+                ),
                 None => format!("{} takes: {}", kind.kind(), expected.join(", ")),
             };
             p = p.with_help(help);
@@ -230,8 +245,16 @@ fn param_problem(
         }
         ParamErrorKind::Missing { field } => {
             let (map, key_span, _) = node_at(root, &e.path);
-            let span = if e.path.is_empty() { spec.params_anchor } else { key_span.unwrap_or(map.span) };
-            let at = if e.path.is_empty() { String::new() } else { format!(" in `{}`", path_text(&e.path)) };
+            let span = if e.path.is_empty() {
+                spec.params_anchor
+            } else {
+                key_span.unwrap_or(map.span)
+            };
+            let at = if e.path.is_empty() {
+                String::new()
+            } else {
+                format!(" in `{}`", path_text(&e.path))
+            };
             Problem::new(
                 "cedm::spec::missing_param",
                 format!("{who} is missing the required param `{field}`{at}"),
@@ -255,7 +278,12 @@ fn param_problem(
             } else {
                 format!("{who}: param `{name}`: {}", e.message)
             };
-            Problem::new("cedm::spec::invalid_param", message, span, format!("invalid value{point_note}"))
+            Problem::new(
+                "cedm::spec::invalid_param",
+                message,
+                span,
+                format!("invalid value{point_note}"),
+            )
         }
     }
 }
@@ -298,7 +326,11 @@ fn template_problems(exp: &Experiment, registry: &Registry) -> Vec<Problem> {
                     p.with_help(format!("{} takes no inputs", spec.kind))
                 } else {
                     match suggest(slot, names.iter().copied()) {
-                        Some(s) => p.with_help(format!("did you mean `{s}`? {} takes: {}", spec.kind, names.join(", "))),
+                        Some(s) => p.with_help(format!(
+                            "did you mean `{s}`? {} takes: {}",
+                            spec.kind,
+                            names.join(", ")
+                        )),
                         None => p.with_help(format!("{} takes: {}", spec.kind, names.join(", "))),
                     }
                 };
@@ -352,13 +384,21 @@ fn template_problems(exp: &Experiment, registry: &Registry) -> Vec<Problem> {
         let span = spec
             .inputs
             .iter()
-            .find(|(_, _, t, _)| exp.nodes.iter().position(|n| &n.id == t).is_some_and(|j| members.contains(&j)))
+            .find(|(_, _, t, _)| {
+                exp.nodes
+                    .iter()
+                    .position(|n| &n.id == t)
+                    .is_some_and(|j| members.contains(&j))
+            })
             .map(|(_, _, _, s)| *s)
             .unwrap_or(spec.id_span);
         problems.push(
             Problem::new(
                 "cedm::spec::cycle",
-                format!("the nodes {} depend on each other in a cycle", names.join(", ")),
+                format!(
+                    "the nodes {} depend on each other in a cycle",
+                    names.join(", ")
+                ),
                 span,
                 "this input closes the cycle",
             )
@@ -371,7 +411,10 @@ fn template_problems(exp: &Experiment, registry: &Registry) -> Vec<Problem> {
 fn unknown_input(spec: &NodeSpec, target: &str, span: Span, ids: &[&str]) -> Problem {
     let p = Problem::new(
         "cedm::spec::unknown_input",
-        format!("node `{}` takes input from `{target}`, which is not a node", spec.id),
+        format!(
+            "node `{}` takes input from `{target}`, which is not a node",
+            spec.id
+        ),
         span,
         "no node with this id",
     );
@@ -402,19 +445,27 @@ fn parse_resources(spec: &NodeSpec, problems: &mut Vec<Problem>) -> ResourceSpec
             let span = if msg.starts_with("unknown field") {
                 let field = msg.split('`').nth(1).unwrap_or("");
                 match &node.value {
-                    Value::Map(m) => m.iter().find(|(k, _, _)| k == field).map(|(_, s, _)| *s).unwrap_or(node.span),
+                    Value::Map(m) => m
+                        .iter()
+                        .find(|(k, _, _)| k == field)
+                        .map(|(_, s, _)| *s)
+                        .unwrap_or(node.span),
                     _ => node.span,
                 }
             } else {
                 ks.map(|_| n.span).unwrap_or(node.span)
             };
-            problems.push(Problem::new(
-                "cedm::spec::invalid_resources",
-                format!("node `{}`: resources: {msg}", spec.id),
-                span,
-                "here",
-            )
-            .with_help("resources takes: gpus, cpus, mem, time, partition, account, qos, constraint"));
+            problems.push(
+                Problem::new(
+                    "cedm::spec::invalid_resources",
+                    format!("node `{}`: resources: {msg}", spec.id),
+                    span,
+                    "here",
+                )
+                .with_help(
+                    "resources takes: gpus, cpus, mem, time, partition, account, qos, constraint",
+                ),
+            );
             ResourceSpec::default()
         }
     }
@@ -475,10 +526,18 @@ pub fn expand(exp: Experiment, registry: &Registry) -> Result<Plan, SpecError> {
         let mut chosen: Vec<Option<usize>> = vec![None; exp.nodes.len()];
         for &ni in &order {
             let spec = &exp.nodes[ni];
-            let Some(kind) = registry.get(&spec.kind) else { continue };
+            let Some(kind) = registry.get(&spec.kind) else {
+                continue;
+            };
             let (params_yaml, deps) = match &spec.params {
                 Some(p) => match env.interpolate(p) {
-                    Ok((v, d)) => (Some(yaml::Node { value: v, span: p.span }), d),
+                    Ok((v, d)) => (
+                        Some(yaml::Node {
+                            value: v,
+                            span: p.span,
+                        }),
+                        d,
+                    ),
                     Err(ps) => {
                         for p in ps {
                             push(p, &mut problems);
@@ -492,18 +551,27 @@ pub fn expand(exp: Experiment, registry: &Registry) -> Result<Plan, SpecError> {
                 .as_ref()
                 .map(|p| p.value.to_json())
                 .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
-            let my_swept: BTreeSet<&str> = deps.iter().map(String::as_str).filter(|d| swept.contains(d)).collect();
+            let my_swept: BTreeSet<&str> = deps
+                .iter()
+                .map(String::as_str)
+                .filter(|d| swept.contains(d))
+                .collect();
             let note = if my_swept.is_empty() {
                 String::new()
             } else {
-                let parts: Vec<String> =
-                    my_swept.iter().map(|v| format!("{v} = {}", point_vars[v])).collect();
+                let parts: Vec<String> = my_swept
+                    .iter()
+                    .map(|v| format!("{v} = {}", point_vars[v]))
+                    .collect();
                 format!(" (at {})", parts.join(", "))
             };
             let checked = match kind.check(&json) {
                 Ok(c) => c,
                 Err(e) => {
-                    push(param_problem(spec, params_yaml.as_ref(), &e, &note, kind), &mut problems);
+                    push(
+                        param_problem(spec, params_yaml.as_ref(), &e, &note, kind),
+                        &mut problems,
+                    );
                     continue;
                 }
             };
@@ -548,7 +616,10 @@ pub fn expand(exp: Experiment, registry: &Registry) -> Result<Plan, SpecError> {
                 let parts: Vec<String> = exp
                     .sweep
                     .iter()
-                    .filter_map(|s| vars.get(&s.name).map(|v| format!("{}={}", s.name, json_short(v))))
+                    .filter_map(|s| {
+                        vars.get(&s.name)
+                            .map(|v| format!("{}={}", s.name, json_short(v)))
+                    })
                     .collect();
                 format!("{}[{}]", spec.id, parts.join(","))
             };
@@ -558,7 +629,11 @@ pub fn expand(exp: Experiment, registry: &Registry) -> Result<Plan, SpecError> {
             let mut files = Vec::new();
             let mut file_spans = BTreeMap::new();
             for f in &checked.files {
-                let abs: PathBuf = if f.path.is_absolute() { f.path.clone() } else { exp.dir.join(&f.path) };
+                let abs: PathBuf = normalize(&if f.path.is_absolute() {
+                    f.path.clone()
+                } else {
+                    exp.dir.join(&f.path)
+                });
                 if let Some(obj) = params.as_object_mut() {
                     obj.insert(f.param.clone(), abs.to_string_lossy().to_string().into());
                 }
@@ -570,7 +645,10 @@ pub fn expand(exp: Experiment, registry: &Registry) -> Result<Plan, SpecError> {
                     .and_then(|p| p.get(&f.param).map(|(_, n)| n.span))
                     .unwrap_or(spec.params_anchor);
                 file_spans.insert(f.param.clone(), span);
-                files.push(FileParam { param: f.param.clone(), path: abs });
+                files.push(FileParam {
+                    param: f.param.clone(),
+                    path: abs,
+                });
             }
             let mut resources = checked.resources;
             let rspec = resource_specs.get(&ni).cloned().unwrap_or_default();
@@ -653,4 +731,23 @@ fn stable_topo_order(exp: &Experiment) -> Vec<usize> {
     }
     order.extend((0..n).filter(|&i| !placed[i]));
     order
+}
+
+/// Remove `.` and `..` components lexically (`/a/exp/../assets` → `/a/assets`), as users read
+/// paths; symlinks are not resolved.
+pub fn normalize(p: &std::path::Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
 }

@@ -158,7 +158,9 @@ pub fn hash_files(plan: &Plan, cache: &Cache) -> Vec<BTreeMap<String, Result<Fil
                 .iter()
                 .map(|f| {
                     let r = cache.hash_path(&f.path).map_err(|e| match e {
-                        cedm_cache::CacheError::Io { source, .. } => format!("{}: {source}", f.path.display()),
+                        cedm_cache::CacheError::Io { source, .. } => {
+                            format!("{}: {source}", f.path.display())
+                        }
                         other => other.to_string(),
                     });
                     (f.param.clone(), r)
@@ -169,7 +171,10 @@ pub fn hash_files(plan: &Plan, cache: &Cache) -> Vec<BTreeMap<String, Result<Fil
 }
 
 /// Every missing or unreadable input file as a diagnostic pointing at its param.
-pub fn file_problems(plan: &Plan, files: &[BTreeMap<String, Result<FileRef, String>>]) -> Option<SpecError> {
+pub fn file_problems(
+    plan: &Plan,
+    files: &[BTreeMap<String, Result<FileRef, String>>],
+) -> Option<SpecError> {
     let mut problems = Vec::new();
     let mut seen = BTreeSet::new();
     for (inst, fs) in plan.instances.iter().zip(files) {
@@ -177,11 +182,19 @@ pub fn file_problems(plan: &Plan, files: &[BTreeMap<String, Result<FileRef, Stri
             if let Err(msg) = r {
                 let span = inst.file_spans.get(param).copied().unwrap_or(inst.span);
                 if seen.insert((span.offset, msg.clone())) {
-                    let path = inst.files.iter().find(|f| &f.param == param).map(|f| f.path.display().to_string());
+                    let path = inst
+                        .files
+                        .iter()
+                        .find(|f| &f.param == param)
+                        .map(|f| f.path.display().to_string());
                     problems.push(
                         Problem::new(
                             "cedm::run::missing_file",
-                            format!("node `{}` ({}): cannot read `{param}`: {msg}", inst.node, inst.kind.kind()),
+                            format!(
+                                "node `{}` ({}): cannot read `{param}`: {msg}",
+                                inst.node,
+                                inst.kind.kind()
+                            ),
                             span,
                             "this file",
                         )
@@ -198,7 +211,11 @@ pub fn file_problems(plan: &Plan, files: &[BTreeMap<String, Result<FileRef, Stri
     if problems.is_empty() {
         None
     } else {
-        Some(SpecError::new(&plan.experiment.shown, &plan.experiment.src, problems))
+        Some(SpecError::new(
+            &plan.experiment.shown,
+            &plan.experiment.src,
+            problems,
+        ))
     }
 }
 
@@ -281,7 +298,9 @@ fn explain(
         .map(|(p, _)| p.clone())
         .collect();
     if !changed_files.is_empty() {
-        return Some(Reason::FileChanged { params: changed_files });
+        return Some(Reason::FileChanged {
+            params: changed_files,
+        });
     }
     let inputs = inputs?;
     let slots: Vec<String> = inputs
@@ -305,7 +324,11 @@ pub fn status(plan: &Plan, cache: &Cache, force: &[String]) -> Vec<Status> {
     for inst in &plan.instances {
         let fs = &files[inst.index];
         if let Some((param, Err(_))) = fs.iter().find(|(_, r)| r.is_err()) {
-            let path = inst.files.iter().find(|f| &f.param == param).map(|f| f.path.display().to_string());
+            let path = inst
+                .files
+                .iter()
+                .find(|f| &f.param == param)
+                .map(|f| f.path.display().to_string());
             out.push(Status::MissingFile {
                 param: param.clone(),
                 path: path.unwrap_or_default(),
@@ -324,18 +347,34 @@ pub fn status(plan: &Plan, cache: &Cache, force: &[String]) -> Vec<Status> {
         }
         if !waits.is_empty() {
             let own = explain(cache, plan, inst, None, None, fs).filter(|r| {
-                matches!(r, Reason::New | Reason::ParamsChanged { .. } | Reason::VersionBumped { .. } | Reason::FileChanged { .. })
+                matches!(
+                    r,
+                    Reason::New
+                        | Reason::ParamsChanged { .. }
+                        | Reason::VersionBumped { .. }
+                        | Reason::FileChanged { .. }
+                )
             });
-            let own = if forced.contains(&inst.index) { Some(Reason::Forced) } else { own };
+            let own = if forced.contains(&inst.index) {
+                Some(Reason::Forced)
+            } else {
+                own
+            };
             out.push(Status::Waits { on: waits, own });
             continue;
         }
         let Some(key) = key_of(inst, &inputs, fs) else {
-            out.push(Status::Waits { on: vec![], own: None });
+            out.push(Status::Waits {
+                on: vec![],
+                own: None,
+            });
             continue;
         };
         if forced.contains(&inst.index) {
-            out.push(Status::WillRun { key, reason: Reason::Forced });
+            out.push(Status::WillRun {
+                key,
+                reason: Reason::Forced,
+            });
             continue;
         }
         match cache.check(&key) {
@@ -350,7 +389,8 @@ pub fn status(plan: &Plan, cache: &Cache, force: &[String]) -> Vec<Status> {
                 },
             }),
             _ => {
-                let reason = explain(cache, plan, inst, Some(&key), Some(&inputs), fs).unwrap_or(Reason::Changed);
+                let reason = explain(cache, plan, inst, Some(&key), Some(&inputs), fs)
+                    .unwrap_or(Reason::Changed);
                 out.push(Status::WillRun { key, reason });
             }
         }
@@ -392,15 +432,32 @@ pub trait Executor: Send + Sync {
     ///
     /// # Errors
     /// When the task fails.
-    fn execute(&self, task: &Task, engine: &Engine<'_>, stop: &AtomicBool) -> Result<TaskOutcome, TaskError>;
+    fn execute(
+        &self,
+        task: &Task,
+        engine: &Engine<'_>,
+        stop: &AtomicBool,
+    ) -> Result<TaskOutcome, TaskError>;
 }
 
 /// Runs tasks in this process, one thread each.
 pub struct LocalExecutor;
 
 impl Executor for LocalExecutor {
-    fn execute(&self, task: &Task, engine: &Engine<'_>, stop: &AtomicBool) -> Result<TaskOutcome, TaskError> {
-        execute_locked(task, engine.cache, engine.registry, engine.reporter, stop, "local")
+    fn execute(
+        &self,
+        task: &Task,
+        engine: &Engine<'_>,
+        stop: &AtomicBool,
+    ) -> Result<TaskOutcome, TaskError> {
+        execute_locked(
+            task,
+            engine.cache,
+            engine.registry,
+            engine.reporter,
+            stop,
+            "local",
+        )
     }
 }
 
@@ -445,11 +502,22 @@ pub fn run_with(
     let forced: BTreeSet<usize> = opts.force.iter().flat_map(|f| plan.find(f)).collect();
     let statuses = status(plan, cache, &opts.force);
     for (inst, st) in plan.instances.iter().zip(&statuses) {
-        let st = if selected.contains(&inst.index) { st.clone() } else { Status::Skipped };
+        let st = if selected.contains(&inst.index) {
+            st.clone()
+        } else {
+            Status::Skipped
+        };
         emit(reporter, inst, EventKind::Planned { status: st });
     }
-    let mut state: Vec<State> =
-        (0..n).map(|i| if selected.contains(&i) { State::Pending } else { State::NotRun }).collect();
+    let mut state: Vec<State> = (0..n)
+        .map(|i| {
+            if selected.contains(&i) {
+                State::Pending
+            } else {
+                State::NotRun
+            }
+        })
+        .collect();
     let jobs = opts.jobs.max(1);
     let gpu_capacity: u32 = if device.is_gpu() { 1 } else { u32::MAX };
     let mut gpus_in_use: u32 = 0;
@@ -468,13 +536,27 @@ pub fn run_with(
                         continue;
                     }
                     let inst = &plan.instances[i];
-                    if let Some((_, &up)) = inst.inputs.iter().find(|(_, u)| matches!(state[**u], State::Failed(_) | State::Blocked(_))) {
+                    if let Some((_, &up)) = inst
+                        .inputs
+                        .iter()
+                        .find(|(_, u)| matches!(state[**u], State::Failed(_) | State::Blocked(_)))
+                    {
                         state[i] = State::Blocked(plan.instances[up].label.clone());
-                        emit(reporter, inst, EventKind::Blocked { on: plan.instances[up].label.clone() });
+                        emit(
+                            reporter,
+                            inst,
+                            EventKind::Blocked {
+                                on: plan.instances[up].label.clone(),
+                            },
+                        );
                         progressed = true;
                         continue;
                     }
-                    if inst.inputs.values().any(|&u| !matches!(state[u], State::Done(..))) {
+                    if inst
+                        .inputs
+                        .values()
+                        .any(|&u| !matches!(state[u], State::Done(..)))
+                    {
                         continue;
                     }
                     let mut inputs = BTreeMap::new();
@@ -482,25 +564,45 @@ pub fn run_with(
                     for (slot, &u) in &inst.inputs {
                         if let State::Done(r, _) = &state[u] {
                             inputs.insert(slot.clone(), r.output_digest);
-                            input_refs.insert(slot.clone(), InputRef { key: r.key, digest: r.output_digest });
+                            input_refs.insert(
+                                slot.clone(),
+                                InputRef {
+                                    key: r.key,
+                                    digest: r.output_digest,
+                                },
+                            );
                         }
                     }
-                    let Some(key) = key_of(inst, &inputs, &files[i]) else { continue };
+                    let Some(key) = key_of(inst, &inputs, &files[i]) else {
+                        continue;
+                    };
                     let reason = if forced.contains(&i) {
                         Reason::Forced
                     } else {
                         match cache.check(&key) {
                             Ok(HitCheck::Hit(r)) => {
                                 let _ = cache.set_ref(&plan.experiment.name, &inst.label, &key);
-                                emit(reporter, inst, EventKind::CacheHit { key, digest: r.output_digest, by_other: false });
+                                emit(
+                                    reporter,
+                                    inst,
+                                    EventKind::CacheHit {
+                                        key,
+                                        digest: r.output_digest,
+                                        by_other: false,
+                                    },
+                                );
                                 state[i] = State::Done(r, false);
                                 progressed = true;
                                 continue;
                             }
                             Ok(HitCheck::Damaged { problems, .. }) => Reason::Damaged {
-                                problems: problems.iter().map(|(n, p)| format!("{n}: {p}")).collect(),
+                                problems: problems
+                                    .iter()
+                                    .map(|(n, p)| format!("{n}: {p}"))
+                                    .collect(),
                             },
-                            _ => explain(cache, plan, inst, Some(&key), Some(&inputs), &files[i]).unwrap_or(Reason::Changed),
+                            _ => explain(cache, plan, inst, Some(&key), Some(&inputs), &files[i])
+                                .unwrap_or(Reason::Changed),
                         }
                     };
                     if opts.stop.load(Ordering::Relaxed) {
@@ -508,7 +610,9 @@ pub fn run_with(
                         continue;
                     }
                     let needs_gpu = device.is_gpu() && inst.resources.gpus > 0;
-                    let gpu_busy = needs_gpu && gpus_in_use > 0 && gpus_in_use + inst.resources.gpus > gpu_capacity;
+                    let gpu_busy = needs_gpu
+                        && gpus_in_use > 0
+                        && gpus_in_use + inst.resources.gpus > gpu_capacity;
                     if running >= jobs || gpu_busy {
                         continue;
                     }
@@ -548,7 +652,12 @@ pub fn run_with(
                             };
                             executor.execute(&task, engine, &stop)
                         }))
-                        .unwrap_or_else(|p| Err(TaskError::Node(format!("executor panicked: {:?}", p.downcast_ref::<String>()))));
+                        .unwrap_or_else(|p| {
+                            Err(TaskError::Node(format!(
+                                "executor panicked: {:?}",
+                                p.downcast_ref::<String>()
+                            )))
+                        });
                         let _ = tx.send((i, out));
                     });
                     progressed = true;
@@ -569,14 +678,26 @@ pub fn run_with(
                     let _ = cache.set_ref(&plan.experiment.name, &inst.label, &r.key);
                     let ran = matches!(o, TaskOutcome::Ran(_));
                     match o {
-                        TaskOutcome::Hit(_) => emit(reporter, inst, EventKind::CacheHit { key: r.key, digest: r.output_digest, by_other: true }),
-                        TaskOutcome::Ran(_) => emit(reporter, inst, EventKind::Finished {
-                            key: r.key,
-                            digest: r.output_digest,
-                            seconds: r.meta.seconds,
-                            outputs: r.outputs.len(),
-                            bytes: r.output_bytes(),
-                        }),
+                        TaskOutcome::Hit(_) => emit(
+                            reporter,
+                            inst,
+                            EventKind::CacheHit {
+                                key: r.key,
+                                digest: r.output_digest,
+                                by_other: true,
+                            },
+                        ),
+                        TaskOutcome::Ran(_) => emit(
+                            reporter,
+                            inst,
+                            EventKind::Finished {
+                                key: r.key,
+                                digest: r.output_digest,
+                                seconds: r.meta.seconds,
+                                outputs: r.outputs.len(),
+                                bytes: r.output_bytes(),
+                            },
+                        ),
                     }
                     state[i] = State::Done(r, ran);
                 }
@@ -591,7 +712,14 @@ pub fn run_with(
                     if let Some(k) = keys[i] {
                         let _ = cache.set_ref(&plan.experiment.name, &inst.label, &k);
                     }
-                    emit(reporter, inst, EventKind::Failed { key: keys[i], error: error.clone() });
+                    emit(
+                        reporter,
+                        inst,
+                        EventKind::Failed {
+                            key: keys[i],
+                            error: error.clone(),
+                        },
+                    );
                     state[i] = State::Failed(error);
                 }
             }
@@ -635,7 +763,10 @@ fn wait_token(
                         instance: task.instance.clone(),
                         node: task.node.clone(),
                         kind: EventKind::Waiting {
-                            holder: format!("{device} held by {} ({}:{})", owner.purpose, owner.host, owner.pid),
+                            holder: format!(
+                                "{device} held by {} ({}:{})",
+                                owner.purpose, owner.host, owner.pid
+                            ),
                         },
                     });
                     announced = true;

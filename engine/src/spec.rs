@@ -64,14 +64,25 @@ pub struct Experiment {
     pub slurm: Option<Node>,
 }
 
-const TOP_KEYS: &[&str] = &["name", "description", "vars", "sweep", "nodes", "device", "slurm"];
+const TOP_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "vars",
+    "sweep",
+    "nodes",
+    "device",
+    "slurm",
+];
 const NODE_KEYS: &[&str] = &["kind", "inputs", "params", "resources", "description"];
 
 /// Whether a name is usable as a node id or variable: letters, digits, `_`, `-`, `.`.
 pub fn valid_ident(s: &str) -> bool {
     !s.is_empty()
-        && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
 }
 
 /// The closest candidate by edit distance, if it is close enough to be a likely typo.
@@ -109,7 +120,10 @@ fn unknown_key(what: &str, key: &str, span: Span, allowed: &[&str]) -> Problem {
         "not a field here",
     );
     p = match suggest(key, allowed.iter().copied()) {
-        Some(s) => p.with_help(format!("did you mean `{s}`? {what} accepts: {}", allowed.join(", "))),
+        Some(s) => p.with_help(format!(
+            "did you mean `{s}`? {what} accepts: {}",
+            allowed.join(", ")
+        )),
         None => p.with_help(format!("{what} accepts: {}", allowed.join(", "))),
     };
     p
@@ -151,9 +165,14 @@ impl Experiment {
         let abs = if path.is_absolute() {
             path.to_path_buf()
         } else {
-            std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+            std::env::current_dir()
+                .map(|d| d.join(path))
+                .unwrap_or_else(|_| path.to_path_buf())
         };
-        let dir = abs.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        let dir = abs
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
         let fail = |problems| SpecError::new(path, src, problems);
         let root = match yaml::parse(src) {
             Ok(r) => r,
@@ -170,7 +189,10 @@ impl Experiment {
         let Value::Map(top) = &root.value else {
             return Err(fail(vec![Problem::new(
                 "cedm::spec::wrong_type",
-                format!("an experiment must be a mapping with `name` and `nodes`, not {}", root.value.type_name()),
+                format!(
+                    "an experiment must be a mapping with `name` and `nodes`, not {}",
+                    root.value.type_name()
+                ),
                 root.span,
                 "expected a mapping",
             )]));
@@ -231,15 +253,19 @@ impl Experiment {
                     Value::Null => {}
                     other => problems.push(Problem::new(
                         "cedm::spec::wrong_type",
-                        format!("`vars` must be a mapping of variable → value, not {}", other.type_name()),
+                        format!(
+                            "`vars` must be a mapping of variable → value, not {}",
+                            other.type_name()
+                        ),
                         val.span,
                         "expected a mapping",
                     )),
                 },
-                "sweep" => match &val.value {
-                    Value::Map(m) => {
-                        for (k, ks, v) in m {
-                            match &v.value {
+                "sweep" => {
+                    match &val.value {
+                        Value::Map(m) => {
+                            for (k, ks, v) in m {
+                                match &v.value {
                                 Value::Seq(items) if !items.is_empty() => {
                                     for (i, a) in items.iter().enumerate() {
                                         if items[..i].iter().any(|b| b.value.to_json() == a.value.to_json()) {
@@ -270,16 +296,20 @@ impl Experiment {
                                     "expected a list",
                                 ).with_help(format!("write `{k}: [a, b, c]`"))),
                             }
+                            }
                         }
+                        Value::Null => {}
+                        other => problems.push(Problem::new(
+                            "cedm::spec::wrong_type",
+                            format!(
+                                "`sweep` must be a mapping of variable → list, not {}",
+                                other.type_name()
+                            ),
+                            val.span,
+                            "expected a mapping",
+                        )),
                     }
-                    Value::Null => {}
-                    other => problems.push(Problem::new(
-                        "cedm::spec::wrong_type",
-                        format!("`sweep` must be a mapping of variable → list, not {}", other.type_name()),
-                        val.span,
-                        "expected a mapping",
-                    )),
-                },
+                }
                 "nodes" => {
                     have_nodes = true;
                     match &val.value {
@@ -298,7 +328,10 @@ impl Experiment {
                         )),
                         other => problems.push(Problem::new(
                             "cedm::spec::wrong_type",
-                            format!("`nodes` must be a mapping of node id → node, not {}", other.type_name()),
+                            format!(
+                                "`nodes` must be a mapping of node id → node, not {}",
+                                other.type_name()
+                            ),
                             val.span,
                             "expected a mapping",
                         )),
@@ -310,7 +343,10 @@ impl Experiment {
         // A misspelt `name:`/`nodes:` is already reported with a suggestion; do not also
         // report it as missing.
         let suggested = |want: &str| {
-            top.iter().any(|(k, _, _)| !TOP_KEYS.contains(&k.as_str()) && suggest(k, TOP_KEYS.iter().copied()) == Some(want))
+            top.iter().any(|(k, _, _)| {
+                !TOP_KEYS.contains(&k.as_str())
+                    && suggest(k, TOP_KEYS.iter().copied()) == Some(want)
+            })
         };
         if !have_name && !suggested("name") {
             problems.push(Problem::new(
@@ -353,7 +389,10 @@ fn parse_node(id: &str, ispan: Span, body: &Node, problems: &mut Vec<Problem>) -
     let Value::Map(fields) = &body.value else {
         problems.push(Problem::new(
             "cedm::spec::wrong_type",
-            format!("node `{id}` must be a mapping with a `kind`, not {}", body.value.type_name()),
+            format!(
+                "node `{id}` must be a mapping with a `kind`, not {}",
+                body.value.type_name()
+            ),
             ispan,
             "expected `kind:`, `inputs:`, `params:`",
         ));
@@ -383,10 +422,16 @@ fn parse_node(id: &str, ispan: Span, body: &Node, problems: &mut Vec<Problem>) -
                 Value::Map(m) => {
                     for (slot, ss, target) in m {
                         match &target.value {
-                            Value::Str(t) => spec.inputs.push((slot.clone(), *ss, t.clone(), target.span)),
+                            Value::Str(t) => {
+                                spec.inputs
+                                    .push((slot.clone(), *ss, t.clone(), target.span))
+                            }
                             other => problems.push(Problem::new(
                                 "cedm::spec::wrong_type",
-                                format!("input `{slot}` of node `{id}` must name a node, not {}", other.type_name()),
+                                format!(
+                                    "input `{slot}` of node `{id}` must name a node, not {}",
+                                    other.type_name()
+                                ),
                                 target.span,
                                 "expected a node id",
                             )),
@@ -394,12 +439,18 @@ fn parse_node(id: &str, ispan: Span, body: &Node, problems: &mut Vec<Problem>) -
                     }
                 }
                 Value::Null => {}
-                other => problems.push(Problem::new(
-                    "cedm::spec::wrong_type",
-                    format!("`inputs` of node `{id}` must map slot → node id, not {}", other.type_name()),
-                    v.span,
-                    "expected a mapping",
-                ).with_help("write e.g. `inputs: {features: feats, knn: knn}`")),
+                other => problems.push(
+                    Problem::new(
+                        "cedm::spec::wrong_type",
+                        format!(
+                            "`inputs` of node `{id}` must map slot → node id, not {}",
+                            other.type_name()
+                        ),
+                        v.span,
+                        "expected a mapping",
+                    )
+                    .with_help("write e.g. `inputs: {features: feats, knn: knn}`"),
+                ),
             },
             "params" => {
                 spec.params_anchor = *ks;
@@ -408,7 +459,10 @@ fn parse_node(id: &str, ispan: Span, body: &Node, problems: &mut Vec<Problem>) -
                     Value::Null => {}
                     other => problems.push(Problem::new(
                         "cedm::spec::wrong_type",
-                        format!("`params` of node `{id}` must be a mapping, not {}", other.type_name()),
+                        format!(
+                            "`params` of node `{id}` must be a mapping, not {}",
+                            other.type_name()
+                        ),
                         v.span,
                         "expected a mapping",
                     )),
@@ -420,12 +474,15 @@ fn parse_node(id: &str, ispan: Span, body: &Node, problems: &mut Vec<Problem>) -
         }
     }
     if !have_kind {
-        problems.push(Problem::new(
-            "cedm::spec::missing_field",
-            format!("node `{id}` has no `kind`"),
-            ispan,
-            "this node",
-        ).with_help("add e.g. `kind: data/idx`; `cedm kinds` lists them"));
+        problems.push(
+            Problem::new(
+                "cedm::spec::missing_field",
+                format!("node `{id}` has no `kind`"),
+                ispan,
+                "this node",
+            )
+            .with_help("add e.g. `kind: data/idx`; `cedm kinds` lists them"),
+        );
         return None;
     }
     Some(spec)

@@ -139,9 +139,13 @@ pub fn execute_locked(
             Ok(g) => break g,
             Err(owner) => {
                 if !announced {
-                    emit(reporter, task, EventKind::Waiting {
-                        holder: format!("{}:{}", owner.host, owner.pid),
-                    });
+                    emit(
+                        reporter,
+                        task,
+                        EventKind::Waiting {
+                            holder: format!("{}:{}", owner.host, owner.pid),
+                        },
+                    );
                     announced = true;
                 }
                 if task.reason != Reason::Forced {
@@ -180,7 +184,9 @@ pub fn run_task(
     stop: &AtomicBool,
     executor: &str,
 ) -> Result<Record, TaskError> {
-    let kind = registry.get(&task.kind).ok_or_else(|| TaskError::UnknownKind(task.kind.clone()))?;
+    let kind = registry
+        .get(&task.kind)
+        .ok_or_else(|| TaskError::UnknownKind(task.kind.clone()))?;
     if kind.version() != task.version {
         return Err(TaskError::VersionMismatch {
             kind: task.kind.clone(),
@@ -204,21 +210,36 @@ pub fn run_task(
             .iter()
             .map(|(n, o)| (n.clone(), cache.object_path(&o.digest)))
             .collect();
-        inputs.insert(slot.clone(), Artifact {
-            slot: slot.clone(),
-            record,
-            files,
-        });
+        inputs.insert(
+            slot.clone(),
+            Artifact {
+                slot: slot.clone(),
+                record,
+                files,
+            },
+        );
     }
     let staging = cache.stage()?;
-    emit(reporter, task, EventKind::Started {
-        key: task.key,
-        reason: task.reason.clone(),
-    });
+    emit(
+        reporter,
+        task,
+        EventKind::Started {
+            key: task.key,
+            reason: task.reason.clone(),
+        },
+    );
     let started = cedm_cache::rfc3339_now();
     let t0 = Instant::now();
     let on_progress = |p| emit(reporter, task, EventKind::Progress(p));
-    let on_log = |l: &str| emit(reporter, task, EventKind::Log { line: l.to_string() });
+    let on_log = |l: &str| {
+        emit(
+            reporter,
+            task,
+            EventKind::Log {
+                line: l.to_string(),
+            },
+        )
+    };
     let mut ctx = RunContext {
         params: task.params.clone(),
         inputs,
@@ -292,4 +313,29 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// Store a task in the cache (`tasks/<key>.json`) so that `cedm exec KEY` can run it elsewhere.
+///
+/// # Errors
+/// Filesystem errors.
+pub fn save_task(cache: &Cache, task: &Task) -> Result<std::path::PathBuf, TaskError> {
+    let bytes = serde_json::to_vec_pretty(task).map_err(|e| TaskError::Node(e.to_string()))?;
+    Ok(cache.write_aux("tasks", &format!("{}.json", task.key), &bytes)?)
+}
+
+/// Load a task stored by [`save_task`].
+///
+/// # Errors
+/// When it is missing or malformed.
+pub fn load_task(cache: &Cache, key: &Digest) -> Result<Task, TaskError> {
+    let bytes = cache
+        .read_aux("tasks", &format!("{key}.json"))?
+        .ok_or_else(|| {
+            TaskError::Node(format!(
+                "no task for key {key} in {}",
+                cache.root().display()
+            ))
+        })?;
+    serde_json::from_slice(&bytes).map_err(|e| TaskError::Node(format!("task {key}: {e}")))
 }

@@ -8,13 +8,17 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::node::{Checked, Node, NodeError, ParamError, Registry, Resources, RunContext, Slot, check_typed};
+use crate::node::{
+    Checked, Node, NodeError, ParamError, Registry, Resources, RunContext, Slot, check_typed,
+};
 
 /// How many times any toy node ran its `run` in this process (tests count executions).
 pub static RUNS: AtomicUsize = AtomicUsize::new(0);
 
 fn read_value(ctx: &RunContext<'_>, slot: &str) -> Result<Option<i64>, NodeError> {
-    let Some(a) = ctx.input(slot) else { return Ok(None) };
+    let Some(a) = ctx.input(slot) else {
+        return Ok(None);
+    };
     let p = a.path("value.txt")?;
     let s = std::fs::read_to_string(p).map_err(NodeError::io("reading", p))?;
     s.trim()
@@ -60,7 +64,11 @@ impl Node for Value {
     }
     fn check(&self, params: &serde_json::Value) -> Result<Checked, ParamError> {
         let (_, params) = check_typed::<ValueParams>(params)?;
-        Ok(Checked { params, files: vec![], resources: Resources::default() })
+        Ok(Checked {
+            params,
+            files: vec![],
+            resources: Resources::default(),
+        })
     }
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         RUNS.fetch_add(1, Ordering::SeqCst);
@@ -103,8 +111,16 @@ impl Node for Add {
     }
     fn inputs(&self) -> &'static [Slot] {
         &[
-            Slot { name: "a", required: true, about: "a toy value" },
-            Slot { name: "b", required: false, about: "a toy value" },
+            Slot {
+                name: "a",
+                required: true,
+                about: "a toy value",
+            },
+            Slot {
+                name: "b",
+                required: false,
+                about: "a toy value",
+            },
         ]
     }
     fn params_schema(&self) -> serde_json::Value {
@@ -112,7 +128,11 @@ impl Node for Add {
     }
     fn check(&self, params: &serde_json::Value) -> Result<Checked, ParamError> {
         let (p, params) = check_typed::<AddParams>(params)?;
-        Ok(Checked { params, files: vec![], resources: Resources { gpus: p.gpus } })
+        Ok(Checked {
+            params,
+            files: vec![],
+            resources: Resources { gpus: p.gpus },
+        })
     }
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         RUNS.fetch_add(1, Ordering::SeqCst);
@@ -166,14 +186,19 @@ impl Node for FileLen {
         let (p, params) = check_typed::<FileParams>(params)?;
         Ok(Checked {
             params,
-            files: vec![crate::node::FileParam { param: "path".into(), path: p.path.into() }],
+            files: vec![crate::node::FileParam {
+                param: "path".into(),
+                path: p.path.into(),
+            }],
             resources: Resources::default(),
         })
     }
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         RUNS.fetch_add(1, Ordering::SeqCst);
         let p: FileParams = ctx.params()?;
-        let len = std::fs::metadata(&p.path).map_err(NodeError::io("reading", p.path.as_ref()))?.len();
+        let len = std::fs::metadata(&p.path)
+            .map_err(NodeError::io("reading", p.path.as_ref()))?
+            .len();
         write_value(ctx, len as i64)
     }
 }

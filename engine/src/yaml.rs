@@ -83,9 +83,13 @@ impl Value {
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),
             Value::Str(s) => serde_json::Value::String(s.clone()),
-            Value::Seq(v) => serde_json::Value::Array(v.iter().map(|n| n.value.to_json()).collect()),
+            Value::Seq(v) => {
+                serde_json::Value::Array(v.iter().map(|n| n.value.to_json()).collect())
+            }
             Value::Map(m) => serde_json::Value::Object(
-                m.iter().map(|(k, _, n)| (k.clone(), n.value.to_json())).collect(),
+                m.iter()
+                    .map(|(k, _, n)| (k.clone(), n.value.to_json()))
+                    .collect(),
             ),
         }
     }
@@ -237,7 +241,11 @@ pub fn offset_of(src: &str, line: usize, column: usize) -> usize {
     let mut off = 0;
     for (i, l) in src.split_inclusive('\n').enumerate() {
         if i + 1 == line {
-            let col_bytes: usize = l.chars().take(column.saturating_sub(1)).map(char::len_utf8).sum();
+            let col_bytes: usize = l
+                .chars()
+                .take(column.saturating_sub(1))
+                .map(char::len_utf8)
+                .sum();
             return off + col_bytes.min(l.len());
         }
         off += l.len();
@@ -264,9 +272,11 @@ pub fn parse(src: &str) -> Result<Node, SyntaxError> {
                 },
                 None => Span::default(),
             };
-            let raw = e.without_snippet().render_with_options(serde_saphyr::render_options! {
-                snippets: serde_saphyr::SnippetMode::Off,
-            });
+            let raw = e
+                .without_snippet()
+                .render_with_options(serde_saphyr::render_options! {
+                    snippets: serde_saphyr::SnippetMode::Off,
+                });
             Err(SyntaxError {
                 message: clean_message(&raw),
                 span,
@@ -304,7 +314,10 @@ mod tests {
         let (ks, a) = nodes.get("a").unwrap();
         assert_eq!(&src[ks.offset..ks.offset + ks.len], "a");
         let (_, kind) = a.get("kind").unwrap();
-        assert_eq!(&src[kind.span.offset..kind.span.offset + kind.span.len], "data/idx");
+        assert_eq!(
+            &src[kind.span.offset..kind.span.offset + kind.span.len],
+            "data/idx"
+        );
         let (_, params) = a.get("params").unwrap();
         let (_, x) = params.get("x").unwrap();
         assert!(matches!(x.value, Value::Float(f) if (f - 1.5e-3).abs() < 1e-12));

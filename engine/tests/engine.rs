@@ -4,7 +4,10 @@ use std::path::Path;
 
 use cedm_cache::Cache;
 use cedm_engine::event::Collect;
-use cedm_engine::{Engine, EventKind, Outcome, Plan, Reason, RunOptions, Status, expand, run, status, toy, Experiment};
+use cedm_engine::{
+    Engine, EventKind, Experiment, Outcome, Plan, Reason, RunOptions, Status, expand, run, status,
+    toy,
+};
 
 fn plan(dir: &Path, yaml: &str) -> Plan {
     let p = dir.join("exp.yaml");
@@ -19,7 +22,11 @@ fn plan(dir: &Path, yaml: &str) -> Plan {
 fn run_plan(plan: &Plan, cache: &Cache, opts: &RunOptions) -> (Collect, cedm_engine::RunSummary) {
     let reg = toy::registry();
     let events = Collect::default();
-    let engine = Engine { cache, registry: &reg, reporter: &events };
+    let engine = Engine {
+        cache,
+        registry: &reg,
+        reporter: &events,
+    };
     let summary = run(plan, &engine, opts).unwrap();
     (events, summary)
 }
@@ -57,7 +64,11 @@ nodes:
 }
 
 fn value_of(cache: &Cache, s: &cedm_engine::RunSummary, plan: &Plan, label: &str) -> i64 {
-    let i = plan.instances.iter().position(|x| x.label == label).unwrap();
+    let i = plan
+        .instances
+        .iter()
+        .position(|x| x.label == label)
+        .unwrap();
     let r = s.outcomes[i].record().unwrap();
     let bytes = cache.read_object(&r.outputs["value.txt"].digest).unwrap();
     String::from_utf8(bytes).unwrap().trim().parse().unwrap()
@@ -68,7 +79,17 @@ fn sweep_expands_and_collapses_shared_nodes() {
     let dir = tempfile::tempdir().unwrap();
     let p = plan(dir.path(), &sweep_yaml("2, 3", 1, ""));
     let labels: Vec<&str> = p.instances.iter().map(|i| i.label.as_str()).collect();
-    assert_eq!(labels, ["base", "scaled[C=2]", "other", "total[C=2]", "scaled[C=3]", "total[C=3]"]);
+    assert_eq!(
+        labels,
+        [
+            "base",
+            "scaled[C=2]",
+            "other",
+            "total[C=2]",
+            "scaled[C=3]",
+            "total[C=3]"
+        ]
+    );
     assert_eq!(p.points, 2);
 }
 
@@ -91,7 +112,11 @@ fn second_run_is_all_cache_hits() {
 fn adding_a_sweep_point_runs_only_its_nodes() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::open(dir.path().join("cache")).unwrap();
-    run_plan(&plan(dir.path(), &sweep_yaml("2, 3", 1, "")), &cache, &RunOptions::default());
+    run_plan(
+        &plan(dir.path(), &sweep_yaml("2, 3", 1, "")),
+        &cache,
+        &RunOptions::default(),
+    );
     let p = plan(dir.path(), &sweep_yaml("2, 3, 4", 1, ""));
     let st = status(&p, &cache, &[]);
     let will_run: Vec<&str> = p
@@ -102,7 +127,17 @@ fn adding_a_sweep_point_runs_only_its_nodes() {
         .map(|(i, _)| i.label.as_str())
         .collect();
     assert_eq!(will_run, ["scaled[C=4]", "total[C=4]"]);
-    assert!(matches!(&st[6], Status::WillRun { reason: Reason::New, .. }), "{:?}", st[6]);
+    assert!(
+        matches!(
+            &st[6],
+            Status::WillRun {
+                reason: Reason::New,
+                ..
+            }
+        ),
+        "{:?}",
+        st[6]
+    );
     let (ev, _) = run_plan(&p, &cache, &RunOptions::default());
     assert_eq!(started(&ev), ["scaled[C=4]", "total[C=4]"]);
 }
@@ -111,15 +146,26 @@ fn adding_a_sweep_point_runs_only_its_nodes() {
 fn changing_a_middle_param_reruns_it_and_what_lies_below() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::open(dir.path().join("cache")).unwrap();
-    run_plan(&plan(dir.path(), &sweep_yaml("2, 3", 1, "")), &cache, &RunOptions::default());
+    run_plan(
+        &plan(dir.path(), &sweep_yaml("2, 3", 1, "")),
+        &cache,
+        &RunOptions::default(),
+    );
     let p = plan(dir.path(), &sweep_yaml("2, 3", 5, ""));
     let st = status(&p, &cache, &[]);
     let other = p.instances.iter().position(|i| i.label == "other").unwrap();
     match &st[other] {
-        Status::WillRun { reason: Reason::ParamsChanged { changes }, .. } => assert_eq!(changes, &["k: 1 → 5"]),
+        Status::WillRun {
+            reason: Reason::ParamsChanged { changes },
+            ..
+        } => assert_eq!(changes, &["k: 1 → 5"]),
         s => panic!("{s:?}"),
     }
-    let total = p.instances.iter().position(|i| i.label == "total[C=2]").unwrap();
+    let total = p
+        .instances
+        .iter()
+        .position(|i| i.label == "total[C=2]")
+        .unwrap();
     assert!(matches!(&st[total], Status::Waits { on, own: None } if on == &["other"]));
     let (ev, _) = run_plan(&p, &cache, &RunOptions::default());
     assert_eq!(started(&ev), ["other", "total[C=2]", "total[C=3]"]);
@@ -129,7 +175,11 @@ fn changing_a_middle_param_reruns_it_and_what_lies_below() {
 fn early_cutoff_a_rerun_with_identical_output_keeps_children_cached() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::open(dir.path().join("cache")).unwrap();
-    run_plan(&plan(dir.path(), &sweep_yaml("2, 3", 1, "")), &cache, &RunOptions::default());
+    run_plan(
+        &plan(dir.path(), &sweep_yaml("2, 3", 1, "")),
+        &cache,
+        &RunOptions::default(),
+    );
     // `note` changes base's key but not its output bytes.
     let p = plan(dir.path(), &sweep_yaml("2, 3", 1, "a comment"));
     let (ev, s) = run_plan(&p, &cache, &RunOptions::default());
@@ -144,7 +194,10 @@ fn force_reruns_a_node_and_early_cutoff_spares_its_children() {
     let cache = Cache::open(dir.path().join("cache")).unwrap();
     let p = plan(dir.path(), &sweep_yaml("2", 1, ""));
     run_plan(&p, &cache, &RunOptions::default());
-    let opts = RunOptions { force: vec!["base".into()], ..RunOptions::default() };
+    let opts = RunOptions {
+        force: vec!["base".into()],
+        ..RunOptions::default()
+    };
     let (ev, _) = run_plan(&p, &cache, &opts);
     assert_eq!(started(&ev), ["base"]);
 }
@@ -164,9 +217,18 @@ nodes:
     let p = plan(dir.path(), yaml);
     let (ev, s) = run_plan(&p, &cache, &RunOptions::default());
     assert!(!s.ok());
-    assert_eq!(ev.labels(|k| matches!(k, EventKind::Failed { .. })), ["bad"]);
-    assert_eq!(ev.labels(|k| matches!(k, EventKind::Blocked { .. })), ["below", "below2"]);
-    assert_eq!(ev.labels(|k| matches!(k, EventKind::Finished { .. })), ["base", "good"]);
+    assert_eq!(
+        ev.labels(|k| matches!(k, EventKind::Failed { .. })),
+        ["bad"]
+    );
+    assert_eq!(
+        ev.labels(|k| matches!(k, EventKind::Blocked { .. })),
+        ["below", "below2"]
+    );
+    assert_eq!(
+        ev.labels(|k| matches!(k, EventKind::Finished { .. })),
+        ["base", "good"]
+    );
     // The failure and its log are kept; the next status says so.
     let bad = p.instances.iter().position(|i| i.label == "bad").unwrap();
     let st = status(&p, &cache, &[]);
@@ -187,7 +249,10 @@ fn only_runs_the_named_node_and_its_inputs() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::open(dir.path().join("cache")).unwrap();
     let p = plan(dir.path(), &sweep_yaml("2, 3", 1, ""));
-    let opts = RunOptions { only: vec!["scaled[C=3]".into()], ..RunOptions::default() };
+    let opts = RunOptions {
+        only: vec!["scaled[C=3]".into()],
+        ..RunOptions::default()
+    };
     let (ev, s) = run_plan(&p, &cache, &opts);
     assert_eq!(started(&ev), ["base", "scaled[C=3]"]);
     assert!(s.ok());
@@ -199,22 +264,39 @@ fn file_params_are_keyed_by_content_not_path() {
     let cache = Cache::open(dir.path().join("cache")).unwrap();
     std::fs::write(dir.path().join("a.bin"), b"12345").unwrap();
     std::fs::write(dir.path().join("b.bin"), b"12345").unwrap();
-    let y = |f: &str| format!("name: files\nnodes:\n  len: {{kind: toy/file, params: {{path: {f}}}}}\n");
-    let (ev, s) = run_plan(&plan(dir.path(), &y("a.bin")), &cache, &RunOptions::default());
+    let y = |f: &str| {
+        format!("name: files\nnodes:\n  len: {{kind: toy/file, params: {{path: {f}}}}}\n")
+    };
+    let (ev, s) = run_plan(
+        &plan(dir.path(), &y("a.bin")),
+        &cache,
+        &RunOptions::default(),
+    );
     assert_eq!(started(&ev), ["len"]);
     assert!(s.ok());
     // Same content elsewhere: a hit.
-    let (ev, _) = run_plan(&plan(dir.path(), &y("b.bin")), &cache, &RunOptions::default());
+    let (ev, _) = run_plan(
+        &plan(dir.path(), &y("b.bin")),
+        &cache,
+        &RunOptions::default(),
+    );
     assert!(started(&ev).is_empty());
     // Changed content: a rerun, with the reason.
     std::fs::write(dir.path().join("b.bin"), b"123456").unwrap();
     let p = plan(dir.path(), &y("b.bin"));
     let st = status(&p, &cache, &[]);
-    assert!(matches!(&st[0], Status::WillRun { reason: Reason::FileChanged { params }, .. } if params == &["path"]), "{st:?}");
+    assert!(
+        matches!(&st[0], Status::WillRun { reason: Reason::FileChanged { params }, .. } if params == &["path"]),
+        "{st:?}"
+    );
     // A missing file is reported against the YAML before anything runs.
     let p = plan(dir.path(), &y("nope.bin"));
     let reg = toy::registry();
-    let engine = Engine { cache: &cache, registry: &reg, reporter: &cedm_engine::event::Silent };
+    let engine = Engine {
+        cache: &cache,
+        registry: &reg,
+        reporter: &cedm_engine::event::Silent,
+    };
     let err = run(&p, &engine, &RunOptions::default()).unwrap_err();
     let text = err.render_plain();
     assert!(text.contains("cannot read `path`"), "{text}");
@@ -226,7 +308,10 @@ fn kind_version_bump_is_explained() {
     // Simulate an older version by editing the stored ref's record.
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::open(dir.path().join("cache")).unwrap();
-    let p = plan(dir.path(), "name: v\nnodes:\n  a: {kind: toy/value, params: {value: 1}}\n");
+    let p = plan(
+        dir.path(),
+        "name: v\nnodes:\n  a: {kind: toy/value, params: {value: 1}}\n",
+    );
     let (_, s) = run_plan(&p, &cache, &RunOptions::default());
     let rec = s.outcomes[0].record().unwrap().clone();
     let mut old = rec.clone();
@@ -238,5 +323,14 @@ fn kind_version_bump_is_explained() {
     cache.set_ref("v", "a", &old.key).unwrap();
     std::fs::remove_file(cache.record_path(&rec.key)).unwrap();
     let st = status(&p, &cache, &[]);
-    assert!(matches!(&st[0], Status::WillRun { reason: Reason::VersionBumped { from: 0, to: 1 }, .. }), "{st:?}");
+    assert!(
+        matches!(
+            &st[0],
+            Status::WillRun {
+                reason: Reason::VersionBumped { from: 0, to: 1 },
+                ..
+            }
+        ),
+        "{st:?}"
+    );
 }

@@ -47,14 +47,20 @@ fn every_invalid_spec_has_its_diagnostic() {
         let want_text = header(&src, "expect");
         let line = err.line_of(&err.problems[0]);
         if line != want_line {
-            failures.push(format!("{name}: first problem on line {line}, expected {want_line}\n{rendered}"));
+            failures.push(format!(
+                "{name}: first problem on line {line}, expected {want_line}\n{rendered}"
+            ));
         }
         if !rendered.contains(&want_text) {
-            failures.push(format!("{name}: diagnostic lacks `{want_text}`\n{rendered}"));
+            failures.push(format!(
+                "{name}: diagnostic lacks `{want_text}`\n{rendered}"
+            ));
         }
         // The rendering shows the file and the line of the first problem.
         if !rendered.contains(&format!("{name}:{want_line}:")) {
-            failures.push(format!("{name}: rendering does not point at {name}:{want_line}\n{rendered}"));
+            failures.push(format!(
+                "{name}: rendering does not point at {name}:{want_line}\n{rendered}"
+            ));
         }
         let snap = f.with_extension("snap");
         if bless {
@@ -62,8 +68,13 @@ fn every_invalid_spec_has_its_diagnostic() {
         } else {
             match std::fs::read_to_string(&snap) {
                 Ok(want) if want == rendered => {}
-                Ok(want) => failures.push(format!("{name}: snapshot differs\n--- want\n{want}\n--- got\n{rendered}")),
-                Err(_) => failures.push(format!("{name}: no snapshot {} (run with CEDM_BLESS=1)", snap.display())),
+                Ok(want) => failures.push(format!(
+                    "{name}: snapshot differs\n--- want\n{want}\n--- got\n{rendered}"
+                )),
+                Err(_) => failures.push(format!(
+                    "{name}: no snapshot {} (run with CEDM_BLESS=1)",
+                    snap.display()
+                )),
             }
         }
     }

@@ -1,0 +1,47 @@
+//! cedm-nodes: the node kinds of a C-EDM experiment, one file each, and the burn models they use.
+//!
+//! The registry below is the one list of kinds; `docs/nodes.md` is generated from it
+//! (`cedm kinds --markdown`), and a test fails when the committed file is stale.
+
+pub mod data_idx;
+pub mod images;
+pub mod io;
+pub mod rng;
+
+use std::path::Path;
+
+use cedm_engine::{NodeError, Registry};
+
+use crate::images::ImageSet;
+
+/// Every node kind, in the order of the pipeline.
+pub fn registry() -> Registry {
+    let mut r = Registry::new();
+    r.register(&data_idx::DataIdx);
+    r
+}
+
+/// JSON schema of a params struct (field docs and defaults), for `cedm kinds` and the docs.
+pub fn schema<T: schemars::JsonSchema>() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default()
+}
+
+/// Write `info.json` describing an image set (count, shape, label histogram).
+///
+/// # Errors
+/// I/O errors.
+pub fn write_info(dir: &Path, set: &ImageSet) -> Result<(), NodeError> {
+    let mut counts = std::collections::BTreeMap::<i64, usize>::new();
+    if let Some(l) = &set.labels {
+        for &x in l {
+            *counts.entry(x).or_default() += 1;
+        }
+    }
+    let v = serde_json::json!({
+        "images": set.n,
+        "shape": [set.c, set.h, set.w],
+        "labels": set.labels.is_some(),
+        "label_counts": counts.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+    });
+    io::write_json(&dir.join("info.json"), &v)
+}

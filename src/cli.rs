@@ -1,0 +1,170 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// cedm: label-free, cluster-conditioned diffusion (C-EDM) experiments as a content-addressed
+/// dataflow graph. Every node's result is cached by a key over its kind, params and inputs, so
+/// a sweep over the number of clusters recomputes only what changed.
+#[derive(Parser, Debug)]
+#[command(name = "cedm", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Artifact cache directory [default: `.cedm/` beside the experiment file].
+    #[arg(long, global = true, env = "CEDM_CACHE", value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run an experiment: compute every node that is not cached.
+    Run(RunArgs),
+    /// Say, for every node and sweep point, whether it is cached, will run (and why), or waits.
+    Status(StatusArgs),
+    /// Print the expanded graph of an experiment.
+    Dag(DagArgs),
+    /// Inspect and maintain the artifact cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// List node kinds, or show one kind's inputs and params.
+    Kinds(KindsArgs),
+    /// Compute one node by its key (what a batch job runs; the task file must be in the cache).
+    #[command(hide = true)]
+    Exec(ExecArgs),
+}
+
+/// How progress is shown.
+#[derive(Args, Debug, Clone)]
+pub struct OutputArgs {
+    /// Print one JSON event per line instead of progress bars.
+    #[arg(long)]
+    pub json: bool,
+    /// Print every line nodes log.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// `cedm run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Experiment YAML file.
+    pub file: PathBuf,
+    /// Run only these nodes (ids or labels like `temi[C=10]`) and what they need.
+    #[arg(long, value_name = "NODE", num_args = 1..)]
+    pub only: Vec<String>,
+    /// Recompute these nodes even if cached.
+    #[arg(long, value_name = "NODE", num_args = 1..)]
+    pub force: Vec<String>,
+    /// Most nodes running at once.
+    #[arg(long, short, default_value_t = 2, value_name = "N")]
+    pub jobs: usize,
+    /// Device for nodes that use one: cpu, wgpu[:N], cuda[:N] [default: the YAML's `device`, else cpu].
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<String>,
+    /// Show what would run, and why, without running anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `cedm status`.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Experiment YAML file.
+    pub file: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Graph formats.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DagFormat {
+    /// Indented text.
+    Text,
+    /// Graphviz.
+    Dot,
+    /// Mermaid flowchart.
+    Mermaid,
+}
+
+/// `cedm dag`.
+#[derive(Args, Debug)]
+pub struct DagArgs {
+    /// Experiment YAML file.
+    pub file: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = DagFormat::Text)]
+    pub format: DagFormat,
+}
+
+/// `cedm cache …`.
+#[derive(Subcommand, Debug)]
+pub enum CacheCommand {
+    /// List cached results (of one experiment, when given).
+    Ls {
+        /// Only this experiment's nodes (also selects its cache).
+        file: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a result: params, inputs, outputs with sizes and digests, timings, log, lineage.
+    Show {
+        /// A key (or unique prefix), or a node id / label of the experiment.
+        name: String,
+        /// Experiment that names the node (also selects its cache).
+        file: Option<PathBuf>,
+        /// Print the record as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rehash every object and check every record; corrupt objects are quarantined.
+    Verify {
+        /// Experiment whose cache to verify.
+        file: Option<PathBuf>,
+    },
+    /// Delete unreferenced objects and leftovers of killed runs; with --keep, also every result
+    /// the given experiments do not use.
+    Gc {
+        /// Keep only what these experiments use.
+        #[arg(long, value_name = "FILE", num_args = 1..)]
+        keep: Vec<PathBuf>,
+        /// Show what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Copy a result's output files (and record.json) into a directory.
+    Export {
+        /// A key (or unique prefix), or a node id / label.
+        name: String,
+        /// Destination directory.
+        dir: PathBuf,
+        /// Experiment that names the node.
+        #[arg(long)]
+        experiment: Option<PathBuf>,
+    },
+}
+
+/// `cedm kinds`.
+#[derive(Args, Debug)]
+pub struct KindsArgs {
+    /// A kind to describe.
+    pub kind: Option<String>,
+    /// Print the node reference as Markdown (docs/nodes.md).
+    #[arg(long)]
+    pub markdown: bool,
+}
+
+/// `cedm exec`.
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// The key to compute.
+    pub key: String,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}

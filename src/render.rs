@@ -1,0 +1,383 @@
+//! Rendering engine events: progress bars on a terminal, plain lines otherwise, or JSON lines.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use cedm_engine::{Event, EventKind, Reporter, Status};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Whether to use colour on stdout.
+pub fn color() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// Wrap text in an ANSI colour when colour is on.
+pub fn paint(s: &str, code: &str) -> String {
+    if color() {
+        format!("\x1b[{code}m{s}\x1b[0m")
+    } else {
+        s.to_string()
+    }
+}
+
+/// Short human form of a byte count.
+pub fn bytes(n: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}
+
+/// Short human form of seconds.
+pub fn secs(s: f64) -> String {
+    if s < 1.0 {
+        format!("{:.0} ms", s * 1000.0)
+    } else if s < 120.0 {
+        format!("{s:.1} s")
+    } else if s < 7200.0 {
+        format!("{:.1} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
+    }
+}
+
+/// One line describing a planned status.
+pub fn status_text(s: &Status) -> String {
+    match s {
+        Status::Cached { .. } => paint("cached", "32"),
+        Status::WillRun { reason, .. } => format!("{} ({reason})", paint("will run", "33")),
+        Status::Waits { on, own } => {
+            let base = format!("{} on {}", paint("waits", "36"), on.join(", "));
+            match own {
+                Some(r) => format!("{base}; will run ({r})"),
+                None => format!("{base}; cached if their outputs are unchanged"),
+            }
+        }
+        Status::MissingFile { param, path } => {
+            format!("{} `{param}`: {path}", paint("missing file", "31"))
+        }
+        Status::Skipped => "skipped".to_string(),
+    }
+}
+
+/// A reporter for the terminal (bars) or logs (plain lines).
+pub struct Human {
+    t0: Instant,
+    verbose: bool,
+    tty: bool,
+    multi: MultiProgress,
+    state: Mutex<HumanState>,
+}
+
+#[derive(Default)]
+struct HumanState {
+    bars: HashMap<String, ProgressBar>,
+    last_plain: HashMap<String, (Instant, u64)>,
+}
+
+impl Human {
+    /// A reporter; bars when stderr is a terminal.
+    pub fn new(verbose: bool) -> Human {
+        let tty = std::io::stderr().is_terminal();
+        let multi = MultiProgress::with_draw_target(if tty {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        });
+        Human {
+            t0: Instant::now(),
+            verbose,
+            tty,
+            multi,
+            state: Mutex::new(HumanState::default()),
+        }
+    }
+
+    fn line(&self, s: String) {
+        if self.tty {
+            let _ = self.multi.println(s);
+        } else {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "[{:>7.1}s] {s}", self.t0.elapsed().as_secs_f64());
+        }
+    }
+
+    fn bar(&self, st: &mut HumanState, label: &str) -> ProgressBar {
+        st.bars
+            .entry(label.to_string())
+            .or_insert_with(|| {
+                let pb = self.multi.add(ProgressBar::new_spinner());
+                pb.set_style(
+                    ProgressStyle::with_template("{spinner:.cyan} {prefix:.bold} {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                pb.set_prefix(label.to_string());
+                pb.enable_steady_tick(Duration::from_millis(120));
+                pb
+            })
+            .clone()
+    }
+
+    /// Remove all bars (before printing a summary).
+    pub fn finish(&self) {
+        if let Ok(mut st) = self.state.lock() {
+            for (_, b) in st.bars.drain() {
+                b.finish_and_clear();
+            }
+        }
+        let _ = self.multi.clear();
+    }
+}
+
+impl Reporter for Human {
+    fn event(&self, e: &Event) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        let label = &e.instance;
+        match &e.kind {
+            EventKind::Planned { status } => {
+                if self.verbose {
+                    self.line(format!("  {label}: {}", status_text(status)));
+                }
+            }
+            EventKind::CacheHit { by_other, .. } => {
+                if let Some(b) = st.bars.remove(label) {
+                    b.finish_and_clear();
+                }
+                if *by_other {
+                    self.line(format!(
+                        "{} {label} computed by another process",
+                        paint("·", "32")
+                    ));
+                } else if self.verbose {
+                    self.line(format!("{} {label} cached", paint("·", "32")));
+                }
+            }
+            EventKind::Waiting { holder } => {
+                if self.tty {
+                    self.bar(&mut st, label)
+                        .set_message(format!("waiting for {holder}"));
+                } else {
+                    self.line(format!("… {label} waits for {holder}"));
+                }
+            }
+            EventKind::Started { reason, .. } => {
+                if self.tty {
+                    self.bar(&mut st, label)
+                        .set_message(format!("running ({reason})"));
+                } else {
+                    self.line(format!("▶ {label} ({reason})"));
+                }
+            }
+            EventKind::Progress(p) => {
+                if self.tty {
+                    let b = self.bar(&mut st, label);
+                    if let Some(total) = p.total {
+                        if b.length() != Some(total) {
+                            b.set_length(total);
+                            b.set_style(
+                                ProgressStyle::with_template(
+                                    "{spinner:.cyan} {prefix:.bold} [{bar:30.cyan/blue}] {pos}/{len} {msg} ({per_sec}, ETA {eta})",
+                                )
+                                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                                .progress_chars("=> "),
+                            );
+                        }
+                    }
+                    b.set_position(p.done);
+                    b.set_message(format!(
+                        "{}{}",
+                        p.unit,
+                        p.message
+                            .as_ref()
+                            .map(|m| format!(" {m}"))
+                            .unwrap_or_default()
+                    ));
+                } else {
+                    // Plain output: a line every 10% or every 30 s.
+                    let now = Instant::now();
+                    let pct = p.total.map(|t| p.done * 10 / t.max(1)).unwrap_or(0);
+                    let emit = match st.last_plain.get(label) {
+                        None => true,
+                        Some((t, last_pct)) => {
+                            pct > *last_pct || now.duration_since(*t) > Duration::from_secs(30)
+                        }
+                    };
+                    if emit {
+                        st.last_plain.insert(label.clone(), (now, pct));
+                        let total = p.total.map(|t| format!("/{t}")).unwrap_or_default();
+                        let msg = p
+                            .message
+                            .as_ref()
+                            .map(|m| format!(" {m}"))
+                            .unwrap_or_default();
+                        self.line(format!("  {label} {}{total} {}{msg}", p.done, p.unit));
+                    }
+                }
+            }
+            EventKind::Log { line } => {
+                if self.verbose {
+                    self.line(format!("  {label}: {line}"));
+                }
+            }
+            EventKind::Finished {
+                seconds,
+                outputs,
+                bytes: b,
+                ..
+            } => {
+                if let Some(bar) = st.bars.remove(label) {
+                    bar.finish_and_clear();
+                }
+                self.line(format!(
+                    "{} {label} {} ({outputs} files, {})",
+                    paint("✓", "32"),
+                    secs(*seconds),
+                    bytes(*b)
+                ));
+            }
+            EventKind::Failed { error, key } => {
+                if let Some(bar) = st.bars.remove(label) {
+                    bar.finish_and_clear();
+                }
+                let hint = key
+                    .map(|k| format!("\n    log: cedm cache show {}", k.short()))
+                    .unwrap_or_default();
+                self.line(format!(
+                    "{} {label} failed: {error}{hint}",
+                    paint("✗", "31")
+                ));
+            }
+            EventKind::Blocked { on } => {
+                self.line(format!("{} {label} not run: {on} failed", paint("-", "33")));
+            }
+        }
+    }
+}
+
+/// One JSON object per event on stdout.
+pub struct JsonLines {
+    t0: Instant,
+    out: Mutex<std::io::Stdout>,
+}
+
+impl JsonLines {
+    /// A JSON-lines reporter.
+    pub fn new() -> JsonLines {
+        JsonLines {
+            t0: Instant::now(),
+            out: Mutex::new(std::io::stdout()),
+        }
+    }
+}
+
+impl Reporter for JsonLines {
+    fn event(&self, e: &Event) {
+        let mut v = serde_json::to_value(e).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.insert(
+                "t".into(),
+                serde_json::json!((self.t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0),
+            );
+        }
+        if let Ok(out) = self.out.lock() {
+            let mut out = out.lock();
+            let _ = writeln!(out, "{v}");
+        }
+    }
+}
+
+/// After a run: one table per node kind that wrote `metrics.json`, one row per instance, the
+/// columns being the swept variables and the metrics' numbers.
+pub fn results_table(
+    plan: &cedm_engine::Plan,
+    summary: &cedm_engine::RunSummary,
+    cache: &cedm_cache::Cache,
+) {
+    use std::collections::BTreeMap;
+    let mut groups: BTreeMap<String, Vec<(String, BTreeMap<String, String>)>> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for (inst, o) in plan.instances.iter().zip(&summary.outcomes) {
+        let Some(r) = o.record() else { continue };
+        let Some(m) = r.outputs.get("metrics.json") else {
+            continue;
+        };
+        let Ok(bytes) = cache.read_object(&m.digest) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            continue;
+        };
+        let Some(obj) = v.as_object() else { continue };
+        let mut row = BTreeMap::new();
+        for (k, x) in obj {
+            let cell = match x {
+                serde_json::Value::Number(n) => match n.as_f64() {
+                    Some(f) if f.fract() != 0.0 => format!("{f:.4}"),
+                    _ => n.to_string(),
+                },
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                _ => continue,
+            };
+            row.insert(k.clone(), cell);
+        }
+        let group = format!("{} ({})", inst.node, inst.kind.kind());
+        if !groups.contains_key(&group) {
+            order.push(group.clone());
+        }
+        groups
+            .entry(group)
+            .or_default()
+            .push((inst.label.clone(), row));
+    }
+    for g in order {
+        let rows = &groups[&g];
+        let mut cols: Vec<String> = Vec::new();
+        for (_, r) in rows {
+            for k in r.keys() {
+                if !cols.contains(k) {
+                    cols.push(k.clone());
+                }
+            }
+        }
+        let mut widths: Vec<usize> =
+            std::iter::once(rows.iter().map(|(l, _)| l.len()).max().unwrap_or(4))
+                .chain(cols.iter().map(|c| c.len()))
+                .collect();
+        for (_, r) in rows {
+            for (j, c) in cols.iter().enumerate() {
+                widths[j + 1] = widths[j + 1].max(r.get(c).map(String::len).unwrap_or(1));
+            }
+        }
+        crate::outln!();
+        crate::outln!("{g}");
+        let mut head = format!("{:<w$}", "node", w = widths[0]);
+        for (j, c) in cols.iter().enumerate() {
+            head.push_str(&format!("  {:>w$}", c, w = widths[j + 1]));
+        }
+        crate::outln!("{head}");
+        for (label, r) in rows {
+            let mut line = format!("{:<w$}", label, w = widths[0]);
+            for (j, c) in cols.iter().enumerate() {
+                line.push_str(&format!(
+                    "  {:>w$}",
+                    r.get(c).map(String::as_str).unwrap_or("-"),
+                    w = widths[j + 1]
+                ));
+            }
+            crate::outln!("{line}");
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! The engine through the CLI: sweeps, statuses, bad input, corruption, concurrent runs.
+
+use crate::util::{Dir, events, stderr, stdout, with_event};
+
+fn sweep(cs: &str) -> String {
+    format!(
+        "name: sweep
+sweep:
+  C: [{cs}]
+nodes:
+  base: {{kind: toy/value, params: {{value: 1}}}}
+  scaled: {{kind: toy/add, inputs: {{a: base}}, params: {{k: \"${{C}}\", sleep_ms: 20}}}}
+  other: {{kind: toy/add, inputs: {{a: base}}, params: {{k: 7}}}}
+  total: {{kind: toy/add, inputs: {{a: scaled, b: other}}}}
+"
+    )
+}
+
+#[test]
+fn a_grown_sweep_runs_only_the_new_point() {
+    let d = Dir::new();
+    d.write("exp.yaml", &sweep("2, 3"));
+    let o = d.run(&["run", "exp.yaml", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(with_event(&events(&o), "started").len(), 6);
+
+    let again = d.run(&["run", "exp.yaml", "--json"]);
+    assert!(with_event(&events(&again), "started").is_empty());
+    assert_eq!(with_event(&events(&again), "cache_hit").len(), 6);
+
+    d.write("exp.yaml", &sweep("2, 3, 4"));
+    let st = d.run(&["status", "exp.yaml"]);
+    let text = stdout(&st);
+    assert!(
+        text.contains("scaled[C=4]  toy/add    will run (new)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("total[C=4]   toy/add    waits on scaled[C=4]; will run (new)"),
+        "{text}"
+    );
+    let grown = d.run(&["run", "exp.yaml", "--json"]);
+    assert!(grown.status.success());
+    assert_eq!(
+        with_event(&events(&grown), "started"),
+        ["scaled[C=4]", "total[C=4]"]
+    );
+}
+
+#[test]
+fn invalid_experiments_exit_2_with_a_diagnostic() {
+    let d = Dir::new();
+    d.write("bad.yaml", "name: bad\nnodes:\n  a:\n    kind: toy/valu\n");
+    let o = d.run(&["run", "bad.yaml"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("unknown kind `toy/valu`"), "{err}");
+    assert!(err.contains("bad.yaml:4:11"), "{err}");
+    assert!(err.contains("did you mean `toy/value`?"), "{err}");
+    let o = d.run(&["status", "missing.yaml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot read experiment missing.yaml"));
+}
+
+#[test]
+fn a_missing_input_file_stops_the_run_before_anything_runs() {
+    let d = Dir::new();
+    d.write(
+        "exp.yaml",
+        "name: files\nnodes:\n  ok: {kind: toy/value, params: {value: 1}}\n  data: {kind: toy/file, params: {path: data/train.bin}}\n",
+    );
+    let st = d.run(&["status", "exp.yaml"]);
+    assert!(st.status.success());
+    assert!(
+        stdout(&st).contains("missing file `path`"),
+        "{}",
+        stdout(&st)
+    );
+    let o = d.run(&["run", "exp.yaml", "--json"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(with_event(&events(&o), "started").is_empty());
+    let err = stderr(&o);
+    assert!(
+        err.contains("cannot read `path`") && err.contains("data/train.bin"),
+        "{err}"
+    );
+}
+
+#[test]
+fn failures_exit_1_keep_successes_and_show_their_log() {
+    let d = Dir::new();
+    d.write(
+        "exp.yaml",
+        "name: f\nnodes:\n  a: {kind: toy/value, params: {value: 1}}\n  bad: {kind: toy/add, inputs: {a: a}, params: {fail: true}}\n  after: {kind: toy/add, inputs: {a: bad}}\n",
+    );
+    let o = d.run(&["run", "exp.yaml"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("bad failed: asked to fail"), "{err}");
+    assert!(err.contains("after not run: bad failed"), "{err}");
+    let show = d.run(&["cache", "show", "bad", "exp.yaml"]);
+    let text = stdout(&show);
+    assert!(
+        text.contains("last failure") && text.contains("asked to fail"),
+        "{text}"
+    );
+    let st = stdout(&d.run(&["status", "exp.yaml"]));
+    assert!(st.contains("a    ") && st.contains("cached"), "{st}");
+    assert!(st.contains("will run (last run failed)"), "{st}");
+}
+
+#[test]
+fn a_flipped_byte_is_reported_by_verify_and_recomputed_by_run() {
+    let d = Dir::new();
+    d.write("exp.yaml", &sweep("2"));
+    assert!(d.run(&["run", "exp.yaml"]).status.success());
+    assert!(d.run(&["cache", "verify"]).status.success());
+    // Corrupt the object holding `total`'s value (10 = 1+2+7).
+    let show = stdout(&d.run(&["cache", "show", "total[C=2]", "exp.yaml"]));
+    let obj = show
+        .lines()
+        .find(|l| l.trim_start().starts_with("value.txt"))
+        .and_then(|l| l.split_whitespace().last())
+        .expect("object path")
+        .to_string();
+    let mut perms = std::fs::metadata(&obj).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&obj, perms).unwrap();
+    let mut bytes = std::fs::read(&obj).unwrap();
+    bytes[0] ^= 0x01;
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&obj, &bytes).unwrap();
+
+    let v = d.run(&["cache", "verify"]);
+    assert_eq!(v.status.code(), Some(1));
+    let vt = stdout(&v);
+    assert!(
+        vt.contains("corrupt object") && vt.contains("problems"),
+        "{vt}"
+    );
+
+    let o = d.run(&["run", "exp.yaml", "--json"]);
+    assert!(o.status.success());
+    assert_eq!(with_event(&events(&o), "started"), ["total[C=2]"]);
+    assert!(d.run(&["cache", "verify"]).status.success());
+}
+
+#[test]
+fn two_runs_at_once_compute_every_node_exactly_once() {
+    let d = Dir::new();
+    d.write(
+        "exp.yaml",
+        "name: twice
+sweep:
+  C: [1, 2, 3]
+nodes:
+  base: {kind: toy/value, params: {value: 1}}
+  slow: {kind: toy/add, inputs: {a: base}, params: {k: \"${C}\", sleep_ms: 300}}
+  sum: {kind: toy/add, inputs: {a: slow, b: base}, params: {sleep_ms: 100}}
+",
+    );
+    let spawn = || {
+        d.cedm()
+            .args(["run", "exp.yaml", "--json", "--jobs", "2"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = spawn();
+    let b = spawn();
+    let oa = a.wait_with_output().unwrap();
+    let ob = b.wait_with_output().unwrap();
+    assert!(oa.status.success(), "{}", stderr(&oa));
+    assert!(ob.status.success(), "{}", stderr(&ob));
+    let mut started = with_event(&events(&oa), "started");
+    started.extend(with_event(&events(&ob), "started"));
+    started.sort();
+    assert_eq!(
+        started,
+        [
+            "base",
+            "slow[C=1]",
+            "slow[C=2]",
+            "slow[C=3]",
+            "sum[C=1]",
+            "sum[C=2]",
+            "sum[C=3]"
+        ]
+    );
+    // Each process ends with all 7 results.
+    for o in [&oa, &ob] {
+        let evs = events(o);
+        let done = with_event(&evs, "started").len() + with_event(&evs, "cache_hit").len();
+        assert_eq!(done, 7, "{}", stdout(o));
+    }
+}
+
+#[test]
+fn dag_formats() {
+    let d = Dir::new();
+    d.write("exp.yaml", &sweep("2, 3"));
+    let text = stdout(&d.run(&["dag", "exp.yaml"]));
+    assert!(
+        text.contains("total[C=3] (toy/add)  a ← scaled[C=3], b ← other"),
+        "{text}"
+    );
+    let dot = stdout(&d.run(&["dag", "exp.yaml", "--format", "dot"]));
+    assert!(
+        dot.starts_with("digraph \"sweep\"") && dot.matches("->").count() == 7,
+        "{dot}"
+    );
+    let mm = stdout(&d.run(&["dag", "exp.yaml", "--format", "mermaid"]));
+    assert!(
+        mm.starts_with("flowchart LR") && mm.matches("-->").count() == 7,
+        "{mm}"
+    );
+}
+
+#[test]
+fn gc_keeps_what_the_experiment_uses() {
+    let d = Dir::new();
+    d.write("exp.yaml", &sweep("2, 3"));
+    assert!(d.run(&["run", "exp.yaml"]).status.success());
+    d.write("exp.yaml", &sweep("2"));
+    let o = d.run(&["cache", "gc", "--keep", "exp.yaml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("deleted 2 records"), "{}", stdout(&o));
+    let again = d.run(&["run", "exp.yaml", "--json"]);
+    assert!(with_event(&events(&again), "started").is_empty());
+}
+
+#[test]
+fn cache_ls_piped_into_a_closed_pipe_is_not_an_error() {
+    let d = Dir::new();
+    d.write("exp.yaml", &sweep("1, 2, 3, 4, 5, 6, 7, 8"));
+    assert!(d.run(&["run", "exp.yaml"]).status.success());
+    let mut child = d
+        .cedm()
+        .args(["cache", "ls"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    assert!(status.success());
+}
