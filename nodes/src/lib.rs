@@ -3,9 +3,13 @@
 //! The registry below is the one list of kinds; `docs/nodes.md` is generated from it
 //! (`cedm kinds --markdown`), and a test fails when the committed file is stale.
 
+pub mod data_cifar;
 pub mod data_idx;
+pub mod data_images;
+pub mod imageops;
 pub mod images;
 pub mod io;
+pub mod models;
 pub mod rng;
 
 use std::path::Path;
@@ -18,6 +22,8 @@ use crate::images::ImageSet;
 pub fn registry() -> Registry {
     let mut r = Registry::new();
     r.register(&data_idx::DataIdx);
+    r.register(&data_cifar::DataCifar);
+    r.register(&data_images::DataImages);
     r
 }
 

@@ -1,0 +1,70 @@
+//! Parity with PyTorch: fixtures written by the scripts in `tests/parity/` (see each script's
+//! header for its command). Models use the real checkpoints from `assets/` (scripts/fetch_assets.sh).
+
+use std::path::PathBuf;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use cedm_nodes::imageops::{self, Filter};
+use cedm_nodes::io::Tensors;
+use cedm_nodes::models::mobilenet_v2::{MobileNetV2, MobileNetV2Config};
+use cedm_nodes::models::weights::Weights;
+
+fn fixture(name: &str) -> Tensors {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/parity").join(name);
+    Tensors::open(&p).unwrap_or_else(|e| panic!("fixture {}: {e}", p.display()))
+}
+
+fn asset(rel: &str) -> PathBuf {
+    let root = std::env::var_os("CEDM_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets"));
+    let p = root.join(rel);
+    assert!(p.exists(), "{} is missing: run scripts/fetch_assets.sh", p.display());
+    p
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn resize_matches_torch_interpolate_antialias() {
+    let t = fixture("resize.safetensors");
+    let src = t.f32("src").unwrap().data;
+    for (name, filter) in [("bilinear", Filter::Bilinear), ("bicubic", Filter::Bicubic)] {
+        for (dir, (oh, ow)) in [("up", (96, 80)), ("down", (16, 11))] {
+            let want = t.f32(&format!("{name}_{dir}")).unwrap().data;
+            let mut got = vec![0f32; oh * ow];
+            imageops::resize_plane(&src, 37, 29, oh, ow, filter, &mut got);
+            let d = max_abs_diff(&got, &want);
+            assert!(d < 2e-3, "{name} {dir}: max |Δ| = {d}");
+        }
+    }
+    let want = t.f32("tf_bilinear_299").unwrap().data;
+    let mut got = vec![0f32; 299 * 299];
+    imageops::resize_tf_bilinear(&src, 37, 29, 299, 299, &mut got);
+    let d = max_abs_diff(&got, &want);
+    assert!(d < 2e-3, "tf bilinear: max |Δ| = {d}");
+}
+
+#[test]
+fn mobilenet_v2_matches_torchvision_on_real_images() {
+    let t = fixture("mobilenet_v2.safetensors");
+    let images = t.u8("images").unwrap();
+    let want_input = t.f32("input").unwrap();
+    let want = t.f32("features").unwrap();
+    let [n, c, h, w] = images.shape[..] else { panic!() };
+    let (scale, offset) = imageops::imagenet_norm();
+    let input = imageops::preprocess(&images.data, n, c, h, w, 96, imageops::Resample::Filter(Filter::Bilinear), scale, offset);
+    let d_in = max_abs_diff(&input, &want_input.data);
+    assert!(d_in < 1e-4, "preprocessing: max |Δ| = {d_in}");
+
+    let device = Device::default();
+    let weights = Weights::load(&asset("weights/mobilenet_v2-b0353104.pth")).unwrap();
+    let model = MobileNetV2::load(&MobileNetV2Config::imagenet(), &weights, &device).unwrap();
+    let x: Tensor<4> = Tensor::from_data(TensorData::new(want_input.data.clone(), [n, 3, 96, 96]), &device);
+    let got: Vec<f32> = model.forward_features(x).into_data().to_vec().unwrap();
+    let d = max_abs_diff(&got, &want.data);
+    assert!(d < 1e-4, "features: max |Δ| = {d}");
+}
