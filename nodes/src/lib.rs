@@ -3,11 +3,16 @@
 //! The registry below is the one list of kinds; `docs/nodes.md` is generated from it
 //! (`cedm kinds --markdown`), and a test fails when the committed file is stale.
 
+pub mod cpu;
 pub mod data_cifar;
 pub mod data_idx;
 pub mod data_images;
+pub mod device;
+pub mod features;
+pub mod features_mobilenet_v2;
 pub mod imageops;
 pub mod images;
+pub mod knn;
 pub mod io;
 pub mod models;
 pub mod rng;
@@ -24,6 +29,8 @@ pub fn registry() -> Registry {
     r.register(&data_idx::DataIdx);
     r.register(&data_cifar::DataCifar);
     r.register(&data_images::DataImages);
+    r.register(&features_mobilenet_v2::FeaturesMobileNetV2);
+    r.register(&knn::FeaturesKnn);
     r
 }
 

@@ -64,7 +64,20 @@ fn mobilenet_v2_matches_torchvision_on_real_images() {
     let weights = Weights::load(&asset("weights/mobilenet_v2-b0353104.pth")).unwrap();
     let model = MobileNetV2::load(&MobileNetV2Config::imagenet(), &weights, &device).unwrap();
     let x: Tensor<4> = Tensor::from_data(TensorData::new(want_input.data.clone(), [n, 3, 96, 96]), &device);
-    let got: Vec<f32> = model.forward_features(x).into_data().to_vec().unwrap();
+    let got: Vec<f32> = model.forward_features(x).into_data().try_to_vec().unwrap();
+    let d = max_abs_diff(&got, &want.data);
+    assert!(d < 1e-4, "features: max |Δ| = {d}");
+}
+
+#[test]
+fn mobilenet_v2_cpu_kernels_match_torchvision() {
+    use cedm_nodes::models::mobilenet_v2::MobileNetV2Cpu;
+    let t = fixture("mobilenet_v2.safetensors");
+    let input = t.f32("input").unwrap();
+    let want = t.f32("features").unwrap();
+    let weights = Weights::load(&asset("weights/mobilenet_v2-b0353104.pth")).unwrap();
+    let model = MobileNetV2Cpu::load(&MobileNetV2Config::imagenet(), &weights).unwrap();
+    let got = model.forward_features(&input.data, 4, 96, 96);
     let d = max_abs_diff(&got, &want.data);
     assert!(d < 1e-4, "features: max |Δ| = {d}");
 }

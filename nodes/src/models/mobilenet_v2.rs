@@ -13,6 +13,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::{Device, Tensor};
 
 use super::weights::{Weights, WeightsError, tensor};
+use crate::cpu;
 
 /// torchvision's inverted-residual settings: (expansion t, channels c, repeats n, stride s).
 const SETTINGS: [(usize, usize, usize, usize); 7] =
@@ -191,5 +192,102 @@ impl MobileNetV2 {
         let h = self.head.forward(h); // [n, 1280, h/32, w/32]
         let [n, c, _, _] = h.dims();
         h.mean_dim(3).mean_dim(2).reshape([n, c])
+    }
+}
+
+/// The same network on the CPU kernels of [`crate::cpu`] (NHWC), for fast inference on the CPU
+/// backend. Loaded from the same checkpoint with the same BatchNorm folding; parity-tested
+/// against torchvision like the burn module.
+pub struct MobileNetV2Cpu {
+    stem: cpu::Conv,
+    blocks: Vec<(Option<cpu::Conv>, cpu::Depthwise, cpu::Conv, bool)>,
+    head: cpu::Conv,
+}
+
+fn folded(w: &Weights, conv: &str, bn: &str, shape: [usize; 4]) -> Result<(Vec<f32>, Vec<f32>), WeightsError> {
+    let [cout, cin_g, kh, kw] = shape;
+    let mut fw = w.values(&format!("{conv}.weight"), &shape)?;
+    let gamma = w.values(&format!("{bn}.weight"), &[cout])?;
+    let beta = w.values(&format!("{bn}.bias"), &[cout])?;
+    let mean = w.values(&format!("{bn}.running_mean"), &[cout])?;
+    let var = w.values(&format!("{bn}.running_var"), &[cout])?;
+    let per = cin_g * kh * kw;
+    let mut fb = vec![0f32; cout];
+    for o in 0..cout {
+        let s = gamma[o] / (var[o] + 1e-5).sqrt();
+        fw[o * per..(o + 1) * per].iter_mut().for_each(|v| *v *= s);
+        fb[o] = beta[o] - mean[o] * s;
+    }
+    Ok((fw, fb))
+}
+
+impl MobileNetV2Cpu {
+    /// Load torchvision's checkpoint (same key mapping as [`MobileNetV2::load`]).
+    ///
+    /// # Errors
+    /// A missing key or a shape mismatch.
+    pub fn load(config: &MobileNetV2Config, w: &Weights) -> Result<MobileNetV2Cpu, WeightsError> {
+        use cpu::{Act, Conv, Depthwise};
+        let pw = |conv: &str, bn: &str, cin: usize, cout: usize, act: Act| -> Result<Conv, WeightsError> {
+            let (fw, fb) = folded(w, conv, bn, [cout, cin, 1, 1])?;
+            Ok(Conv::from_oihw(&fw, fb, cout, cin, 1, 1, (1, 1), (0, 0), act))
+        };
+        let stem_c = config.ch(32);
+        let (fw, fb) = folded(w, "features.0.0", "features.0.1", [stem_c, 3, 3, 3])?;
+        let stem = Conv::from_oihw(&fw, fb, stem_c, 3, 3, 3, (2, 2), (1, 1), Act::Relu6);
+        let mut blocks = Vec::new();
+        let mut cin = stem_c;
+        let mut idx = 1;
+        for (t, c, n, s) in SETTINGS {
+            let cout = config.ch(c);
+            for i in 0..n {
+                let stride = if i == 0 { s } else { 1 };
+                let hidden = cin * t;
+                let p = format!("features.{idx}.conv");
+                let (expand, dw_conv, dw_bn, proj_conv, proj_bn) = if t == 1 {
+                    (None, format!("{p}.0.0"), format!("{p}.0.1"), format!("{p}.1"), format!("{p}.2"))
+                } else {
+                    (
+                        Some(pw(&format!("{p}.0.0"), &format!("{p}.0.1"), cin, hidden, Act::Relu6)?),
+                        format!("{p}.1.0"),
+                        format!("{p}.1.1"),
+                        format!("{p}.2"),
+                        format!("{p}.3"),
+                    )
+                };
+                let (dw, db) = folded(w, &dw_conv, &dw_bn, [hidden, 1, 3, 3])?;
+                let depthwise = Depthwise::from_oihw(&dw, db, hidden, stride, Act::Relu6);
+                let project = pw(&proj_conv, &proj_bn, hidden, cout, Act::None)?;
+                blocks.push((expand, depthwise, project, stride == 1 && cin == cout));
+                cin = cout;
+                idx += 1;
+            }
+        }
+        let last = if config.width_mult > 1.0 { config.ch(1280) } else { 1280 };
+        let head = pw(&format!("features.{idx}.0"), &format!("features.{idx}.1"), cin, last, Act::Relu6)?;
+        Ok(MobileNetV2Cpu { stem, blocks, head })
+    }
+
+    /// The pooled 1280-d feature.
+    ///
+    /// # Shapes
+    /// `x`: `[n, 3, h, w]` NCHW (ImageNet-normalised) → `[n, 1280]`
+    pub fn forward_features(&self, x: &[f32], n: usize, h: usize, w: usize) -> Vec<f32> {
+        let x = cpu::nchw_to_nhwc(x, n, 3, h, w);
+        let (mut x, mut h, mut w) = self.stem.forward(&x, n, h, w, None);
+        for (expand, dw, project, residual) in &self.blocks {
+            let e = match expand {
+                Some(e) => e.forward(&x, n, h, w, None).0,
+                None => x.clone(),
+            };
+            let (d, oh, ow) = dw.forward(&e, n, h, w);
+            let res = if *residual { Some(x.as_slice()) } else { None };
+            let (p, _, _) = project.forward(&d, n, oh, ow, res);
+            x = p;
+            h = oh;
+            w = ow;
+        }
+        let (y, oh, ow) = self.head.forward(&x, n, h, w, None);
+        cpu::global_avg(&y, n, oh * ow, self.head.cout)
     }
 }

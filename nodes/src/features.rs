@@ -1,0 +1,107 @@
+//! The feature artifact and the batching loop shared by the backbone nodes.
+//!
+//! `features.safetensors`: tensor `features`, float32, `[N, D]`, row i = image i of the input.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use cedm_engine::{Artifact, NodeError, RunContext};
+
+use crate::images::ImageSet;
+use crate::io::{Tensors, write_f32};
+
+/// Features of N items, row-major `[n, d]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Features {
+    /// Rows.
+    pub n: usize,
+    /// Dimension.
+    pub d: usize,
+    /// Values.
+    pub data: Vec<f32>,
+}
+
+impl Features {
+    /// Row i.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.d..(i + 1) * self.d]
+    }
+
+    /// Read `features.safetensors` of an upstream node.
+    ///
+    /// # Errors
+    /// When missing or malformed.
+    pub fn read(a: &Artifact) -> Result<Features, NodeError> {
+        Features::read_file(a.path("features.safetensors")?)
+    }
+
+    /// Read a features file.
+    ///
+    /// # Errors
+    /// When malformed.
+    pub fn read_file(path: &Path) -> Result<Features, NodeError> {
+        let t = Tensors::open(path)?.f32("features")?;
+        let [n, d] = t.shape[..] else {
+            return Err(NodeError::msg(format!("{}: features must be [N, D], got {:?}", path.display(), t.shape)));
+        };
+        Ok(Features { n, d, data: t.data })
+    }
+
+    /// Write `features.safetensors`.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn write(&self, path: &Path, meta: &BTreeMap<String, String>) -> Result<(), NodeError> {
+        write_f32(path, "features", &[self.n, self.d], &self.data, meta)
+    }
+
+    /// L2-normalised copy (rows of zero norm stay zero).
+    pub fn l2_normalized(&self) -> Features {
+        let mut data = self.data.clone();
+        for row in data.chunks_exact_mut(self.d) {
+            let norm = row.iter().map(|v| f64::from(*v) * f64::from(*v)).sum::<f64>().sqrt();
+            if norm > 0.0 {
+                let inv = (1.0 / norm) as f32;
+                row.iter_mut().for_each(|v| *v *= inv);
+            }
+        }
+        Features { n: self.n, d: self.d, data }
+    }
+}
+
+/// Run `embed` over the images in batches, reporting progress; returns `[n, d]`.
+///
+/// `embed(pixels_u8_nchw, batch_len) -> Vec<f32>` of `batch_len × d`.
+///
+/// # Errors
+/// What `embed` returns, or [`NodeError::Interrupted`] when asked to stop.
+pub fn extract(
+    ctx: &mut RunContext<'_>,
+    set: &ImageSet,
+    batch: usize,
+    d: usize,
+    mut embed: impl FnMut(&[u8], usize) -> Result<Vec<f32>, NodeError>,
+) -> Result<Features, NodeError> {
+    let mut data = Vec::with_capacity(set.n * d);
+    let il = set.image_len();
+    let t0 = std::time::Instant::now();
+    let mut done = 0;
+    while done < set.n {
+        if ctx.should_stop() {
+            return Err(NodeError::Interrupted);
+        }
+        let b = batch.min(set.n - done);
+        let out = embed(&set.pixels[done * il..(done + b) * il], b)?;
+        if out.len() != b * d {
+            return Err(NodeError::msg(format!("backbone returned {} values for {b} images of dimension {d}", out.len())));
+        }
+        data.extend_from_slice(&out);
+        done += b;
+        let rate = done as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+        ctx.progress(done as u64, Some(set.n as u64), "img", Some(format!("{rate:.0} img/s")));
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    ctx.stat("img_per_s", set.n as f64 / secs.max(1e-9));
+    ctx.log(format!("{} images in {secs:.1} s ({:.1} img/s)", set.n, set.n as f64 / secs.max(1e-9)));
+    Ok(Features { n: set.n, d, data })
+}
