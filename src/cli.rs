@@ -31,9 +31,86 @@ pub enum Command {
     Cache(CacheCommand),
     /// List node kinds, or show one kind's inputs and params.
     Kinds(KindsArgs),
+    /// Extract backbone features of a folder, zip or dataset file (like dgm-eval), outside any
+    /// experiment.
+    Features(FeaturesArgs),
+    /// Benchmarks: cedm's kernels against PyTorch / scikit-learn / SciPy on the same input.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Compute one node by its key (what a batch job runs; the task file must be in the cache).
     #[command(hide = true)]
     Exec(ExecArgs),
+}
+
+/// `cedm features`.
+#[derive(Args, Debug)]
+pub struct FeaturesArgs {
+    /// `mobilenet_v2`, or a ViT preset (`dino_vitb16`, `dinov2_vitl14`, …).
+    pub model: String,
+    /// A folder or .zip of PNG/JPEG, an images.safetensors, or an IDX file.
+    pub input: PathBuf,
+    /// Checkpoint file.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Output safetensors file (tensor `features`, float32 [N, D]).
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Input side after resizing [default: 224].
+    #[arg(long, default_value_t = 224)]
+    pub resolution: usize,
+    /// Images per batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Device: cpu, wgpu[:N], cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// `cedm bench …`.
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// MobileNetV2 feature extraction throughput (reference: benches/mobilenet_v2.py).
+    Features {
+        /// torchvision's mobilenet_v2-b0353104.pth.
+        #[arg(long, default_value = "assets/weights/mobilenet_v2-b0353104.pth")]
+        weights: PathBuf,
+        /// Images to time.
+        #[arg(long, default_value_t = 1024)]
+        images: usize,
+        /// Input side.
+        #[arg(long, default_value_t = 96)]
+        resolution: usize,
+        /// Batch size.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[command(flatten)]
+        reference: ReferenceArgs,
+    },
+    /// Exact kNN on random features (reference: benches/knn.py).
+    Knn {
+        /// Items.
+        #[arg(long, default_value_t = 60000)]
+        n: usize,
+        /// Dimension.
+        #[arg(long, default_value_t = 1280)]
+        d: usize,
+        /// Neighbours.
+        #[arg(long, default_value_t = 50)]
+        k: usize,
+        #[command(flatten)]
+        reference: ReferenceArgs,
+    },
+}
+
+/// The reference side of a benchmark.
+#[derive(Args, Debug)]
+pub struct ReferenceArgs {
+    /// A Python with torch / sklearn / scipy to run the reference script on the same input.
+    #[arg(long, value_name = "PYTHON")]
+    pub python: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How progress is shown.

@@ -10,6 +10,7 @@
 //! | 130 | interrupted (Ctrl-C, SIGTERM, a scheduler's warning signal); finished nodes stay cached |
 
 mod cli;
+mod cmd_bench;
 mod cmd_cache;
 mod cmd_kinds;
 mod cmd_run;
@@ -116,6 +117,8 @@ fn main() -> ExitCode {
         Command::Cache(ref c) => cmd_cache::cache(&cli, c),
         Command::Kinds(ref a) => cmd_kinds::kinds(a),
         Command::Exec(ref a) => cmd_run::exec(&cli, a),
+        Command::Features(ref a) => cmd_bench::features(a),
+        Command::Bench(ref b) => cmd_bench::bench(b),
     };
     match result {
         Ok(code) => code,

@@ -69,9 +69,40 @@ impl Features {
     }
 }
 
-/// Run `embed` over the images in batches, reporting progress; returns `[n, d]`.
+/// Run `embed` over the images in batches; returns `[n, d]`.
 ///
-/// `embed(pixels_u8_nchw, batch_len) -> Vec<f32>` of `batch_len × d`.
+/// `embed(pixels_u8_nchw, batch_len) -> Vec<f32>` of `batch_len × d`; `on_batch(done)` is called
+/// after every batch and returns false to stop.
+///
+/// # Errors
+/// What `embed` returns, or [`NodeError::Interrupted`] when stopped.
+pub fn extract_batches(
+    set: &ImageSet,
+    batch: usize,
+    d: usize,
+    mut embed: impl FnMut(&[u8], usize) -> Result<Vec<f32>, NodeError>,
+    mut on_batch: impl FnMut(usize) -> bool,
+) -> Result<Features, NodeError> {
+    let mut data = Vec::with_capacity(set.n * d);
+    let il = set.image_len();
+    let mut done = 0;
+    while done < set.n {
+        let b = batch.max(1).min(set.n - done);
+        let out = embed(&set.pixels[done * il..(done + b) * il], b)?;
+        if out.len() != b * d {
+            return Err(NodeError::msg(format!("backbone returned {} values for {b} images of dimension {d}", out.len())));
+        }
+        data.extend_from_slice(&out);
+        done += b;
+        if !on_batch(done) {
+            return Err(NodeError::Interrupted);
+        }
+    }
+    Ok(Features { n: set.n, d, data })
+}
+
+/// [`extract_batches`] inside a node: progress with the rate, stop on request, throughput in
+/// the record's stats and the log.
 ///
 /// # Errors
 /// What `embed` returns, or [`NodeError::Interrupted`] when asked to stop.
@@ -80,28 +111,17 @@ pub fn extract(
     set: &ImageSet,
     batch: usize,
     d: usize,
-    mut embed: impl FnMut(&[u8], usize) -> Result<Vec<f32>, NodeError>,
+    embed: impl FnMut(&[u8], usize) -> Result<Vec<f32>, NodeError>,
 ) -> Result<Features, NodeError> {
-    let mut data = Vec::with_capacity(set.n * d);
-    let il = set.image_len();
     let t0 = std::time::Instant::now();
-    let mut done = 0;
-    while done < set.n {
-        if ctx.should_stop() {
-            return Err(NodeError::Interrupted);
-        }
-        let b = batch.min(set.n - done);
-        let out = embed(&set.pixels[done * il..(done + b) * il], b)?;
-        if out.len() != b * d {
-            return Err(NodeError::msg(format!("backbone returned {} values for {b} images of dimension {d}", out.len())));
-        }
-        data.extend_from_slice(&out);
-        done += b;
+    let n = set.n;
+    let feats = extract_batches(set, batch, d, embed, |done| {
         let rate = done as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-        ctx.progress(done as u64, Some(set.n as u64), "img", Some(format!("{rate:.0} img/s")));
-    }
+        ctx.progress(done as u64, Some(n as u64), "img", Some(format!("{rate:.0} img/s")));
+        !ctx.should_stop()
+    })?;
     let secs = t0.elapsed().as_secs_f64();
-    ctx.stat("img_per_s", set.n as f64 / secs.max(1e-9));
-    ctx.log(format!("{} images in {secs:.1} s ({:.1} img/s)", set.n, set.n as f64 / secs.max(1e-9)));
-    Ok(Features { n: set.n, d, data })
+    ctx.stat("img_per_s", n as f64 / secs.max(1e-9));
+    ctx.log(format!("{n} images in {secs:.1} s ({:.1} img/s)", n as f64 / secs.max(1e-9)));
+    Ok(feats)
 }

@@ -3,6 +3,7 @@
 //! The registry below is the one list of kinds; `docs/nodes.md` is generated from it
 //! (`cedm kinds --markdown`), and a test fails when the committed file is stale.
 
+pub mod bench;
 pub mod cpu;
 pub mod data_cifar;
 pub mod data_idx;
@@ -10,6 +11,7 @@ pub mod data_images;
 pub mod device;
 pub mod features;
 pub mod features_mobilenet_v2;
+pub mod features_vit;
 pub mod imageops;
 pub mod images;
 pub mod knn;
@@ -30,6 +32,7 @@ pub fn registry() -> Registry {
     r.register(&data_cifar::DataCifar);
     r.register(&data_images::DataImages);
     r.register(&features_mobilenet_v2::FeaturesMobileNetV2);
+    r.register(&features_vit::FeaturesVit);
     r.register(&knn::FeaturesKnn);
     r
 }
@@ -57,4 +60,25 @@ pub fn write_info(dir: &Path, set: &ImageSet) -> Result<(), NodeError> {
         "label_counts": counts.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
     });
     io::write_json(&dir.join("info.json"), &v)
+}
+
+/// Load images for standalone commands: a folder or zip of PNG/JPEG, an image artifact
+/// (`images.safetensors`), or an IDX file (MNIST format, gz or raw).
+///
+/// # Errors
+/// Unreadable input.
+pub fn load_images(path: &Path) -> Result<ImageSet, NodeError> {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    if path.is_dir() || name.ends_with(".zip") {
+        data_images::load(path, None, imageops::Filter::Lanczos, true, None)
+    } else if name.ends_with(".safetensors") {
+        ImageSet::read_file(path)
+    } else if name.contains("idx3") {
+        data_idx::load(path, None)
+    } else {
+        Err(NodeError::msg(format!(
+            "{}: expected a folder or .zip of images, an images.safetensors, or an IDX (*-idx3-ubyte[.gz]) file",
+            path.display()
+        )))
+    }
 }

@@ -81,3 +81,41 @@ fn mobilenet_v2_cpu_kernels_match_torchvision() {
     let d = max_abs_diff(&got, &want.data);
     assert!(d < 1e-4, "features: max |Δ| = {d}");
 }
+
+fn vit_case(file: &str, config: cedm_nodes::models::vit::VitConfig, sizes: &[usize]) {
+    use cedm_nodes::models::vit::Vit;
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/parity").join(file);
+    let mut w = Weights::load(&path).unwrap();
+    let device = Device::default();
+    let model = Vit::load(&config, &mut w, &device).unwrap();
+    let t = fixture(file);
+    for s in sizes {
+        let x = t.f32(&format!("input_{s}")).unwrap();
+        let want = t.f32(&format!("cls_{s}")).unwrap();
+        let xt: Tensor<4> = Tensor::from_data(TensorData::new(x.data.clone(), [2, 3, *s, *s]), &device);
+        let got: Vec<f32> = model.forward_features(xt).into_data().try_to_vec().unwrap();
+        let d = max_abs_diff(&got, &want.data);
+        assert!(d < 1e-4, "{file} at {s}px: max |Δ| = {d}");
+    }
+}
+
+#[test]
+fn vit_dino_matches_reference_with_pos_embed_interpolation() {
+    use cedm_nodes::models::vit::{Ffn, VitConfig};
+    let c = VitConfig { patch: 8, dim: 32, depth: 2, heads: 4, mlp_ratio: 4.0, grid: 4, layer_scale: false, registers: 0, ffn: Ffn::Mlp, image_size: 32 };
+    vit_case("vit_dino_tiny.safetensors", c, &[32, 40]);
+}
+
+#[test]
+fn vit_dinov2_matches_reference_with_layer_scale() {
+    use cedm_nodes::models::vit::{Ffn, VitConfig};
+    let c = VitConfig { patch: 7, dim: 32, depth: 2, heads: 4, mlp_ratio: 4.0, grid: 6, layer_scale: true, registers: 0, ffn: Ffn::Mlp, image_size: 42 };
+    vit_case("vit_dinov2_tiny.safetensors", c, &[42, 28]);
+}
+
+#[test]
+fn vit_dinov2_registers_and_swiglu_match_reference() {
+    use cedm_nodes::models::vit::{Ffn, VitConfig};
+    let c = VitConfig { patch: 7, dim: 48, depth: 2, heads: 4, mlp_ratio: 4.0, grid: 5, layer_scale: true, registers: 2, ffn: Ffn::SwiGlu, image_size: 35 };
+    vit_case("vit_dinov2_tiny_reg_swiglu.safetensors", c, &[35, 21]);
+}

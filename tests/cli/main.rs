@@ -4,4 +4,5 @@ mod util;
 
 mod crash;
 mod engine;
+mod features;
 mod kinds;

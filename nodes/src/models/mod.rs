@@ -1,4 +1,5 @@
 //! burn models used by the node kinds, one file each, loading the original checkpoints.
 
 pub mod mobilenet_v2;
+pub mod vit;
 pub mod weights;

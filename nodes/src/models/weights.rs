@@ -168,6 +168,15 @@ impl Weights {
         }
     }
 
+    /// Rename keys (old, new).
+    pub fn rename(&mut self, pairs: &[(String, String)]) {
+        for (old, new) in pairs {
+            if let Some(v) = self.tensors.remove(old) {
+                self.tensors.insert(new.clone(), v);
+            }
+        }
+    }
+
     /// Values and shape of a key.
     ///
     /// # Errors

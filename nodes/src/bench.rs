@@ -1,0 +1,193 @@
+//! Benchmarks (not tests): our kernels against the reference implementations the paper's code
+//! uses (PyTorch, scikit-learn, SciPy), run side by side on the same input. `cedm bench …` renders
+//! these; the Python side is a committed script in `benches/` run with the interpreter the user
+//! names (one with torch / sklearn / scipy installed).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use cedm_engine::NodeError;
+use serde::Serialize;
+
+/// One measured implementation.
+#[derive(Clone, Debug, Serialize)]
+pub struct Measurement {
+    /// What ran (`cedm (NHWC kernels)`, `torch 2.15.0`).
+    pub implementation: String,
+    /// Wall seconds of the timed part.
+    pub seconds: f64,
+    /// Throughput in the benchmark's unit, if it has one.
+    pub rate: Option<f64>,
+}
+
+/// A benchmark's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Benchmark name.
+    pub name: String,
+    /// What was measured, in words.
+    pub setup: String,
+    /// Unit of `rate` (e.g. `img/s`).
+    pub unit: String,
+    /// cedm's measurement.
+    pub ours: Measurement,
+    /// The reference's, when a Python was given.
+    pub reference: Option<Measurement>,
+    /// Extra facts (agreement between the two, peak memory).
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// Reference time / our time (> 1 means cedm is faster).
+    pub fn speedup(&self) -> Option<f64> {
+        self.reference.as_ref().map(|r| r.seconds / self.ours.seconds)
+    }
+}
+
+/// The repository's `benches/` folder (scripts are looked up there, or in `CEDM_BENCHES`).
+pub fn benches_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("CEDM_BENCHES") {
+        return PathBuf::from(d);
+    }
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../benches");
+    if here.exists() { here } else { PathBuf::from("benches") }
+}
+
+/// Run a reference script and parse the JSON line it prints last.
+///
+/// # Errors
+/// When the interpreter or script fails.
+pub fn run_reference(python: &Path, script: &str, args: &[String]) -> Result<serde_json::Value, NodeError> {
+    let path = benches_dir().join(script);
+    let out = Command::new(python)
+        .arg(&path)
+        .args(args)
+        .output()
+        .map_err(|e| NodeError::msg(format!("cannot run {} {}: {e}", python.display(), path.display())))?;
+    if !out.status.success() {
+        return Err(NodeError::msg(format!(
+            "{} {} failed:\n{}",
+            python.display(),
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or("");
+    serde_json::from_str(line).map_err(|e| NodeError::msg(format!("{script} printed no JSON result ({e}): {stdout}")))
+}
+
+fn field(v: &serde_json::Value, k: &str) -> f64 {
+    v.get(k).and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN)
+}
+
+fn implementation(v: &serde_json::Value) -> String {
+    v.get("impl").and_then(|s| s.as_str()).unwrap_or("reference").to_string()
+}
+
+/// MobileNetV2 feature extraction throughput on random images at `resolution`.
+///
+/// # Errors
+/// Unreadable weights, failing reference.
+pub fn features(weights: &Path, images: usize, resolution: usize, batch: usize, python: Option<&Path>) -> Result<Report, NodeError> {
+    use crate::models::mobilenet_v2::{MobileNetV2Config, MobileNetV2Cpu};
+    let w = crate::models::weights::Weights::load(weights)?;
+    let m = MobileNetV2Cpu::load(&MobileNetV2Config::imagenet(), &w)?;
+    let mut rng = crate::rng::Rng::new(0);
+    let x: Vec<f32> = (0..batch * 3 * resolution * resolution).map(|_| rng.uniform() as f32).collect();
+    for _ in 0..2 {
+        m.forward_features(&x, batch, resolution, resolution);
+    }
+    let t = Instant::now();
+    let mut done = 0;
+    while done < images {
+        m.forward_features(&x, batch, resolution, resolution);
+        done += batch;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let ours = Measurement { implementation: "cedm NHWC CPU kernels".into(), seconds: secs, rate: Some(done as f64 / secs) };
+    let reference = match python {
+        Some(py) => {
+            let v = run_reference(
+                py,
+                "mobilenet_v2.py",
+                &["--resolution".into(), resolution.to_string(), "--batch".into(), batch.to_string(), "--images".into(), done.to_string()],
+            )?;
+            Some(Measurement { implementation: implementation(&v), seconds: field(&v, "seconds"), rate: Some(field(&v, "img_per_s")) })
+        }
+        None => None,
+    };
+    Ok(Report {
+        name: "features".into(),
+        setup: format!("MobileNetV2 pooled features, {done} images at {resolution} px, batch {batch}, {} threads", rayon::current_num_threads()),
+        unit: "img/s".into(),
+        ours,
+        reference,
+        notes: vec![],
+    })
+}
+
+/// Exact kNN on random Gaussian features `n × d` (same file for both sides).
+///
+/// # Errors
+/// I/O, failing reference.
+pub fn knn(n: usize, d: usize, k: usize, python: Option<&Path>) -> Result<Report, NodeError> {
+    use crate::features::Features;
+    let mut rng = crate::rng::Rng::new(0);
+    let f = Features { n, d, data: (0..n * d).map(|_| rng.normal() as f32).collect() };
+    let dir = std::env::temp_dir().join(format!("cedm-bench-knn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(NodeError::io("creating", &dir))?;
+    let file = dir.join("features.safetensors");
+    f.write(&file, &Default::default())?;
+    let t = Instant::now();
+    let ours_knn = crate::knn::knn(&f, k, true, 1024, |_| true)?;
+    let secs = t.elapsed().as_secs_f64();
+    let mut notes = Vec::new();
+    let reference = match python {
+        Some(py) => {
+            let idx = dir.join("torch_indices.npy");
+            let v = run_reference(
+                py,
+                "knn.py",
+                &["--features".into(), file.display().to_string(), "--k".into(), k.to_string(), "--out".into(), idx.display().to_string()],
+            )?;
+            if let Ok(theirs) = read_npy_i64(&idx) {
+                let mut same = 0usize;
+                for i in 0..n {
+                    let a: std::collections::HashSet<i64> = ours_knn.indices[i * k..(i + 1) * k].iter().copied().collect();
+                    same += theirs[i * k..(i + 1) * k].iter().filter(|j| a.contains(j)).count();
+                }
+                notes.push(format!("neighbour sets agree on {:.4}% of entries (float ties aside)", 100.0 * same as f64 / (n * k) as f64));
+            }
+            Some(Measurement { implementation: implementation(&v), seconds: field(&v, "seconds"), rate: None })
+        }
+        None => None,
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(Report {
+        name: "knn".into(),
+        setup: format!("exact top-{k} cosine kNN of {n}×{d} random features, {} threads", rayon::current_num_threads()),
+        unit: String::new(),
+        ours: Measurement { implementation: "cedm (symmetric blocked gemm)".into(), seconds: secs, rate: None },
+        reference,
+        notes,
+    })
+}
+
+/// Read a little-endian int64 `.npy` (as numpy writes it).
+///
+/// # Errors
+/// When the file is not such an array.
+pub fn read_npy_i64(path: &Path) -> Result<Vec<i64>, NodeError> {
+    let b = std::fs::read(path).map_err(NodeError::io("reading", path))?;
+    if b.len() < 10 || &b[..6] != b"\x93NUMPY" {
+        return Err(NodeError::msg(format!("{}: not a .npy file", path.display())));
+    }
+    let (hlen, start) = if b[6] == 1 { (u16::from_le_bytes([b[8], b[9]]) as usize, 10) } else { (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12) };
+    let header = String::from_utf8_lossy(&b[start..start + hlen]);
+    if !header.contains("<i8") || header.contains("'fortran_order': True") {
+        return Err(NodeError::msg(format!("{}: expected a C-order int64 array, header {header}", path.display())));
+    }
+    Ok(b[start + hlen..].chunks_exact(8).map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect())
+}
