@@ -100,6 +100,29 @@ pub enum BenchCommand {
         #[command(flatten)]
         reference: ReferenceArgs,
     },
+    /// k-means against scikit-learn (reference: benches/kmeans.py).
+    Kmeans {
+        /// A features.safetensors to cluster [default: random Gaussian n × d].
+        #[arg(long)]
+        features: Option<PathBuf>,
+        /// Points (random features).
+        #[arg(long, default_value_t = 60000)]
+        n: usize,
+        /// Dimension (random features).
+        #[arg(long, default_value_t = 1280)]
+        d: usize,
+        /// Clusters.
+        #[arg(long, default_value_t = 100)]
+        k: usize,
+        /// Initialisations.
+        #[arg(long, default_value_t = 1)]
+        n_init: usize,
+        /// Iteration cap.
+        #[arg(long, default_value_t = 300)]
+        max_iter: usize,
+        #[command(flatten)]
+        reference: ReferenceArgs,
+    },
 }
 
 /// The reference side of a benchmark.

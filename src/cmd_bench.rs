@@ -46,6 +46,10 @@ pub fn bench(b: &BenchCommand) -> Result<ExitCode, CliError> {
             let r = bench::knn(*n, *d, *k, reference.python.as_deref()).map_err(node_err)?;
             print(&r, reference.json);
         }
+        BenchCommand::Kmeans { features, n, d, k, n_init, max_iter, reference } => {
+            let r = bench::kmeans(features.as_deref(), *n, *d, *k, *n_init, *max_iter, reference.python.as_deref()).map_err(node_err)?;
+            print(&r, reference.json);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

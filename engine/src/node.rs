@@ -16,8 +16,31 @@ pub struct Slot {
     pub name: &'static str,
     /// Whether the slot must be connected.
     pub required: bool,
+    /// A gather slot: it receives every instance of the connected node across the sweep points
+    /// that agree with the consumer on the variables the consumer itself uses (a reduce over the
+    /// sweep). Artifacts arrive as `slot#0000`, `slot#0001`, … in sweep order.
+    pub many: bool,
     /// What the slot expects (for docs and messages).
     pub about: &'static str,
+}
+
+impl Slot {
+    /// A required one-to-one input.
+    pub const fn one(name: &'static str, about: &'static str) -> Slot {
+        Slot { name, required: true, many: false, about }
+    }
+    /// An optional one-to-one input.
+    pub const fn optional(name: &'static str, about: &'static str) -> Slot {
+        Slot { name, required: false, many: false, about }
+    }
+    /// A required gather input (see [`Slot::many`]).
+    pub const fn gather(name: &'static str, about: &'static str) -> Slot {
+        Slot { name, required: true, many: true, about }
+    }
+    /// An optional gather input.
+    pub const fn gather_optional(name: &'static str, about: &'static str) -> Slot {
+        Slot { name, required: false, many: true, about }
+    }
 }
 
 /// What a node needs from the machine while it runs.
@@ -368,6 +391,12 @@ impl<'a> RunContext<'a> {
     /// The artifact connected to `slot`, if any.
     pub fn input(&self, slot: &str) -> Option<&Artifact> {
         self.inputs.get(slot)
+    }
+
+    /// Every artifact of a gather slot, in sweep order.
+    pub fn inputs_many(&self, slot: &str) -> Vec<&Artifact> {
+        let prefix = format!("{slot}#");
+        self.inputs.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(_, a)| a).collect()
     }
 
     /// The artifact connected to a required slot.

@@ -509,35 +509,30 @@ pub fn expand(exp: Experiment, registry: &Registry) -> Result<Plan, SpecError> {
     let mut instances: Vec<Instance> = Vec::new();
     // Per node: identity → instance index.
     let mut by_identity: Vec<HashMap<String, usize>> = vec![HashMap::new(); exp.nodes.len()];
+    // Per sweep point: the variables (raw definitions, resolved lazily) and the swept values.
+    let mut envs: Vec<Env<'_>> = Vec::with_capacity(points.len());
+    let mut point_vars: Vec<BTreeMap<&str, serde_json::Value>> = Vec::with_capacity(points.len());
     for point in &points {
-        let mut raw: BTreeMap<&str, &yaml::Node> =
-            exp.vars.iter().map(|(k, _, n)| (k.as_str(), n)).collect();
+        let mut raw: BTreeMap<&str, &yaml::Node> = exp.vars.iter().map(|(k, _, n)| (k.as_str(), n)).collect();
         for (var, &j) in exp.sweep.iter().zip(point) {
             raw.insert(var.name.as_str(), &var.values[j]);
         }
-        let point_vars: BTreeMap<&str, serde_json::Value> = exp
-            .sweep
-            .iter()
-            .zip(point)
-            .map(|(v, &j)| (v.name.as_str(), v.values[j].value.to_json()))
-            .collect();
-        let mut env = Env::new(raw);
-        // Instance chosen at this point for each node.
-        let mut chosen: Vec<Option<usize>> = vec![None; exp.nodes.len()];
-        for &ni in &order {
-            let spec = &exp.nodes[ni];
-            let Some(kind) = registry.get(&spec.kind) else {
-                continue;
-            };
+        envs.push(Env::new(raw));
+        point_vars.push(exp.sweep.iter().zip(point).map(|(v, &j)| (v.name.as_str(), v.values[j].value.to_json())).collect());
+    }
+    // chosen[node][point]: the instance of a node at a sweep point.
+    let mut chosen: Vec<Vec<Option<usize>>> = vec![vec![None; points.len()]; exp.nodes.len()];
+    // Node-major: every instance of a node exists before its consumers are built, so a gather
+    // slot can collect them across sweep points.
+    for &ni in &order {
+        let spec = &exp.nodes[ni];
+        let Some(kind) = registry.get(&spec.kind) else {
+            continue;
+        };
+        for pi in 0..points.len() {
             let (params_yaml, deps) = match &spec.params {
-                Some(p) => match env.interpolate(p) {
-                    Ok((v, d)) => (
-                        Some(yaml::Node {
-                            value: v,
-                            span: p.span,
-                        }),
-                        d,
-                    ),
+                Some(p) => match envs[pi].interpolate(p) {
+                    Ok((v, d)) => (Some(yaml::Node { value: v, span: p.span }), d),
                     Err(ps) => {
                         for p in ps {
                             push(p, &mut problems);
@@ -547,31 +542,18 @@ pub fn expand(exp: Experiment, registry: &Registry) -> Result<Plan, SpecError> {
                 },
                 None => (None, BTreeSet::new()),
             };
-            let json = params_yaml
-                .as_ref()
-                .map(|p| p.value.to_json())
-                .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
-            let my_swept: BTreeSet<&str> = deps
-                .iter()
-                .map(String::as_str)
-                .filter(|d| swept.contains(d))
-                .collect();
+            let json = params_yaml.as_ref().map(|p| p.value.to_json()).unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+            let my_swept: BTreeSet<&str> = deps.iter().map(String::as_str).filter(|d| swept.contains(d)).collect();
             let note = if my_swept.is_empty() {
                 String::new()
             } else {
-                let parts: Vec<String> = my_swept
-                    .iter()
-                    .map(|v| format!("{v} = {}", point_vars[v]))
-                    .collect();
+                let parts: Vec<String> = my_swept.iter().map(|v| format!("{v} = {}", point_vars[pi][v])).collect();
                 format!(" (at {})", parts.join(", "))
             };
             let checked = match kind.check(&json) {
                 Ok(c) => c,
                 Err(e) => {
-                    push(
-                        param_problem(spec, params_yaml.as_ref(), &e, &note, kind),
-                        &mut problems,
-                    );
+                    push(param_problem(spec, params_yaml.as_ref(), &e, &note, kind), &mut problems);
                     continue;
                 }
             };
@@ -579,33 +561,52 @@ pub fn expand(exp: Experiment, registry: &Registry) -> Result<Plan, SpecError> {
                 continue;
             }
             let mut inputs = BTreeMap::new();
+            let mut inherited: Vec<usize> = Vec::new();
             let mut upstream_ok = true;
             for (slot, _, target, _) in &spec.inputs {
-                let j = exp.nodes.iter().position(|n| &n.id == target);
-                match j.and_then(|j| chosen[j]) {
-                    Some(inst) => {
-                        inputs.insert(slot.clone(), inst);
+                let Some(j) = exp.nodes.iter().position(|n| &n.id == target) else {
+                    upstream_ok = false;
+                    continue;
+                };
+                let gather = kind.inputs().iter().any(|s| s.name == slot && s.many);
+                if gather {
+                    // Every instance of the upstream node at the sweep points that agree with this
+                    // one on the variables this node itself uses, in sweep order.
+                    let mut list: Vec<usize> = Vec::new();
+                    for qi in 0..points.len() {
+                        if my_swept.iter().all(|v| point_vars[qi][v] == point_vars[pi][v]) {
+                            match chosen[j][qi] {
+                                Some(inst) if !list.contains(&inst) => list.push(inst),
+                                Some(_) => {}
+                                None => upstream_ok = false,
+                            }
+                        }
                     }
-                    None => upstream_ok = false,
+                    for (t, inst) in list.into_iter().enumerate() {
+                        inputs.insert(format!("{slot}#{t:04}"), inst);
+                    }
+                } else {
+                    match chosen[j][pi] {
+                        Some(inst) => {
+                            inputs.insert(slot.clone(), inst);
+                            inherited.push(inst);
+                        }
+                        None => upstream_ok = false,
+                    }
                 }
             }
             if !upstream_ok {
                 continue;
             }
-            let identity = canonical_json(&serde_json::json!({
-                "params": checked.params,
-                "inputs": inputs,
-            }));
+            let identity = canonical_json(&serde_json::json!({"params": checked.params, "inputs": inputs}));
             if let Some(&existing) = by_identity[ni].get(&identity) {
-                chosen[ni] = Some(existing);
+                chosen[ni][pi] = Some(existing);
                 continue;
             }
-            // Swept variables this instance depends on: its own, and its inputs'.
-            let mut vars: BTreeMap<String, serde_json::Value> = my_swept
-                .iter()
-                .map(|v| (v.to_string(), point_vars[v].clone()))
-                .collect();
-            for &up in inputs.values() {
+            // Swept variables this instance depends on: its own, and those of the inputs it
+            // reads one-to-one (a gathered input's variables are what it gathers over).
+            let mut vars: BTreeMap<String, serde_json::Value> = my_swept.iter().map(|v| (v.to_string(), point_vars[pi][v].clone())).collect();
+            for up in inherited {
                 for (k, v) in &instances[up].vars {
                     vars.insert(k.clone(), v.clone());
                 }
@@ -613,14 +614,7 @@ pub fn expand(exp: Experiment, registry: &Registry) -> Result<Plan, SpecError> {
             let label = if vars.is_empty() {
                 spec.id.clone()
             } else {
-                let parts: Vec<String> = exp
-                    .sweep
-                    .iter()
-                    .filter_map(|s| {
-                        vars.get(&s.name)
-                            .map(|v| format!("{}={}", s.name, json_short(v)))
-                    })
-                    .collect();
+                let parts: Vec<String> = exp.sweep.iter().filter_map(|s| vars.get(&s.name).map(|v| format!("{}={}", s.name, json_short(v)))).collect();
                 format!("{}[{}]", spec.id, parts.join(","))
             };
             // Files: absolute paths for the node, content (not path) in the key.
@@ -629,26 +623,16 @@ pub fn expand(exp: Experiment, registry: &Registry) -> Result<Plan, SpecError> {
             let mut files = Vec::new();
             let mut file_spans = BTreeMap::new();
             for f in &checked.files {
-                let abs: PathBuf = normalize(&if f.path.is_absolute() {
-                    f.path.clone()
-                } else {
-                    exp.dir.join(&f.path)
-                });
+                let abs: PathBuf = normalize(&if f.path.is_absolute() { f.path.clone() } else { exp.dir.join(&f.path) });
                 if let Some(obj) = params.as_object_mut() {
                     obj.insert(f.param.clone(), abs.to_string_lossy().to_string().into());
                 }
                 if let Some(obj) = key_params.as_object_mut() {
                     obj.remove(&f.param);
                 }
-                let span = params_yaml
-                    .as_ref()
-                    .and_then(|p| p.get(&f.param).map(|(_, n)| n.span))
-                    .unwrap_or(spec.params_anchor);
+                let span = params_yaml.as_ref().and_then(|p| p.get(&f.param).map(|(_, n)| n.span)).unwrap_or(spec.params_anchor);
                 file_spans.insert(f.param.clone(), span);
-                files.push(FileParam {
-                    param: f.param.clone(),
-                    path: abs,
-                });
+                files.push(FileParam { param: f.param.clone(), path: abs });
             }
             let mut resources = checked.resources;
             let rspec = resource_specs.get(&ni).cloned().unwrap_or_default();
@@ -672,7 +656,7 @@ pub fn expand(exp: Experiment, registry: &Registry) -> Result<Plan, SpecError> {
                 span: spec.id_span,
             });
             by_identity[ni].insert(identity, index);
-            chosen[ni] = Some(index);
+            chosen[ni][pi] = Some(index);
         }
     }
     if !problems.is_empty() {

@@ -110,18 +110,8 @@ impl Node for Add {
         "Writes a + b + k (toy kind for engine tests)."
     }
     fn inputs(&self) -> &'static [Slot] {
-        &[
-            Slot {
-                name: "a",
-                required: true,
-                about: "a toy value",
-            },
-            Slot {
-                name: "b",
-                required: false,
-                about: "a toy value",
-            },
-        ]
+        const SLOTS: &[Slot] = &[Slot::one("a", "a toy value"), Slot::optional("b", "a toy value")];
+        SLOTS
     }
     fn params_schema(&self) -> serde_json::Value {
         serde_json::json!({"properties": {"k": {"type": "integer", "default": 0}, "sleep_ms": {"type": "integer", "default": 0}, "fail": {"type": "boolean", "default": false}}})
@@ -203,9 +193,56 @@ impl Node for FileLen {
     }
 }
 
+/// Params of `toy/sum`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SumParams {
+    /// A tag (lets a test make the consumer depend on a swept variable).
+    #[serde(default)]
+    pub tag: String,
+}
+
+/// `toy/sum`: the sum of every gathered value (tests gather slots).
+pub struct Sum;
+
+impl Node for Sum {
+    fn kind(&self) -> &'static str {
+        "toy/sum"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn about(&self) -> &'static str {
+        "Writes the sum of all gathered values (toy kind for engine tests)."
+    }
+    fn inputs(&self) -> &'static [Slot] {
+        const SLOTS: &[Slot] = &[Slot::gather("values", "toy values, gathered across the sweep")];
+        SLOTS
+    }
+    fn params_schema(&self) -> serde_json::Value {
+        serde_json::json!({"properties": {"tag": {"type": "string", "default": ""}}})
+    }
+    fn check(&self, params: &serde_json::Value) -> Result<Checked, ParamError> {
+        let (_, params) = check_typed::<SumParams>(params)?;
+        Ok(Checked { params, files: vec![], resources: Resources::default() })
+    }
+    fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        let mut total = 0;
+        let n = ctx.inputs_many("values").len();
+        for a in ctx.inputs_many("values") {
+            let p = a.path("value.txt")?;
+            let s = std::fs::read_to_string(p).map_err(NodeError::io("reading", p))?;
+            total += s.trim().parse::<i64>().map_err(|e| NodeError::msg(e.to_string()))?;
+        }
+        ctx.log(format!("{n} values"));
+        write_value(ctx, total)
+    }
+}
+
 /// Register the toy kinds.
 pub fn register(r: &mut Registry) {
-    r.register(&Value).register(&Add).register(&FileLen);
+    r.register(&Value).register(&Add).register(&FileLen).register(&Sum);
 }
 
 /// A registry holding only the toy kinds.

@@ -84,9 +84,9 @@ fn sweep_expands_and_collapses_shared_nodes() {
         [
             "base",
             "scaled[C=2]",
+            "scaled[C=3]",
             "other",
             "total[C=2]",
-            "scaled[C=3]",
             "total[C=3]"
         ]
     );
@@ -127,16 +127,17 @@ fn adding_a_sweep_point_runs_only_its_nodes() {
         .map(|(i, _)| i.label.as_str())
         .collect();
     assert_eq!(will_run, ["scaled[C=4]", "total[C=4]"]);
+    let new = p.instances.iter().position(|i| i.label == "scaled[C=4]").unwrap();
     assert!(
         matches!(
-            &st[6],
+            &st[new],
             Status::WillRun {
                 reason: Reason::New,
                 ..
             }
         ),
         "{:?}",
-        st[6]
+        st[new]
     );
     let (ev, _) = run_plan(&p, &cache, &RunOptions::default());
     assert_eq!(started(&ev), ["scaled[C=4]", "total[C=4]"]);
@@ -333,4 +334,31 @@ fn kind_version_bump_is_explained() {
         ),
         "{st:?}"
     );
+}
+
+#[test]
+fn gather_slots_collect_instances_across_the_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path().join("cache")).unwrap();
+    let yaml = "name: gather
+sweep:
+  C: [1, 2, 3]
+  seed: [10, 20]
+nodes:
+  v: {kind: toy/value, params: {value: \"${C}\", note: \"s${seed}\"}}
+  x: {kind: toy/add, inputs: {a: v}, params: {k: \"${seed}\"}}
+  all: {kind: toy/sum, inputs: {values: x}}
+  per_seed: {kind: toy/sum, inputs: {values: x}, params: {tag: \"s${seed}\"}}
+";
+    let p = plan(dir.path(), yaml);
+    let labels: Vec<&str> = p.instances.iter().map(|i| i.label.as_str()).collect();
+    assert!(labels.contains(&"all") && labels.contains(&"per_seed[seed=10]") && labels.contains(&"per_seed[seed=20]"), "{labels:?}");
+    let all = p.instances.iter().find(|i| i.label == "all").unwrap();
+    assert_eq!(all.inputs.len(), 6);
+    let (_, s) = run_plan(&p, &cache, &RunOptions::default());
+    assert!(s.ok());
+    // x = C + seed: all = Σ_C Σ_seed (C + seed) = 2·6 + 3·30 = 102; per seed 10: 6 + 30 = 36.
+    assert_eq!(value_of(&cache, &s, &p, "all"), 102);
+    assert_eq!(value_of(&cache, &s, &p, "per_seed[seed=10]"), 36);
+    assert_eq!(value_of(&cache, &s, &p, "per_seed[seed=20]"), 66);
 }

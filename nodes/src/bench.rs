@@ -191,3 +191,48 @@ pub fn read_npy_i64(path: &Path) -> Result<Vec<i64>, NodeError> {
     }
     Ok(b[start + hlen..].chunks_exact(8).map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect())
 }
+
+/// k-means on a features file (or random Gaussian features) against scikit-learn.
+///
+/// # Errors
+/// I/O, failing reference.
+pub fn kmeans(features: Option<&Path>, n: usize, d: usize, k: usize, n_init: usize, max_iter: usize, python: Option<&Path>) -> Result<Report, NodeError> {
+    use crate::features::Features;
+    let dir = std::env::temp_dir().join(format!("cedm-bench-kmeans-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(NodeError::io("creating", &dir))?;
+    let (f, file, what) = match features {
+        Some(p) => (Features::read_file(p)?, p.to_path_buf(), format!("features of {}", p.display())),
+        None => {
+            let mut rng = crate::rng::Rng::new(0);
+            let f = Features { n, d, data: (0..n * d).map(|_| rng.normal() as f32).collect() };
+            let file = dir.join("features.safetensors");
+            f.write(&file, &Default::default())?;
+            (f, file, "random Gaussian features".to_string())
+        }
+    };
+    let t = Instant::now();
+    let r = crate::kmeans::kmeans(&f, k, n_init, max_iter, 1e-4, 0)?;
+    let secs = t.elapsed().as_secs_f64();
+    let mut notes = vec![format!("cedm: {} iterations, inertia {:.6e}", r.iterations, r.inertia)];
+    let reference = match python {
+        Some(py) => {
+            let v = run_reference(
+                py,
+                "kmeans.py",
+                &["--features".into(), file.display().to_string(), "--k".into(), k.to_string(), "--n-init".into(), n_init.to_string(), "--max-iter".into(), max_iter.to_string()],
+            )?;
+            notes.push(format!("reference: {} iterations, inertia {:.6e}", field(&v, "iterations"), field(&v, "inertia")));
+            Some(Measurement { implementation: implementation(&v), seconds: field(&v, "seconds"), rate: None })
+        }
+        None => None,
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(Report {
+        name: "kmeans".into(),
+        setup: format!("k-means k = {k}, n_init {n_init}, max_iter {max_iter} on {}×{} {what}, {} threads", f.n, f.d, rayon::current_num_threads()),
+        unit: String::new(),
+        ours: Measurement { implementation: "cedm (k-means++, Lloyd + Elkan)".into(), seconds: secs, rate: None },
+        reference,
+        notes,
+    })
+}

@@ -213,6 +213,71 @@ impl Conv {
 }
 
 multiversion! {
+    /// `out[t] = a · b_t` for the rows `b_t` of `bs` (`[t, len]`). Rows go four at a time so
+    /// that each load of `a` feeds four independent FMA chains (one chain would wait on the FMA
+    /// latency).
+    fn dots(a: &[f32], bs: &[f32], out: &mut [f32]) {
+        let len = a.len();
+        let chunks = len / 8;
+        let mut t = 0;
+        while t < out.len() {
+            let g = (out.len() - t).min(4);
+            let mut acc = [[0f32; 8]; 4];
+            for c in 0..chunks {
+                let av = &a[c * 8..c * 8 + 8];
+                for (j, accj) in acc.iter_mut().enumerate().take(g) {
+                    let bv = &bs[(t + j) * len + c * 8..(t + j) * len + c * 8 + 8];
+                    for l in 0..8 {
+                        accj[l] += av[l] * bv[l];
+                    }
+                }
+            }
+            for j in 0..g {
+                let b = &bs[(t + j) * len..(t + j + 1) * len];
+                let mut s: f32 = acc[j].iter().sum();
+                for q in chunks * 8..len {
+                    s += a[q] * b[q];
+                }
+                out[t + j] = s;
+            }
+            t += g;
+        }
+    }
+}
+
+multiversion! {
+    /// `out[0] = a · b` with four interleaved accumulators.
+    fn dot1(a: &[f32], b: &[f32], out: &mut [f32]) {
+        let len = a.len();
+        let chunks = len / 32;
+        let mut acc = [[0f32; 8]; 4];
+        for c in 0..chunks {
+            for (j, accj) in acc.iter_mut().enumerate() {
+                let o = c * 32 + j * 8;
+                for l in 0..8 {
+                    accj[l] += a[o + l] * b[o + l];
+                }
+            }
+        }
+        let mut s = 0f32;
+        for accj in &acc {
+            s += accj.iter().sum::<f32>();
+        }
+        for q in chunks * 32..len {
+            s += a[q] * b[q];
+        }
+        out[0] = s;
+    }
+}
+
+/// Dot product of two vectors (vectorised).
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut out = [0f32; 1];
+    dot1(a, b, &mut out);
+    out[0]
+}
+
+multiversion! {
     /// One output row of a depthwise 3×3 convolution (padding 1).
     fn dw_row(x: &[f32], h: usize, w: usize, c: usize, oy: usize, ow: usize, stride: usize, wt: &[f32], b: &[f32], act: Act, out: &mut [f32]) {
         for ox in 0..ow {
@@ -412,6 +477,19 @@ mod tests {
     fn data(len: usize, seed: u64) -> Vec<f32> {
         let mut r = crate::rng::Rng::new(seed);
         (0..len).map(|_| r.normal() as f32).collect()
+    }
+
+    #[test]
+    fn dot_kernels() {
+        let a = data(1283, 7);
+        let bs = data(6 * 1283, 8);
+        let mut out = vec![0f32; 6];
+        dots(&a, &bs, &mut out);
+        for t in 0..6 {
+            let want: f64 = a.iter().zip(&bs[t * 1283..(t + 1) * 1283]).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+            assert!((f64::from(out[t]) - want).abs() < 1e-3, "{t}");
+            assert!((f64::from(dot(&a, &bs[t * 1283..(t + 1) * 1283])) - want).abs() < 1e-3);
+        }
     }
 
     #[test]

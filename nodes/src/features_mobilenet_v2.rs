@@ -94,7 +94,8 @@ impl Node for FeaturesMobileNetV2 {
         "Pooled 1280-d MobileNetV2 features (torchvision ImageNet weights; grey → RGB, resize, ImageNet mean/std)"
     }
     fn inputs(&self) -> &'static [Slot] {
-        &[Slot { name: "images", required: true, about: "an image artifact (data/*)" }]
+        const SLOTS: &[Slot] = &[Slot::one("images", "an image artifact (data/*)")];
+        SLOTS
     }
     fn params_schema(&self) -> serde_json::Value {
         crate::schema::<Params>()

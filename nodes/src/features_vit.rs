@@ -154,7 +154,8 @@ impl Node for FeaturesVit {
         "CLS token after the final norm of a DINO / DINOv2 ViT (official checkpoints; resize 224 bicubic, ImageNet mean/std)"
     }
     fn inputs(&self) -> &'static [Slot] {
-        &[Slot { name: "images", required: true, about: "an image artifact (data/*)" }]
+        const SLOTS: &[Slot] = &[Slot::one("images", "an image artifact (data/*)")];
+        SLOTS
     }
     fn params_schema(&self) -> serde_json::Value {
         crate::schema::<Params>()

@@ -170,7 +170,8 @@ impl Node for FeaturesKnn {
         "Exact top-k cosine neighbours (L2-normalised features, self excluded), by blocked matrix products"
     }
     fn inputs(&self) -> &'static [Slot] {
-        &[Slot { name: "features", required: true, about: "a feature artifact (features/*)" }]
+        const SLOTS: &[Slot] = &[Slot::one("features", "a feature artifact (features/*)")];
+        SLOTS
     }
     fn params_schema(&self) -> serde_json::Value {
         crate::schema::<Params>()

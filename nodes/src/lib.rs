@@ -4,6 +4,8 @@
 //! (`cedm kinds --markdown`), and a test fails when the committed file is stale.
 
 pub mod bench;
+pub mod bound;
+pub mod clusters;
 pub mod cpu;
 pub mod data_cifar;
 pub mod data_idx;
@@ -15,9 +17,12 @@ pub mod features_vit;
 pub mod imageops;
 pub mod images;
 pub mod knn;
+pub mod metrics;
 pub mod io;
+pub mod kmeans;
 pub mod models;
 pub mod rng;
+pub mod temi;
 
 use std::path::Path;
 
@@ -34,6 +39,10 @@ pub fn registry() -> Registry {
     r.register(&features_mobilenet_v2::FeaturesMobileNetV2);
     r.register(&features_vit::FeaturesVit);
     r.register(&knn::FeaturesKnn);
+    r.register(&temi::ClusterTemi);
+    r.register(&kmeans::ClusterKmeans);
+    r.register(&metrics::ClusterMetrics);
+    r.register(&bound::ClusterBound);
     r
 }
 

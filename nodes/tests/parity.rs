@@ -119,3 +119,56 @@ fn vit_dinov2_registers_and_swiglu_match_reference() {
     let c = VitConfig { patch: 7, dim: 48, depth: 2, heads: 4, mlp_ratio: 4.0, grid: 5, layer_scale: true, registers: 2, ffn: Ffn::SwiGlu, image_size: 35 };
     vit_case("vit_dinov2_tiny_reg_swiglu.safetensors", c, &[35, 21]);
 }
+
+#[test]
+fn temi_loss_and_two_adamw_steps_match_pytorch() {
+    use cedm_nodes::models::temi_heads::{HeadsConfig, StepConfig, TemiState, from_torch, to_torch};
+    use std::collections::HashMap;
+    let t = fixture("temi.safetensors");
+    let names = t.names();
+    let device = Device::default();
+    let cfg = HeadsConfig { heads: 2, input: 8, hidden: 16, hidden_layers: 2, bottleneck: 8, clusters: 5 };
+    let prefixed = |p: &str| -> HashMap<String, Vec<f32>> {
+        names.iter().filter_map(|n| n.strip_prefix(p).map(|k| (k.to_string(), t.f32(n).unwrap().data))).collect()
+    };
+    let init = from_torch(&cfg, &prefixed("init."), &device).unwrap();
+    let mut st = TemiState::new(init);
+    let sc = StepConfig { temperature: 0.1, gamma: 0.6, prior_momentum: 0.9, teacher_momentum: 0.996, lr: 1e-3, weight_decay: 1e-4, freeze_last: false };
+    for step in 0..2 {
+        let x = t.f32(&format!("step{step}.x")).unwrap();
+        let xn = t.f32(&format!("step{step}.x_nn")).unwrap();
+        let xt: Tensor<2> = Tensor::from_data(TensorData::new(x.data, [6, 8]), &device);
+        let xnt: Tensor<2> = Tensor::from_data(TensorData::new(xn.data, [6, 8]), &device);
+        let out = st.step(xt, xnt, &sc);
+        let want_loss = t.f32(&format!("step{step}.loss")).unwrap().data[0];
+        assert!((out.loss - want_loss).abs() < 1e-5, "step {step}: loss {} vs {want_loss}", out.loss);
+        assert!(max_abs_diff(&out.head_losses, &t.f32(&format!("step{step}.head_losses")).unwrap().data) < 1e-5);
+        assert!(max_abs_diff(&out.weight, &t.f32(&format!("step{step}.weight")).unwrap().data) < 1e-5);
+        let prior: Vec<f32> = st.prior.clone().into_data().try_into_vec().unwrap();
+        assert!(max_abs_diff(&prior, &t.f32(&format!("step{step}.prior")).unwrap().data) < 1e-6);
+        for (who, heads) in [("student", &st.student), ("teacher", &st.teacher)] {
+            let want = prefixed(&format!("step{step}.{who}."));
+            let got = to_torch(heads);
+            assert_eq!(got.len(), want.len());
+            for (k, v) in &want {
+                let d = max_abs_diff(&got[k], v);
+                assert!(d < 1e-5, "step {step} {who} {k}: max |Δ| = {d}");
+            }
+        }
+    }
+}
+
+#[test]
+fn cluster_metrics_match_sklearn_and_scipy() {
+    use cedm_nodes::metrics::scores;
+    let t = fixture("cluster_metrics.safetensors");
+    for case in ["random", "overclustering", "noncontiguous", "underclustering", "large"] {
+        let truth = t.i64(&format!("{case}.truth")).unwrap().data;
+        let pred = t.i64(&format!("{case}.pred")).unwrap().data;
+        let want = t.get::<f64>(&format!("{case}.scores"), cedm_nodes::io::DType::F64).unwrap().data;
+        let s = scores(&truth, &pred);
+        for (name, got, w) in [("acc", s.acc, want[0]), ("nmi", s.nmi, want[1]), ("ami", s.ami, want[2]), ("ari", s.ari, want[3])] {
+            assert!((got - w).abs() < 1e-9, "{case} {name}: {got} vs sklearn {w}");
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! burn models used by the node kinds, one file each, loading the original checkpoints.
 
 pub mod mobilenet_v2;
+pub mod temi_heads;
 pub mod vit;
 pub mod weights;
