@@ -38,6 +38,16 @@ pub struct Params {
     /// Zero padding on every side, in pixels (2 turns 28×28 into 32×32). Default: 0.
     #[serde(default)]
     pub pad: usize,
+    /// Resize to this side length after padding (antialiased). Default: keep.
+    #[serde(default)]
+    pub resolution: Option<usize>,
+    /// Resize filter: `lanczos`, `bicubic`, `bilinear`. Default: `lanczos`.
+    #[serde(default = "lanczos")]
+    pub filter: crate::imageops::Filter,
+}
+
+fn lanczos() -> crate::imageops::Filter {
+    crate::imageops::Filter::Lanczos
 }
 
 fn one() -> u32 {
@@ -204,6 +214,9 @@ impl Node for DataIdx {
         if p.limit == Some(0) {
             return Err(ParamError::invalid("limit", "must be at least 1"));
         }
+        if p.resolution == Some(0) {
+            return Err(ParamError::invalid("resolution", "must be at least 1"));
+        }
         let mut files = vec![FileParam {
             param: "images".into(),
             path: p.images.into(),
@@ -232,6 +245,9 @@ impl Node for DataIdx {
             set = set.to_rgb();
         }
         set = set.pad(p.pad);
+        if let Some(r) = p.resolution {
+            set = set.resize(r, p.filter);
+        }
         ctx.log(format!(
             "kept {} images, {}×{}×{}",
             set.n, set.c, set.h, set.w

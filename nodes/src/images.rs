@@ -119,6 +119,27 @@ impl ImageSet {
         }
     }
 
+    /// Resize every image to `r × r` (antialiased filter, rounded back to uint8).
+    pub fn resize(self, r: usize, filter: crate::imageops::Filter) -> ImageSet {
+        if self.h == r && self.w == r {
+            return self;
+        }
+        let (h, w) = (self.h, self.w);
+        let planes: Vec<u8> = {
+            use rayon::prelude::*;
+            self.pixels
+                .par_chunks(h * w)
+                .flat_map_iter(|plane| {
+                    let src: Vec<f32> = plane.iter().map(|&v| f32::from(v)).collect();
+                    let mut dst = vec![0f32; r * r];
+                    crate::imageops::resize_plane(&src, h, w, r, r, filter, &mut dst);
+                    dst.into_iter().map(|v| v.round().clamp(0.0, 255.0) as u8).collect::<Vec<u8>>()
+                })
+                .collect()
+        };
+        ImageSet { h: r, w: r, pixels: planes, ..self }
+    }
+
     /// Write `images.safetensors`, `labels.safetensors` (if any), `preview.png` into `dir`.
     ///
     /// # Errors

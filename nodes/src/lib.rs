@@ -3,6 +3,7 @@
 //! The registry below is the one list of kinds; `docs/nodes.md` is generated from it
 //! (`cedm kinds --markdown`), and a test fails when the committed file is stale.
 
+pub mod augment;
 pub mod bench;
 pub mod bound;
 pub mod clusters;
@@ -11,6 +12,9 @@ pub mod data_cifar;
 pub mod data_idx;
 pub mod data_images;
 pub mod device;
+pub mod edm;
+pub mod edm_sample;
+pub mod edm_train;
 pub mod features;
 pub mod features_mobilenet_v2;
 pub mod features_vit;
@@ -18,6 +22,7 @@ pub mod imageops;
 pub mod images;
 pub mod knn;
 pub mod metrics;
+pub mod plot;
 pub mod io;
 pub mod kmeans;
 pub mod models;
@@ -43,6 +48,8 @@ pub fn registry() -> Registry {
     r.register(&kmeans::ClusterKmeans);
     r.register(&metrics::ClusterMetrics);
     r.register(&bound::ClusterBound);
+    r.register(&edm_train::EdmTrain);
+    r.register(&edm_sample::EdmSample);
     r
 }
 

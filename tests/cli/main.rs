@@ -3,6 +3,7 @@
 mod util;
 
 mod crash;
+mod edm;
 mod engine;
 mod features;
 mod kinds;

@@ -1,0 +1,550 @@
+//! `edm/train`: train an EDM denoiser (SongUNet, DDPM++) conditioned on cluster labels, ground
+//! truth, or nothing — C-EDM's training (EDM's `training_loop.py` with C-EDM's pseudo-labels).
+//!
+//! Per step: a batch of images (x/127.5 − 1), EDM's augmentation pipe (with probability
+//! `augment_p`; its 9-d label conditions the network), ln σ ~ N(−1.2, 1.2²), n ~ N(0, σ²),
+//! loss λ(σ)‖D(y+n; σ, c) − y‖² summed over pixels and averaged over the batch; Adam (β 0.9 /
+//! 0.999, ε 1e-8) with the learning rate ramped linearly over `lr_rampup_kimg` (EDM computes
+//! it from the images seen *before* the step, so the first step has lr 0); EMA with half-life
+//! `ema_halflife_kimg`, ramped as min(half-life, 0.05 × images seen). Labels are one-hot over the
+//! used clusters (label_dim = C_u, as C-EDM remaps raw ids with `torch.unique`), scaled by
+//! √label_dim inside the network; with `p_uncond` a label is zeroed for classifier-free
+//! guidance.
+//!
+//! Randomness (batch order, σ, noise, augmentation) comes from cedm's seeded generator per step
+//! and dropout from the backend's generator re-seeded per step, so a run resumed from its
+//! checkpoint takes the same steps as one that was not interrupted. Checkpoints (network, EMA,
+//! Adam state, images seen, loss log) go to the node's work directory every
+//! `checkpoint_every_kimg`, and when the run is asked to stop (Ctrl-C, Slurm's warning signal).
+//!
+//! Port differences: EDM replaces NaN/±inf gradients by 0/±1e5 before the step; here a
+//! non-finite loss stops the run instead.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use cedm_engine::{Artifact, Checked, Node, NodeError, ParamError, Resources, RunContext, Slot, check_typed};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::augment::{AUGMENT_DIM, AugmentConfig, augment};
+use crate::clusters::ClusterLabels;
+use crate::device::compute;
+use crate::edm::{denoise, loss_weight};
+use crate::images::ImageSet;
+use crate::io::{DType, TensorOut, Tensors, le_bytes, write_json, write_safetensors};
+use crate::models::params::{Adam, assign, flat, grads};
+use crate::models::songunet::{SongUNet, SongUNetConfig};
+use crate::rng::Rng;
+
+/// Network architecture preset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// 32 channels, [1, 2, 2], 1 block, attention at 8 px: trains on a CPU.
+    Small,
+    /// EDM's CIFAR-10 DDPM++: 128 channels, [2, 2, 2], 4 blocks, attention at 16 px.
+    Cifar,
+    /// EDM's FFHQ-64 DDPM++: 128 channels, [1, 2, 2, 2], 4 blocks, attention at 16 px.
+    Ffhq64,
+}
+
+/// Params of `edm/train` (defaults: C-EDM's CIFAR settings, seed Table 4).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Architecture: `small`, `cifar`, `ffhq64`. Default: `cifar`.
+    #[serde(default = "cifar")]
+    pub model: Preset,
+    /// Override the preset's base channels.
+    #[serde(default)]
+    pub model_channels: Option<usize>,
+    /// Override the preset's channel multipliers.
+    #[serde(default)]
+    pub channel_mult: Option<Vec<usize>>,
+    /// Override the preset's blocks per resolution.
+    #[serde(default)]
+    pub num_blocks: Option<usize>,
+    /// Override the preset's attention resolutions.
+    #[serde(default)]
+    pub attn_resolutions: Option<Vec<usize>>,
+    /// Dropout (C-EDM: 0.13 CIFAR, 0.05 FFHQ). Default: the preset's.
+    #[serde(default)]
+    pub dropout: Option<f64>,
+    /// Training length in thousands of images (C-EDM's script: 100 000 = 100 Mimg). Default: 100000.
+    #[serde(default = "d_duration")]
+    pub duration_kimg: f64,
+    /// Images per step (C-EDM CIFAR: 1024; FFHQ: 512). Default: 1024.
+    #[serde(default = "d_batch")]
+    pub batch_size: usize,
+    /// Adam learning rate (CIFAR 1e-3, FFHQ 2e-4). Default: 1e-3.
+    #[serde(default = "d_lr")]
+    pub lr: f64,
+    /// Linear learning-rate ramp in kimg. Default: 10000.
+    #[serde(default = "d_rampup")]
+    pub lr_rampup_kimg: f64,
+    /// EMA half-life in kimg (EDM's `--ema`, in Mimg there). Default: 500.
+    #[serde(default = "d_ema")]
+    pub ema_halflife_kimg: f64,
+    /// EMA ramp-up ratio (half-life ≤ ratio × images seen). Default: 0.05.
+    #[serde(default = "d_ema_ratio")]
+    pub ema_rampup_ratio: f64,
+    /// Augmentation probability p (CIFAR 0.12, FFHQ 0.15; 0 turns the pipe and its labels off). Default: 0.12.
+    #[serde(default = "d_aug")]
+    pub augment_p: f64,
+    /// Probability of dropping a label (for classifier-free guidance). Default: 0.
+    #[serde(default)]
+    pub p_uncond: f64,
+    /// Seed. Default: 0.
+    #[serde(default)]
+    pub seed: u64,
+    /// Checkpoint period in kimg. Default: a tenth of the duration.
+    #[serde(default)]
+    pub checkpoint_every_kimg: Option<f64>,
+    /// Loss-curve resolution: points in the training log. Default: 200.
+    #[serde(default = "d_points")]
+    pub log_points: usize,
+}
+
+fn cifar() -> Preset {
+    Preset::Cifar
+}
+fn d_duration() -> f64 {
+    100_000.0
+}
+fn d_batch() -> usize {
+    1024
+}
+fn d_lr() -> f64 {
+    1e-3
+}
+fn d_rampup() -> f64 {
+    10_000.0
+}
+fn d_ema() -> f64 {
+    500.0
+}
+fn d_ema_ratio() -> f64 {
+    0.05
+}
+fn d_aug() -> f64 {
+    0.12
+}
+fn d_points() -> usize {
+    200
+}
+
+impl Params {
+    /// The network configuration for images of `res` px, `c` channels and `label_dim` labels.
+    pub fn network(&self, res: usize, c: usize, label_dim: usize) -> SongUNetConfig {
+        let mut cfg = match self.model {
+            Preset::Small => SongUNetConfig::small(res, c, label_dim),
+            Preset::Cifar => SongUNetConfig { img_resolution: res, in_channels: c, ..SongUNetConfig::cifar(label_dim) },
+            Preset::Ffhq64 => SongUNetConfig { img_resolution: res, in_channels: c, ..SongUNetConfig::ffhq64(label_dim) },
+        };
+        if let Some(v) = self.model_channels {
+            cfg.model_channels = v;
+        }
+        if let Some(v) = &self.channel_mult {
+            cfg.channel_mult.clone_from(v);
+        }
+        if let Some(v) = self.num_blocks {
+            cfg.num_blocks = v;
+        }
+        if let Some(v) = &self.attn_resolutions {
+            cfg.attn_resolutions.clone_from(v);
+        }
+        if let Some(v) = self.dropout {
+            cfg.dropout = v;
+        }
+        cfg.augment_dim = if self.augment_p > 0.0 { AUGMENT_DIM } else { 0 };
+        cfg
+    }
+}
+
+/// Conditioning labels of the training images: remapped ids in `0..dim`, counts per id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LabelInfo {
+    /// Label dimension (0 = unconditional).
+    pub dim: usize,
+    /// Images per label (q(c) = counts / N).
+    pub counts: Vec<i64>,
+    /// Where the labels came from (`cluster/temi`, `data/idx` ground truth, `none`).
+    pub source: String,
+}
+
+/// Read the labels input: a cluster artifact, or an image artifact's ground truth.
+///
+/// # Errors
+/// When the artifact has neither, or its count differs from `n`.
+pub fn read_labels(a: &Artifact, n: usize) -> Result<(Vec<i64>, LabelInfo), NodeError> {
+    let (labels, source) = if a.files.contains_key("clusters.safetensors") {
+        (ClusterLabels::read(a)?.labels, a.record.kind.clone())
+    } else if let Ok(p) = a.path("labels.safetensors") {
+        let raw = Tensors::open(p)?.i64("labels")?.data;
+        let mut u = raw.clone();
+        u.sort_unstable();
+        u.dedup();
+        let idx: BTreeMap<i64, i64> = u.iter().enumerate().map(|(i, &v)| (v, i as i64)).collect();
+        (raw.iter().map(|v| idx[v]).collect(), format!("{} ground truth", a.record.kind))
+    } else {
+        return Err(NodeError::msg(format!("input `labels` ({}) has neither cluster labels nor ground-truth labels", a.record.kind)));
+    };
+    if labels.len() != n {
+        return Err(NodeError::msg(format!("{} labels for {n} training images", labels.len())));
+    }
+    let dim = labels.iter().copied().max().map(|m| m as usize + 1).unwrap_or(0);
+    let mut counts = vec![0i64; dim];
+    for &l in &labels {
+        counts[l as usize] += 1;
+    }
+    Ok((labels, LabelInfo { dim, counts, source }))
+}
+
+/// Save a network (EMA weights) with its configuration.
+///
+/// # Errors
+/// I/O errors.
+pub fn save_network(path: &Path, net: &SongUNet, cfg: &SongUNetConfig, labels: &LabelInfo, kimg: f64) -> Result<(), NodeError> {
+    let named = net.named_params();
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = named.iter().map(|(k, (s, v))| (k.clone(), s.clone(), le_bytes(v))).collect();
+    let tensors: Vec<TensorOut<'_>> = bytes.iter().map(|(n, s, b)| TensorOut { name: n, dtype: DType::F32, shape: s.clone(), data: b }).collect();
+    let meta: BTreeMap<String, String> = [
+        ("format".to_string(), "cedm-songunet-v1".to_string()),
+        ("config".to_string(), serde_json::to_string(cfg).unwrap_or_default()),
+        ("labels".to_string(), serde_json::to_string(labels).unwrap_or_default()),
+        ("kimg".to_string(), format!("{kimg}")),
+    ]
+    .into();
+    write_safetensors(path, &tensors, &meta)
+}
+
+/// Load a network written by [`save_network`].
+///
+/// # Errors
+/// Malformed files.
+pub fn load_network(path: &Path, device: &Device) -> Result<(SongUNet, SongUNetConfig, LabelInfo), NodeError> {
+    let t = Tensors::open(path)?;
+    let meta = t.metadata();
+    let cfg: SongUNetConfig = serde_json::from_str(meta.get("config").map(String::as_str).unwrap_or("")).map_err(|e| NodeError::msg(format!("{}: no network config: {e}", path.display())))?;
+    let labels: LabelInfo = serde_json::from_str(meta.get("labels").map(String::as_str).unwrap_or("")).map_err(|e| NodeError::msg(format!("{}: no label info: {e}", path.display())))?;
+    let mut named = BTreeMap::new();
+    for n in t.names() {
+        let v = t.f32(&n)?;
+        named.insert(n, (v.shape, v.data));
+    }
+    let net = cfg.init(0, device).load_named(&named, device).map_err(|e| NodeError::msg(format!("{}: {e}", path.display())))?;
+    Ok((net, cfg, labels))
+}
+
+struct Checkpoint {
+    nimg: u64,
+    log: Vec<(f64, f64)>,
+    /// The running loss sum and count of the current log interval (so a resumed run logs the
+    /// same curve as an uninterrupted one).
+    acc: (f64, u64),
+}
+
+fn save_checkpoint(dir: &Path, net: &SongUNet, ema: &SongUNet, adam: &Adam, ck: &Checkpoint) -> Result<(), NodeError> {
+    let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (k, (s, v)) in net.named_params() {
+        owned.push((format!("net.{k}"), s, le_bytes(&v)));
+    }
+    for (k, (s, v)) in ema.named_params() {
+        owned.push((format!("ema.{k}"), s, le_bytes(&v)));
+    }
+    for (i, (m, v)) in adam.m.iter().zip(&adam.v).enumerate() {
+        let mv: Vec<f32> = m.clone().into_data().try_into_vec().unwrap_or_default();
+        let vv: Vec<f32> = v.clone().into_data().try_into_vec().unwrap_or_default();
+        owned.push((format!("adam.m.{i:05}"), vec![mv.len()], le_bytes(&mv)));
+        owned.push((format!("adam.v.{i:05}"), vec![vv.len()], le_bytes(&vv)));
+    }
+    let tensors: Vec<TensorOut<'_>> = owned.iter().map(|(n, s, b)| TensorOut { name: n, dtype: DType::F32, shape: s.clone(), data: b }).collect();
+    let meta: BTreeMap<String, String> = [
+        ("nimg".to_string(), ck.nimg.to_string()),
+        ("adam_step".to_string(), adam.step.to_string()),
+        ("log".to_string(), serde_json::to_string(&ck.log).unwrap_or_default()),
+        ("acc".to_string(), serde_json::to_string(&ck.acc).unwrap_or_default()),
+    ]
+    .into();
+    let tmp = dir.join("checkpoint.safetensors.tmp");
+    write_safetensors(&tmp, &tensors, &meta)?;
+    let dst = dir.join("checkpoint.safetensors");
+    std::fs::rename(&tmp, &dst).map_err(NodeError::io("renaming", &dst))
+}
+
+fn load_checkpoint(path: &Path, cfg: &SongUNetConfig, dev: &Device, ad: &Device) -> Result<(SongUNet, SongUNet, Adam, Checkpoint), NodeError> {
+    let t = Tensors::open(path)?;
+    let mut net_p = BTreeMap::new();
+    let mut ema_p = BTreeMap::new();
+    let mut m = Vec::new();
+    let mut v = Vec::new();
+    for n in t.names() {
+        let x = t.f32(&n)?;
+        if let Some(k) = n.strip_prefix("net.") {
+            net_p.insert(k.to_string(), (x.shape, x.data));
+        } else if let Some(k) = n.strip_prefix("ema.") {
+            ema_p.insert(k.to_string(), (x.shape, x.data));
+        } else if n.starts_with("adam.m.") {
+            m.push(Tensor::<1>::from_data(TensorData::new(x.data, x.shape), dev));
+        } else if n.starts_with("adam.v.") {
+            v.push(Tensor::<1>::from_data(TensorData::new(x.data, x.shape), dev));
+        }
+    }
+    let err = |e: String| NodeError::msg(format!("checkpoint {}: {e}", path.display()));
+    let net = cfg.init(0, ad).load_named(&net_p, ad).map_err(err)?;
+    let ema = cfg.init(0, dev).load_named(&ema_p, dev).map_err(|e| NodeError::msg(format!("checkpoint: {e}")))?;
+    let meta = t.metadata();
+    let step = meta.get("adam_step").and_then(|s| s.parse().ok()).unwrap_or(0);
+    let adam = Adam { m, v, step, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+    let ck = Checkpoint {
+        nimg: meta.get("nimg").and_then(|s| s.parse().ok()).unwrap_or(0),
+        log: meta.get("log").and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default(),
+        acc: meta.get("acc").and_then(|s| serde_json::from_str(s).ok()).unwrap_or((0.0, 0)),
+    };
+    Ok((net, ema, adam, ck))
+}
+
+/// The `edm/train` kind.
+pub struct EdmTrain;
+
+impl Node for EdmTrain {
+    fn kind(&self) -> &'static str {
+        "edm/train"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn about(&self) -> &'static str {
+        "Train an EDM denoiser (SongUNet DDPM++) conditioned on cluster labels, ground truth or nothing; EMA weights, loss curve"
+    }
+    fn inputs(&self) -> &'static [Slot] {
+        const SLOTS: &[Slot] = &[
+            Slot::one("images", "the training images (data/*)"),
+            Slot::optional("labels", "cluster labels (cluster/*) or an image artifact with ground truth; omit for unconditional"),
+        ];
+        SLOTS
+    }
+    fn params_schema(&self) -> serde_json::Value {
+        crate::schema::<Params>()
+    }
+    fn check(&self, params: &serde_json::Value) -> Result<Checked, ParamError> {
+        let (p, params) = check_typed::<Params>(params)?;
+        if !(p.duration_kimg > 0.0) {
+            return Err(ParamError::invalid("duration_kimg", "must be positive"));
+        }
+        if p.batch_size == 0 {
+            return Err(ParamError::invalid("batch_size", "must be at least 1"));
+        }
+        if !(0.0..=1.0).contains(&p.augment_p) || !(0.0..=1.0).contains(&p.p_uncond) {
+            return Err(ParamError::invalid(if (0.0..=1.0).contains(&p.augment_p) { "p_uncond" } else { "augment_p" }, "must be in [0, 1]"));
+        }
+        if let Some(m) = &p.channel_mult {
+            if m.is_empty() {
+                return Err(ParamError::invalid("channel_mult", "needs at least one level"));
+            }
+        }
+        Ok(Checked { params, files: vec![], resources: Resources { gpus: 1 } })
+    }
+    fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
+        let p: Params = ctx.params()?;
+        let set = ImageSet::read(ctx.require("images")?)?;
+        let levels = p.channel_mult.as_ref().map(Vec::len).unwrap_or(match p.model {
+            Preset::Ffhq64 => 4,
+            _ => 3,
+        });
+        if set.h != set.w || set.h % (1 << (levels - 1)) != 0 {
+            return Err(NodeError::msg(format!(
+                "images are {}×{}; the network needs square images whose side divides by {} (pad or resize in the data node)",
+                set.h,
+                set.w,
+                1 << (levels - 1)
+            )));
+        }
+        let (labels, info) = match ctx.input("labels") {
+            Some(a) => {
+                let (l, i) = read_labels(a, set.n)?;
+                (Some(l), i)
+            }
+            None => (None, LabelInfo { dim: 0, counts: vec![], source: "none".into() }),
+        };
+        let cfg = p.network(set.h, set.c, info.dim);
+        let comp = compute(ctx.device())?;
+        let dev = comp.device().clone();
+        let ad = dev.clone().autodiff();
+        let work = ctx.work_dir()?.to_path_buf();
+        let ckpt = work.join("checkpoint.safetensors");
+        let (mut net, mut ema, mut adam, mut ck) = if ckpt.exists() {
+            let r = load_checkpoint(&ckpt, &cfg, &dev, &ad)?;
+            ctx.log(format!("resuming from the checkpoint at {:.1} kimg", r.3.nimg as f64 / 1000.0));
+            r
+        } else {
+            let net = cfg.init(p.seed, &ad);
+            let ema = cfg.init(p.seed, &dev);
+            let adam = Adam::new(&flat(&net), 0.9, 0.999, 1e-8);
+            (net, ema, adam, Checkpoint { nimg: 0, log: Vec::new(), acc: (0.0, 0) })
+        };
+        let total = (p.duration_kimg * 1000.0).round() as u64;
+        let b = p.batch_size;
+        let steps_total = total.div_ceil(b as u64);
+        let ck_every = (p.checkpoint_every_kimg.unwrap_or(p.duration_kimg / 10.0) * 1000.0).max(b as f64) as u64;
+        let log_every = (total / p.log_points.max(1) as u64).max(b as u64);
+        ctx.log(format!(
+            "EDM on {}: {} images {}×{}×{}, label_dim {} ({}), {} parameters, {steps_total} steps of {b}",
+            comp.describe(),
+            set.n,
+            set.c,
+            set.h,
+            set.w,
+            info.dim,
+            info.source,
+            net.num_params()
+        ));
+        let (c, h, w) = (set.c, set.h, set.w);
+        let il = c * h * w;
+        let aug_cfg = AugmentConfig { p: p.augment_p };
+        let t0 = std::time::Instant::now();
+        let start_nimg = ck.nimg;
+        let mut next_log = (ck.nimg / log_every + 1) * log_every;
+        let mut next_ck = (ck.nimg / ck_every + 1) * ck_every;
+        while ck.nimg < total {
+            if ctx.should_stop() {
+                save_checkpoint(&work, &net, &ema, &adam, &ck)?;
+                ctx.log(format!("stopped at {:.1} kimg; checkpoint saved", ck.nimg as f64 / 1000.0));
+                return Err(NodeError::Interrupted);
+            }
+            let step = ck.nimg / b as u64;
+            // Every step's randomness derives from (seed, step): resuming repeats it exactly.
+            let mut rng = Rng::stream(p.seed, step);
+            let epoch_len = set.n as u64;
+            let mut xb = Vec::with_capacity(b * il);
+            let mut ab = Vec::with_capacity(b * AUGMENT_DIM);
+            let mut lb = vec![0f32; b * info.dim];
+            for r in 0..b {
+                // Sampling with replacement by position in a per-epoch permutation.
+                let g = step * b as u64 + r as u64;
+                let ep = g / epoch_len;
+                let i = permuted(g % epoch_len, epoch_len, p.seed ^ ep.wrapping_mul(0x9E37_79B9));
+                let img: Vec<f32> = set.image(i as usize).iter().map(|&v| f32::from(v) / 127.5 - 1.0).collect();
+                if p.augment_p > 0.0 {
+                    let (a, l) = augment(&img, c, h, w, &aug_cfg, &mut rng);
+                    xb.extend(a);
+                    ab.extend_from_slice(&l);
+                } else {
+                    xb.extend(img);
+                }
+                if let Some(ls) = &labels {
+                    if !(p.p_uncond > 0.0 && rng.uniform() < p.p_uncond) {
+                        lb[r * info.dim + ls[i as usize] as usize] = 1.0;
+                    }
+                }
+            }
+            let sigma: Vec<f64> = (0..b).map(|_| (rng.normal() * 1.2 - 1.2).exp()).collect();
+            let noise: Vec<f32> = (0..b * il).map(|j| (rng.normal() * sigma[j / il]) as f32).collect();
+            let y = Tensor::<4>::from_data(TensorData::new(xb, [b, c, h, w]), &ad);
+            let n = Tensor::<4>::from_data(TensorData::new(noise, [b, c, h, w]), &ad);
+            let lt = (info.dim > 0).then(|| Tensor::<2>::from_data(TensorData::new(lb, [b, info.dim]), &ad));
+            let at = (p.augment_p > 0.0).then(|| Tensor::<2>::from_data(TensorData::new(ab, [b, AUGMENT_DIM]), &ad));
+            ad.seed(p.seed ^ step.wrapping_mul(0xA24B_AED4_963E_E407));
+            let d = denoise(&net, y.clone() + n, &sigma, lt, at, true);
+            let wts: Vec<f32> = sigma.iter().map(|&s| loss_weight(s) as f32).collect();
+            let wt = Tensor::<4>::from_data(TensorData::new(wts, [b, 1, 1, 1]), &ad);
+            let loss = ((d - y).powf_scalar(2.0) * wt).sum() / b as f64;
+            let g = loss.backward();
+            let lv: f32 = loss.inner().into_scalar();
+            if !lv.is_finite() {
+                return Err(NodeError::msg(format!("loss is {lv} at {:.1} kimg; stopping (lower lr?)", ck.nimg as f64 / 1000.0)));
+            }
+            let lr = p.lr * (ck.nimg as f64 / (p.lr_rampup_kimg * 1000.0).max(1e-8)).min(1.0);
+            let gs = grads(&net, &g);
+            let new = adam.update(flat(&net), gs, lr);
+            net = assign(net, new, true);
+            // EMA (EDM: half-life ramped by the images seen before this step).
+            let mut half = p.ema_halflife_kimg * 1000.0;
+            if p.ema_rampup_ratio > 0.0 {
+                half = half.min(ck.nimg as f64 * p.ema_rampup_ratio);
+            }
+            let beta = 0.5f64.powf(b as f64 / half.max(1e-8));
+            let ema_new: Vec<Tensor<1>> = flat(&net).into_iter().zip(flat(&ema)).map(|(pn, pe)| pn.clone() + (pe - pn) * beta).collect();
+            ema = assign(ema, ema_new, false);
+            ck.nimg += b as u64;
+            ck.acc.0 += f64::from(lv) / (c * h * w) as f64;
+            ck.acc.1 += 1;
+            if ck.nimg >= next_log || ck.nimg >= total {
+                ck.log.push((ck.nimg as f64 / 1000.0, ck.acc.0 / ck.acc.1 as f64));
+                ck.acc = (0.0, 0);
+                next_log += log_every;
+            }
+            let rate = (ck.nimg - start_nimg) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+            ctx.progress(ck.nimg.min(total), Some(total), "img", Some(format!("loss {:.4} ({rate:.0} img/s)", f64::from(lv) / (c * h * w) as f64)));
+            if ck.nimg >= next_ck && ck.nimg < total {
+                save_checkpoint(&work, &net, &ema, &adam, &ck)?;
+                next_ck += ck_every;
+            }
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        ctx.stat("train_seconds", secs);
+        ctx.stat("img_per_s", (ck.nimg - start_nimg) as f64 / secs.max(1e-9));
+        ctx.log(format!("{:.1} kimg in {secs:.0} s, final loss {:.4}", ck.nimg as f64 / 1000.0, ck.log.last().map(|l| l.1).unwrap_or(f64::NAN)));
+        save_network(&ctx.out_dir().join("network.safetensors"), &ema, &cfg, &info, ck.nimg as f64 / 1000.0)?;
+        write_json(&ctx.out_dir().join("labels.json"), &serde_json::to_value(&info).unwrap_or_default())?;
+        write_json(
+            &ctx.out_dir().join("training.json"),
+            &serde_json::json!({
+                "kimg": ck.nimg as f64 / 1000.0,
+                "loss": ck.log.iter().map(|(k, l)| serde_json::json!({"kimg": k, "loss": l})).collect::<Vec<_>>(),
+                "network": cfg,
+                "parameters": ema.num_params(),
+            }),
+        )?;
+        crate::plot::line_png(&ctx.out_dir().join("loss.png"), "EDM training loss (per pixel) vs kimg", &ck.log, 640, 360)
+    }
+}
+
+/// Position `i` of a seeded pseudo-random permutation of `0..n` (a Feistel-style bijection by
+/// cycle walking), so batches need no stored order and resume exactly.
+fn permuted(i: u64, n: u64, seed: u64) -> u64 {
+    if n <= 1 {
+        return 0;
+    }
+    let bits = 64 - (n - 1).leading_zeros();
+    let half = bits.div_ceil(2);
+    let mask = (1u64 << half) - 1;
+    let round = |x: u64, r: u64| -> u64 {
+        let mut z = x ^ seed ^ r.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        (z ^ (z >> 29)) & mask
+    };
+    let mut x = i;
+    loop {
+        let (mut l, mut r) = (x >> half, x & mask);
+        for k in 0..4 {
+            let t = l ^ round(r, k);
+            l = r;
+            r = t;
+        }
+        x = (l << half) | r;
+        if x < n {
+            return x;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permutation_is_a_bijection() {
+        for n in [1u64, 2, 7, 100, 1000] {
+            let mut seen = vec![false; n as usize];
+            for i in 0..n {
+                let j = permuted(i, n, 42);
+                assert!(j < n && !seen[j as usize], "n {n}");
+                seen[j as usize] = true;
+            }
+        }
+    }
+}
