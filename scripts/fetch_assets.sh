@@ -117,8 +117,11 @@ fetch_inception() {
     sha_ok "$pt" "$sha" || die "$pt: sha256 mismatch (expected $sha)"
   fi
   # The TorchScript archive → safetensors, with the standard library only (no torch needed).
-  if [ ! -s "$st" ] || [ "$st" -ot "$pt" ] || [ "$st" -ot "$root/scripts/torchscript_to_safetensors.py" ]; then
+  # The conversion is deterministic; its result is pinned too.
+  local st_sha=208b8da7ac7c97e36ae109343663d39dd15142e7fc02d516252a04212bb1d7e6
+  if ! sha_ok "$st" "$st_sha"; then
     python3 "$root/scripts/torchscript_to_safetensors.py" "$pt" "$st" >&2 || die "converting $pt failed"
+    sha_ok "$st" "$st_sha" || { rm -f "$st"; die "$st: sha256 of the converted network differs from the pinned $st_sha"; }
   fi
   say "FID Inception ready: $st"
 }

@@ -69,6 +69,9 @@ class Unpickler(pickle.Unpickler):
         if module == "collections" and name == "OrderedDict":
             import collections
             return collections.OrderedDict
+        if module == "torch.jit._pickle" and name.startswith("build_"):
+            # Typed lists (e.g. `padding: List[int]`) are pickled as build_intlist([...]).
+            return lambda values: list(values)
         # Any other class becomes an inert stub: nothing from the archive runs.
         return type(name, (Obj,), {})
 
@@ -78,19 +81,23 @@ class Unpickler(pickle.Unpickler):
         return Storage(kind, str(pid[2]), int(pid[4]))
 
 
-def walk(value, prefix, out):
+def walk(value, prefix, out, attrs=None):
     if isinstance(value, Tensor):
         out[prefix] = value
+    elif attrs is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+        attrs[prefix] = value
+    elif attrs is not None and isinstance(value, list) and value and all(isinstance(v, int) for v in value):
+        attrs[prefix] = value
     elif isinstance(value, Obj):
-        walk(value.state, prefix, out)
+        walk(value.state, prefix, out, attrs)
     elif isinstance(value, dict):
         for k, v in value.items():
             if isinstance(k, str) and k in ("training", "_is_full_backward_hook"):
                 continue
-            walk(v, f"{prefix}.{k}" if prefix else str(k), out)
+            walk(v, f"{prefix}.{k}" if prefix else str(k), out, attrs)
     elif isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
-            walk(v, f"{prefix}.{i}" if prefix else str(i), out)
+            walk(v, f"{prefix}.{i}" if prefix else str(i), out, attrs)
 
 
 def contiguous(t, raw):
@@ -127,8 +134,8 @@ def main():
         pkl = next(n for n in names if n.endswith("/data.pkl") or n == "data.pkl")
         root = pkl[: -len("data.pkl")]
         obj = Unpickler(z.open(pkl)).load()
-        tensors = {}
-        walk(obj, "", tensors)
+        tensors, attrs = {}, {}
+        walk(obj, "", tensors, attrs)
         header, blobs, offset = {}, [], 0
         for name in sorted(tensors):
             t = tensors[name]
@@ -138,7 +145,9 @@ def main():
             header[name] = {"dtype": dtype, "shape": list(t.size), "data_offsets": [offset, offset + len(data)]}
             blobs.append(data)
             offset += len(data)
-    header = {"__metadata__": {"source": src.rsplit("/", 1)[-1], "converter": "cedm torchscript_to_safetensors"}, **header}
+    # Integer module attributes (strides, paddings) travel in the metadata as JSON.
+    meta = {"source": src.rsplit("/", 1)[-1], "converter": "cedm torchscript_to_safetensors", "attributes": json.dumps(attrs, sort_keys=True)}
+    header = {"__metadata__": meta, **header}
     hbytes = json.dumps(header, separators=(",", ":")).encode()
     hbytes += b" " * (-len(hbytes) % 8)
     with open(dst + ".tmp", "wb") as f:

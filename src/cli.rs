@@ -34,6 +34,10 @@ pub enum Command {
     /// Extract backbone features of a folder, zip or dataset file (like dgm-eval), outside any
     /// experiment.
     Features(FeaturesArgs),
+    /// Fréchet distance between two image sets or statistics files, like pytorch-fid: FID
+    /// (Inception pool3) or FDD (DINOv2 ViT-L/14). With --save-stats, write the statistics of
+    /// the first path to the second instead.
+    Fid(FidArgs),
     /// Benchmarks: cedm's kernels against PyTorch / scikit-learn / SciPy on the same input.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -66,6 +70,46 @@ pub struct FeaturesArgs {
     pub device: String,
 }
 
+/// Which Fréchet distance.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FidMetric {
+    /// Inception pool3 (2048-d), the TF inception-2015-12-05 network.
+    Fid,
+    /// DINOv2 ViT-L/14 CLS (1024-d), dgm-eval's FD_DINOv2.
+    Fdd,
+}
+
+/// `cedm fid`.
+#[derive(Args, Debug)]
+pub struct FidArgs {
+    /// Images (a folder or .zip of PNG/JPEG, an images.safetensors, an IDX file) or a statistics
+    /// file (.npz with mu/sigma, or stats.safetensors).
+    pub path_a: PathBuf,
+    /// The same kinds of input; with --save-stats, the output file (.npz or .safetensors).
+    pub path_b: PathBuf,
+    /// Write the statistics of PATH_A to PATH_B instead of computing a distance.
+    #[arg(long)]
+    pub save_stats: bool,
+    /// Which distance.
+    #[arg(long, value_enum, default_value_t = FidMetric::Fid)]
+    pub metric: FidMetric,
+    /// Encoder weights [default for fid: assets/weights/inception-2015-12-05.safetensors; fdd: required].
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// FDD encoder preset.
+    #[arg(long, default_value = "dinov2_vitl14")]
+    pub model: String,
+    /// Use only the first N images of each image input.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Images per batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Device: cpu, wgpu[:N], cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
 /// `cedm bench …`.
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -83,6 +127,37 @@ pub enum BenchCommand {
         /// Batch size.
         #[arg(long, default_value_t = 32)]
         batch: usize,
+        #[command(flatten)]
+        reference: ReferenceArgs,
+    },
+    /// FID Inception throughput (reference: benches/inception.py running the TorchScript).
+    Inception {
+        /// The converted network.
+        #[arg(
+            long,
+            default_value = "assets/weights/inception-2015-12-05.safetensors"
+        )]
+        weights: PathBuf,
+        /// The original TorchScript, for the reference [default: WEIGHTS with .pt].
+        #[arg(long)]
+        torchscript: Option<PathBuf>,
+        /// Images to time.
+        #[arg(long, default_value_t = 128)]
+        images: usize,
+        /// Batch size.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[command(flatten)]
+        reference: ReferenceArgs,
+    },
+    /// Fréchet distance at 2048-d against scipy.linalg.sqrtm (reference: benches/frechet.py).
+    Frechet {
+        /// Dimension.
+        #[arg(long, default_value_t = 2048)]
+        d: usize,
+        /// Samples behind each covariance.
+        #[arg(long, default_value_t = 10000)]
+        n: usize,
         #[command(flatten)]
         reference: ReferenceArgs,
     },

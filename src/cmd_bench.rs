@@ -6,7 +6,7 @@ use cedm_nodes::bench::{self, Report};
 use cedm_nodes::imageops::Filter;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{BenchCommand, FeaturesArgs};
+use crate::cli::{BenchCommand, FeaturesArgs, FidArgs, FidMetric};
 use crate::render::secs;
 use crate::{CliError, outln};
 
@@ -20,10 +20,24 @@ fn print(r: &Report, json: bool) {
         return;
     }
     outln!("{}: {}", r.name, r.setup);
-    let rate = |m: &bench::Measurement| m.rate.map(|x| format!("  {x:.1} {}", r.unit)).unwrap_or_default();
-    outln!("  {:<36} {:>10}{}", r.ours.implementation, secs(r.ours.seconds), rate(&r.ours));
+    let rate = |m: &bench::Measurement| {
+        m.rate
+            .map(|x| format!("  {x:.1} {}", r.unit))
+            .unwrap_or_default()
+    };
+    outln!(
+        "  {:<36} {:>10}{}",
+        r.ours.implementation,
+        secs(r.ours.seconds),
+        rate(&r.ours)
+    );
     if let Some(m) = &r.reference {
-        outln!("  {:<36} {:>10}{}", m.implementation, secs(m.seconds), rate(m));
+        outln!(
+            "  {:<36} {:>10}{}",
+            m.implementation,
+            secs(m.seconds),
+            rate(m)
+        );
         if let Some(s) = r.speedup() {
             outln!("  ratio: cedm is {s:.2}× the reference's speed");
         }
@@ -38,16 +52,67 @@ fn print(r: &Report, json: bool) {
 /// `cedm bench`.
 pub fn bench(b: &BenchCommand) -> Result<ExitCode, CliError> {
     match b {
-        BenchCommand::Features { weights, images, resolution, batch, reference } => {
-            let r = bench::features(weights, *images, *resolution, *batch, reference.python.as_deref()).map_err(node_err)?;
+        BenchCommand::Features {
+            weights,
+            images,
+            resolution,
+            batch,
+            reference,
+        } => {
+            let r = bench::features(
+                weights,
+                *images,
+                *resolution,
+                *batch,
+                reference.python.as_deref(),
+            )
+            .map_err(node_err)?;
+            print(&r, reference.json);
+        }
+        BenchCommand::Inception {
+            weights,
+            torchscript,
+            images,
+            batch,
+            reference,
+        } => {
+            let r = bench::inception(
+                weights,
+                torchscript.as_deref(),
+                *images,
+                *batch,
+                reference.python.as_deref(),
+            )
+            .map_err(node_err)?;
+            print(&r, reference.json);
+        }
+        BenchCommand::Frechet { d, n, reference } => {
+            let r = bench::frechet(*d, *n, reference.python.as_deref()).map_err(node_err)?;
             print(&r, reference.json);
         }
         BenchCommand::Knn { n, d, k, reference } => {
             let r = bench::knn(*n, *d, *k, reference.python.as_deref()).map_err(node_err)?;
             print(&r, reference.json);
         }
-        BenchCommand::Kmeans { features, n, d, k, n_init, max_iter, reference } => {
-            let r = bench::kmeans(features.as_deref(), *n, *d, *k, *n_init, *max_iter, reference.python.as_deref()).map_err(node_err)?;
+        BenchCommand::Kmeans {
+            features,
+            n,
+            d,
+            k,
+            n_init,
+            max_iter,
+            reference,
+        } => {
+            let r = bench::kmeans(
+                features.as_deref(),
+                *n,
+                *d,
+                *k,
+                *n_init,
+                *max_iter,
+                reference.python.as_deref(),
+            )
+            .map_err(node_err)?;
             print(&r, reference.json);
         }
     }
@@ -58,14 +123,35 @@ pub fn bench(b: &BenchCommand) -> Result<ExitCode, CliError> {
 pub fn features(a: &FeaturesArgs) -> Result<ExitCode, CliError> {
     let set = cedm_nodes::load_images(&a.input).map_err(node_err)?;
     let (mut embed, d, desc) = if a.model == "mobilenet_v2" {
-        let (e, desc) = cedm_nodes::features_mobilenet_v2::embedder(&a.weights, &a.device, a.resolution, Filter::Bilinear, set.c, set.h, set.w)
-            .map_err(node_err)?;
+        let (e, desc) = cedm_nodes::features_mobilenet_v2::embedder(
+            &a.weights,
+            &a.device,
+            a.resolution,
+            Filter::Bilinear,
+            set.c,
+            set.h,
+            set.w,
+        )
+        .map_err(node_err)?;
         (e, 1280, desc)
     } else {
-        cedm_nodes::features_vit::embedder(&a.model, None, &a.weights, &a.device, a.resolution, Filter::Bicubic, set.c, set.h, set.w)
-            .map_err(node_err)?
+        cedm_nodes::features_vit::embedder(
+            &a.model,
+            None,
+            &a.weights,
+            &a.device,
+            a.resolution,
+            Filter::Bicubic,
+            set.c,
+            set.h,
+            set.w,
+        )
+        .map_err(node_err)?
     };
-    eprintln!("{} on {desc}: {} images {}×{}×{} → {} px", a.model, set.n, set.c, set.h, set.w, a.resolution);
+    eprintln!(
+        "{} on {desc}: {} images {}×{}×{} → {} px",
+        a.model, set.n, set.c, set.h, set.w, a.resolution
+    );
     let pb = ProgressBar::new(set.n as u64);
     pb.set_style(
         ProgressStyle::with_template("[{bar:30.cyan/blue}] {pos}/{len} img ({per_sec}, ETA {eta})")
@@ -73,14 +159,145 @@ pub fn features(a: &FeaturesArgs) -> Result<ExitCode, CliError> {
             .progress_chars("=> "),
     );
     let t0 = std::time::Instant::now();
-    let f = cedm_nodes::features::extract_batches(&set, a.batch_size, d, |px, b| embed(px, b), |done| {
-        pb.set_position(done as u64);
-        true
-    })
+    let f = cedm_nodes::features::extract_batches(
+        &set,
+        a.batch_size,
+        d,
+        |px, b| embed(px, b),
+        |done| {
+            pb.set_position(done as u64);
+            true
+        },
+    )
     .map_err(node_err)?;
     pb.finish_and_clear();
-    let meta = [("model".to_string(), a.model.clone()), ("resolution".to_string(), a.resolution.to_string())].into();
+    let meta = [
+        ("model".to_string(), a.model.clone()),
+        ("resolution".to_string(), a.resolution.to_string()),
+    ]
+    .into();
     f.write(&a.output, &meta).map_err(node_err)?;
-    eprintln!("wrote {}×{} features to {} in {}", f.n, f.d, a.output.display(), secs(t0.elapsed().as_secs_f64()));
+    eprintln!(
+        "wrote {}×{} features to {} in {}",
+        f.n,
+        f.d,
+        a.output.display(),
+        secs(t0.elapsed().as_secs_f64())
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn is_stats_file(p: &std::path::Path) -> bool {
+    let name = p.to_string_lossy();
+    p.is_file()
+        && (name.ends_with(".npz")
+            || (name.ends_with(".safetensors")
+                && cedm_nodes::io::Tensors::open(p)
+                    .is_ok_and(|t| t.names().iter().any(|n| n == "sigma"))))
+}
+
+/// Statistics of a path for `cedm fid`: read a stats file, or embed the images.
+fn fid_stats(a: &FidArgs, path: &std::path::Path) -> Result<cedm_nodes::fid::Stats, CliError> {
+    use cedm_nodes::fid::{FidResize, Stats, dinov2_embedder, inception_embedder};
+    if is_stats_file(path) {
+        return Stats::read(path).map_err(node_err);
+    }
+    let set = cedm_nodes::load_images(path)
+        .map_err(node_err)?
+        .subset(a.limit, None);
+    let (mut embed, d, desc) = match a.metric {
+        FidMetric::Fid => {
+            let w = match &a.weights {
+                Some(w) => w.clone(),
+                None => {
+                    let root = std::env::var_os("CEDM_ASSETS")
+                        .map(std::path::PathBuf::from)
+                        .unwrap_or_else(|| "assets".into());
+                    let w = root.join("weights/inception-2015-12-05.safetensors");
+                    if !w.exists() {
+                        return Err(CliError::Other(format!(
+                            "the FID Inception is not at {} (the default): run scripts/fetch_assets.sh in the repository, set CEDM_ASSETS, or pass --weights",
+                            w.display()
+                        )));
+                    }
+                    w
+                }
+            };
+            let (e, desc) =
+                inception_embedder(&w, &a.device, FidResize::TfBilinear, set.c, set.h, set.w)
+                    .map_err(node_err)?;
+            (e, cedm_nodes::models::inception::DIM, desc)
+        }
+        FidMetric::Fdd => {
+            let w = a.weights.clone().ok_or_else(|| CliError::Other("--metric fdd needs --weights (a DINOv2 checkpoint, e.g. dinov2_vitl14_pretrain.pth)".into()))?;
+            dinov2_embedder(&a.model, None, &w, &a.device, 224, set.c, set.h, set.w)
+                .map_err(node_err)?
+        }
+    };
+    eprintln!(
+        "{}: {} images {}×{}×{} on {desc}",
+        path.display(),
+        set.n,
+        set.c,
+        set.h,
+        set.w
+    );
+    let pb = ProgressBar::new(set.n as u64);
+    pb.set_style(
+        ProgressStyle::with_template("[{bar:30.cyan/blue}] {pos}/{len} img ({per_sec}, ETA {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let f = cedm_nodes::features::extract_batches(
+        &set,
+        a.batch_size.max(1),
+        d,
+        |px, b| embed(px, b),
+        |done| {
+            pb.set_position(done as u64);
+            true
+        },
+    )
+    .map_err(node_err)?;
+    pb.finish_and_clear();
+    Stats::from_features(&f.data, f.n, f.d).map_err(node_err)
+}
+
+/// `cedm fid`.
+pub fn fid(a: &FidArgs) -> Result<ExitCode, CliError> {
+    let sa = fid_stats(a, &a.path_a)?;
+    if a.save_stats {
+        let out = &a.path_b;
+        if out.to_string_lossy().ends_with(".safetensors") {
+            sa.write(
+                out,
+                if a.metric == FidMetric::Fid {
+                    "fid"
+                } else {
+                    "fdd"
+                },
+            )
+            .map_err(node_err)?;
+        } else {
+            sa.write_npz(out).map_err(node_err)?;
+        }
+        eprintln!(
+            "wrote statistics of {} images ({}-d) to {}",
+            sa.n,
+            sa.d,
+            out.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let sb = fid_stats(a, &a.path_b)?;
+    let d = cedm_nodes::fid::frechet_distance(&sa, &sb).map_err(node_err)?;
+    outln!(
+        "{}: {d:.6}",
+        if a.metric == FidMetric::Fid {
+            "FID"
+        } else {
+            "FDD"
+        }
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -119,6 +119,7 @@ fn main() -> ExitCode {
         Command::Exec(ref a) => cmd_run::exec(&cli, a),
         Command::Features(ref a) => cmd_bench::features(a),
         Command::Bench(ref b) => cmd_bench::bench(b),
+        Command::Fid(ref a) => cmd_bench::fid(a),
     };
     match result {
         Ok(code) => code,

@@ -27,19 +27,39 @@ pub struct Slot {
 impl Slot {
     /// A required one-to-one input.
     pub const fn one(name: &'static str, about: &'static str) -> Slot {
-        Slot { name, required: true, many: false, about }
+        Slot {
+            name,
+            required: true,
+            many: false,
+            about,
+        }
     }
     /// An optional one-to-one input.
     pub const fn optional(name: &'static str, about: &'static str) -> Slot {
-        Slot { name, required: false, many: false, about }
+        Slot {
+            name,
+            required: false,
+            many: false,
+            about,
+        }
     }
     /// A required gather input (see [`Slot::many`]).
     pub const fn gather(name: &'static str, about: &'static str) -> Slot {
-        Slot { name, required: true, many: true, about }
+        Slot {
+            name,
+            required: true,
+            many: true,
+            about,
+        }
     }
     /// An optional gather input.
     pub const fn gather_optional(name: &'static str, about: &'static str) -> Slot {
-        Slot { name, required: false, many: true, about }
+        Slot {
+            name,
+            required: false,
+            many: true,
+            about,
+        }
     }
 }
 
@@ -396,7 +416,11 @@ impl<'a> RunContext<'a> {
     /// Every artifact of a gather slot, in sweep order.
     pub fn inputs_many(&self, slot: &str) -> Vec<&Artifact> {
         let prefix = format!("{slot}#");
-        self.inputs.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(_, a)| a).collect()
+        self.inputs
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, a)| a)
+            .collect()
     }
 
     /// The artifact connected to a required slot.

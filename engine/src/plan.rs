@@ -513,12 +513,19 @@ pub fn expand(exp: Experiment, registry: &Registry) -> Result<Plan, SpecError> {
     let mut envs: Vec<Env<'_>> = Vec::with_capacity(points.len());
     let mut point_vars: Vec<BTreeMap<&str, serde_json::Value>> = Vec::with_capacity(points.len());
     for point in &points {
-        let mut raw: BTreeMap<&str, &yaml::Node> = exp.vars.iter().map(|(k, _, n)| (k.as_str(), n)).collect();
+        let mut raw: BTreeMap<&str, &yaml::Node> =
+            exp.vars.iter().map(|(k, _, n)| (k.as_str(), n)).collect();
         for (var, &j) in exp.sweep.iter().zip(point) {
             raw.insert(var.name.as_str(), &var.values[j]);
         }
         envs.push(Env::new(raw));
-        point_vars.push(exp.sweep.iter().zip(point).map(|(v, &j)| (v.name.as_str(), v.values[j].value.to_json())).collect());
+        point_vars.push(
+            exp.sweep
+                .iter()
+                .zip(point)
+                .map(|(v, &j)| (v.name.as_str(), v.values[j].value.to_json()))
+                .collect(),
+        );
     }
     // chosen[node][point]: the instance of a node at a sweep point.
     let mut chosen: Vec<Vec<Option<usize>>> = vec![vec![None; points.len()]; exp.nodes.len()];
@@ -532,7 +539,13 @@ pub fn expand(exp: Experiment, registry: &Registry) -> Result<Plan, SpecError> {
         for pi in 0..points.len() {
             let (params_yaml, deps) = match &spec.params {
                 Some(p) => match envs[pi].interpolate(p) {
-                    Ok((v, d)) => (Some(yaml::Node { value: v, span: p.span }), d),
+                    Ok((v, d)) => (
+                        Some(yaml::Node {
+                            value: v,
+                            span: p.span,
+                        }),
+                        d,
+                    ),
                     Err(ps) => {
                         for p in ps {
                             push(p, &mut problems);
@@ -542,18 +555,31 @@ pub fn expand(exp: Experiment, registry: &Registry) -> Result<Plan, SpecError> {
                 },
                 None => (None, BTreeSet::new()),
             };
-            let json = params_yaml.as_ref().map(|p| p.value.to_json()).unwrap_or_else(|| serde_json::Value::Object(Default::default()));
-            let my_swept: BTreeSet<&str> = deps.iter().map(String::as_str).filter(|d| swept.contains(d)).collect();
+            let json = params_yaml
+                .as_ref()
+                .map(|p| p.value.to_json())
+                .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+            let my_swept: BTreeSet<&str> = deps
+                .iter()
+                .map(String::as_str)
+                .filter(|d| swept.contains(d))
+                .collect();
             let note = if my_swept.is_empty() {
                 String::new()
             } else {
-                let parts: Vec<String> = my_swept.iter().map(|v| format!("{v} = {}", point_vars[pi][v])).collect();
+                let parts: Vec<String> = my_swept
+                    .iter()
+                    .map(|v| format!("{v} = {}", point_vars[pi][v]))
+                    .collect();
                 format!(" (at {})", parts.join(", "))
             };
             let checked = match kind.check(&json) {
                 Ok(c) => c,
                 Err(e) => {
-                    push(param_problem(spec, params_yaml.as_ref(), &e, &note, kind), &mut problems);
+                    push(
+                        param_problem(spec, params_yaml.as_ref(), &e, &note, kind),
+                        &mut problems,
+                    );
                     continue;
                 }
             };
@@ -574,7 +600,10 @@ pub fn expand(exp: Experiment, registry: &Registry) -> Result<Plan, SpecError> {
                     // one on the variables this node itself uses, in sweep order.
                     let mut list: Vec<usize> = Vec::new();
                     for qi in 0..points.len() {
-                        if my_swept.iter().all(|v| point_vars[qi][v] == point_vars[pi][v]) {
+                        if my_swept
+                            .iter()
+                            .all(|v| point_vars[qi][v] == point_vars[pi][v])
+                        {
                             match chosen[j][qi] {
                                 Some(inst) if !list.contains(&inst) => list.push(inst),
                                 Some(_) => {}
@@ -598,14 +627,18 @@ pub fn expand(exp: Experiment, registry: &Registry) -> Result<Plan, SpecError> {
             if !upstream_ok {
                 continue;
             }
-            let identity = canonical_json(&serde_json::json!({"params": checked.params, "inputs": inputs}));
+            let identity =
+                canonical_json(&serde_json::json!({"params": checked.params, "inputs": inputs}));
             if let Some(&existing) = by_identity[ni].get(&identity) {
                 chosen[ni][pi] = Some(existing);
                 continue;
             }
             // Swept variables this instance depends on: its own, and those of the inputs it
             // reads one-to-one (a gathered input's variables are what it gathers over).
-            let mut vars: BTreeMap<String, serde_json::Value> = my_swept.iter().map(|v| (v.to_string(), point_vars[pi][v].clone())).collect();
+            let mut vars: BTreeMap<String, serde_json::Value> = my_swept
+                .iter()
+                .map(|v| (v.to_string(), point_vars[pi][v].clone()))
+                .collect();
             for up in inherited {
                 for (k, v) in &instances[up].vars {
                     vars.insert(k.clone(), v.clone());
@@ -614,7 +647,14 @@ pub fn expand(exp: Experiment, registry: &Registry) -> Result<Plan, SpecError> {
             let label = if vars.is_empty() {
                 spec.id.clone()
             } else {
-                let parts: Vec<String> = exp.sweep.iter().filter_map(|s| vars.get(&s.name).map(|v| format!("{}={}", s.name, json_short(v)))).collect();
+                let parts: Vec<String> = exp
+                    .sweep
+                    .iter()
+                    .filter_map(|s| {
+                        vars.get(&s.name)
+                            .map(|v| format!("{}={}", s.name, json_short(v)))
+                    })
+                    .collect();
                 format!("{}[{}]", spec.id, parts.join(","))
             };
             // Files: absolute paths for the node, content (not path) in the key.
@@ -623,16 +663,26 @@ pub fn expand(exp: Experiment, registry: &Registry) -> Result<Plan, SpecError> {
             let mut files = Vec::new();
             let mut file_spans = BTreeMap::new();
             for f in &checked.files {
-                let abs: PathBuf = normalize(&if f.path.is_absolute() { f.path.clone() } else { exp.dir.join(&f.path) });
+                let abs: PathBuf = normalize(&if f.path.is_absolute() {
+                    f.path.clone()
+                } else {
+                    exp.dir.join(&f.path)
+                });
                 if let Some(obj) = params.as_object_mut() {
                     obj.insert(f.param.clone(), abs.to_string_lossy().to_string().into());
                 }
                 if let Some(obj) = key_params.as_object_mut() {
                     obj.remove(&f.param);
                 }
-                let span = params_yaml.as_ref().and_then(|p| p.get(&f.param).map(|(_, n)| n.span)).unwrap_or(spec.params_anchor);
+                let span = params_yaml
+                    .as_ref()
+                    .and_then(|p| p.get(&f.param).map(|(_, n)| n.span))
+                    .unwrap_or(spec.params_anchor);
                 file_spans.insert(f.param.clone(), span);
-                files.push(FileParam { param: f.param.clone(), path: abs });
+                files.push(FileParam {
+                    param: f.param.clone(),
+                    path: abs,
+                });
             }
             let mut resources = checked.resources;
             let rspec = resource_specs.get(&ni).cloned().unwrap_or_default();

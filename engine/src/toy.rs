@@ -110,7 +110,10 @@ impl Node for Add {
         "Writes a + b + k (toy kind for engine tests)."
     }
     fn inputs(&self) -> &'static [Slot] {
-        const SLOTS: &[Slot] = &[Slot::one("a", "a toy value"), Slot::optional("b", "a toy value")];
+        const SLOTS: &[Slot] = &[
+            Slot::one("a", "a toy value"),
+            Slot::optional("b", "a toy value"),
+        ];
         SLOTS
     }
     fn params_schema(&self) -> serde_json::Value {
@@ -216,7 +219,10 @@ impl Node for Sum {
         "Writes the sum of all gathered values (toy kind for engine tests)."
     }
     fn inputs(&self) -> &'static [Slot] {
-        const SLOTS: &[Slot] = &[Slot::gather("values", "toy values, gathered across the sweep")];
+        const SLOTS: &[Slot] = &[Slot::gather(
+            "values",
+            "toy values, gathered across the sweep",
+        )];
         SLOTS
     }
     fn params_schema(&self) -> serde_json::Value {
@@ -224,7 +230,11 @@ impl Node for Sum {
     }
     fn check(&self, params: &serde_json::Value) -> Result<Checked, ParamError> {
         let (_, params) = check_typed::<SumParams>(params)?;
-        Ok(Checked { params, files: vec![], resources: Resources::default() })
+        Ok(Checked {
+            params,
+            files: vec![],
+            resources: Resources::default(),
+        })
     }
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         RUNS.fetch_add(1, Ordering::SeqCst);
@@ -233,7 +243,10 @@ impl Node for Sum {
         for a in ctx.inputs_many("values") {
             let p = a.path("value.txt")?;
             let s = std::fs::read_to_string(p).map_err(NodeError::io("reading", p))?;
-            total += s.trim().parse::<i64>().map_err(|e| NodeError::msg(e.to_string()))?;
+            total += s
+                .trim()
+                .parse::<i64>()
+                .map_err(|e| NodeError::msg(e.to_string()))?;
         }
         ctx.log(format!("{n} values"));
         write_value(ctx, total)
@@ -242,7 +255,10 @@ impl Node for Sum {
 
 /// Register the toy kinds.
 pub fn register(r: &mut Registry) {
-    r.register(&Value).register(&Add).register(&FileLen).register(&Sum);
+    r.register(&Value)
+        .register(&Add)
+        .register(&FileLen)
+        .register(&Sum);
 }
 
 /// A registry holding only the toy kinds.

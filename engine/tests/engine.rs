@@ -127,7 +127,11 @@ fn adding_a_sweep_point_runs_only_its_nodes() {
         .map(|(i, _)| i.label.as_str())
         .collect();
     assert_eq!(will_run, ["scaled[C=4]", "total[C=4]"]);
-    let new = p.instances.iter().position(|i| i.label == "scaled[C=4]").unwrap();
+    let new = p
+        .instances
+        .iter()
+        .position(|i| i.label == "scaled[C=4]")
+        .unwrap();
     assert!(
         matches!(
             &st[new],
@@ -352,7 +356,12 @@ nodes:
 ";
     let p = plan(dir.path(), yaml);
     let labels: Vec<&str> = p.instances.iter().map(|i| i.label.as_str()).collect();
-    assert!(labels.contains(&"all") && labels.contains(&"per_seed[seed=10]") && labels.contains(&"per_seed[seed=20]"), "{labels:?}");
+    assert!(
+        labels.contains(&"all")
+            && labels.contains(&"per_seed[seed=10]")
+            && labels.contains(&"per_seed[seed=20]"),
+        "{labels:?}"
+    );
     let all = p.instances.iter().find(|i| i.label == "all").unwrap();
     assert_eq!(all.inputs.len(), 6);
     let (_, s) = run_plan(&p, &cache, &RunOptions::default());

@@ -63,7 +63,11 @@ fn scale(sx: f64, sy: f64) -> Mat {
 }
 
 fn rotate(t: f64) -> Mat {
-    [[t.cos(), -t.sin(), 0.0], [t.sin(), t.cos(), 0.0], [0.0, 0.0, 1.0]]
+    [
+        [t.cos(), -t.sin(), 0.0],
+        [t.sin(), t.cos(), 0.0],
+        [0.0, 0.0, 1.0],
+    ]
 }
 
 const I3: Mat = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
@@ -98,12 +102,30 @@ pub fn geometric(img: &[f32], c: usize, h: usize, w: usize, g_inv: &Mat) -> Vec<
         m[2] = m[2].max(tx);
         m[3] = m[3].max(ty);
     }
-    let add = [hz_pad as f64 * 2.0 - cx, hz_pad as f64 * 2.0 - cy, hz_pad as f64 * 2.0 - cx, hz_pad as f64 * 2.0 - cy];
-    let lim = [w as f64 - 1.0, h as f64 - 1.0, w as f64 - 1.0, h as f64 - 1.0];
-    let mg: Vec<usize> = (0..4).map(|i| (m[i] + add[i]).max(0.0).min(lim[i]).ceil() as usize).collect();
+    let add = [
+        hz_pad as f64 * 2.0 - cx,
+        hz_pad as f64 * 2.0 - cy,
+        hz_pad as f64 * 2.0 - cx,
+        hz_pad as f64 * 2.0 - cy,
+    ];
+    let lim = [
+        w as f64 - 1.0,
+        h as f64 - 1.0,
+        w as f64 - 1.0,
+        h as f64 - 1.0,
+    ];
+    let mg: Vec<usize> = (0..4)
+        .map(|i| (m[i] + add[i]).max(0.0).min(lim[i]).ceil() as usize)
+        .collect();
     let (mx0, my0, mx1, my1) = (mg[0], mg[1], mg[2], mg[3]);
     let (pw, ph) = (w + mx0 + mx1, h + my0 + my1);
-    let g = mul(&translate((mx0 as f64 - mx1 as f64) / 2.0, (my0 as f64 - my1 as f64) / 2.0), g_inv);
+    let g = mul(
+        &translate(
+            (mx0 as f64 - mx1 as f64) / 2.0,
+            (my0 as f64 - my1 as f64) / 2.0,
+        ),
+        g_inv,
+    );
     // Upsample 2×: zero-insertion (2n−1 samples) then the reversed sym6 filter with padding 6,
     // separably; the output has 2n samples.
     let hz: Vec<f64> = SYM6.to_vec();
@@ -122,7 +144,10 @@ pub fn geometric(img: &[f32], c: usize, h: usize, w: usize, g_inv: &Mat) -> Vec<
         let mut p = vec![0f64; ph * pw];
         for y in 0..ph {
             for x in 0..pw {
-                p[y * pw + x] = f64::from(plane[reflect(y as isize - my0 as isize, h) * w + reflect(x as isize - mx0 as isize, w)]);
+                p[y * pw + x] = f64::from(
+                    plane[reflect(y as isize - my0 as isize, h) * w
+                        + reflect(x as isize - mx0 as isize, w)],
+                );
             }
         }
         // Horizontal upsample: conv of the zero-stuffed row (length 2pw−1) with hr, padding up_pad.
@@ -213,7 +238,14 @@ pub fn geometric(img: &[f32], c: usize, h: usize, w: usize, g_inv: &Mat) -> Vec<
 }
 
 /// Draw the augmentation of one image and apply it. Returns (image, 9-d label).
-pub fn augment(img: &[f32], c: usize, h: usize, w: usize, cfg: &AugmentConfig, rng: &mut Rng) -> (Vec<f32>, [f32; AUGMENT_DIM]) {
+pub fn augment(
+    img: &[f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    cfg: &AugmentConfig,
+    rng: &mut Rng,
+) -> (Vec<f32>, [f32; AUGMENT_DIM]) {
     let p = cfg.p;
     let mut label = [0f32; AUGMENT_DIM];
     let mut x = img.to_vec();
@@ -259,16 +291,30 @@ pub fn augment(img: &[f32], c: usize, h: usize, w: usize, cfg: &AugmentConfig, r
     let wa = if rng.uniform() < p { wa } else { 0.0 };
     let r = if rng.uniform() < 0.5 { r } else { 0.0 };
     let sa = 2f64.powf(wa * 0.2);
-    g = mul(&g, &mul(&rotate(-r), &mul(&scale(1.0 / sa, sa), &rotate(r))));
+    g = mul(
+        &g,
+        &mul(&rotate(-r), &mul(&scale(1.0 / sa, sa), &rotate(r))),
+    );
     label[5] = (wa * r.cos()) as f32;
     label[6] = (wa * r.sin()) as f32;
     // Translation.
     let (tx, ty) = (rng.normal(), rng.normal());
-    let (tx, ty) = if rng.uniform() < p { (tx, ty) } else { (0.0, 0.0) };
-    g = mul(&g, &translate(-tx * w as f64 * 0.125, -ty * h as f64 * 0.125));
+    let (tx, ty) = if rng.uniform() < p {
+        (tx, ty)
+    } else {
+        (0.0, 0.0)
+    };
+    g = mul(
+        &g,
+        &translate(-tx * w as f64 * 0.125, -ty * h as f64 * 0.125),
+    );
     label[7] = tx as f32;
     label[8] = ty as f32;
-    let identity = g.iter().flatten().zip(I3.iter().flatten()).all(|(a, b)| (a - b).abs() < 1e-12);
+    let identity = g
+        .iter()
+        .flatten()
+        .zip(I3.iter().flatten())
+        .all(|(a, b)| (a - b).abs() < 1e-12);
     if !identity {
         x = geometric(&x, c, h, w, &g);
     }
@@ -285,19 +331,28 @@ mod tests {
         let mut r = Rng::new(0);
         let img: Vec<f32> = (0..c * h * w).map(|_| r.normal() as f32).collect();
         let out = geometric(&img, c, h, w, &I3);
-        let d = img.iter().zip(&out).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let d = img
+            .iter()
+            .zip(&out)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
         assert!(d < 1e-4, "sym6 up/down must be the identity, max |Δ| {d}");
     }
 
     #[test]
     fn integer_translation_shifts_pixels() {
         let (c, h, w) = (1, 12, 12);
-        let img: Vec<f32> = (0..h * w).map(|i| ((i % w) as f32 * 0.3).sin() + (i / w) as f32 * 0.1).collect();
+        let img: Vec<f32> = (0..h * w)
+            .map(|i| ((i % w) as f32 * 0.3).sin() + (i / w) as f32 * 0.1)
+            .collect();
         // G_inv = translate(−2, 0): output(x) = input(x − 2).
         let out = geometric(&img, c, h, w, &translate(-2.0, 0.0));
         for y in 3..9 {
             for x in 4..10 {
-                assert!((out[y * w + x] - img[y * w + x - 2]).abs() < 2e-3, "({x},{y})");
+                assert!(
+                    (out[y * w + x] - img[y * w + x - 2]).abs() < 2e-3,
+                    "({x},{y})"
+                );
             }
         }
     }

@@ -41,7 +41,9 @@ pub struct Report {
 impl Report {
     /// Reference time / our time (> 1 means cedm is faster).
     pub fn speedup(&self) -> Option<f64> {
-        self.reference.as_ref().map(|r| r.seconds / self.ours.seconds)
+        self.reference
+            .as_ref()
+            .map(|r| r.seconds / self.ours.seconds)
     }
 }
 
@@ -51,20 +53,34 @@ pub fn benches_dir() -> PathBuf {
         return PathBuf::from(d);
     }
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../benches");
-    if here.exists() { here } else { PathBuf::from("benches") }
+    if here.exists() {
+        here
+    } else {
+        PathBuf::from("benches")
+    }
 }
 
 /// Run a reference script and parse the JSON line it prints last.
 ///
 /// # Errors
 /// When the interpreter or script fails.
-pub fn run_reference(python: &Path, script: &str, args: &[String]) -> Result<serde_json::Value, NodeError> {
+pub fn run_reference(
+    python: &Path,
+    script: &str,
+    args: &[String],
+) -> Result<serde_json::Value, NodeError> {
     let path = benches_dir().join(script);
     let out = Command::new(python)
         .arg(&path)
         .args(args)
         .output()
-        .map_err(|e| NodeError::msg(format!("cannot run {} {}: {e}", python.display(), path.display())))?;
+        .map_err(|e| {
+            NodeError::msg(format!(
+                "cannot run {} {}: {e}",
+                python.display(),
+                path.display()
+            ))
+        })?;
     if !out.status.success() {
         return Err(NodeError::msg(format!(
             "{} {} failed:\n{}",
@@ -74,28 +90,46 @@ pub fn run_reference(python: &Path, script: &str, args: &[String]) -> Result<ser
         )));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or("");
-    serde_json::from_str(line).map_err(|e| NodeError::msg(format!("{script} printed no JSON result ({e}): {stdout}")))
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or("");
+    serde_json::from_str(line)
+        .map_err(|e| NodeError::msg(format!("{script} printed no JSON result ({e}): {stdout}")))
 }
 
 fn field(v: &serde_json::Value, k: &str) -> f64 {
-    v.get(k).and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN)
+    v.get(k)
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or(f64::NAN)
 }
 
 fn implementation(v: &serde_json::Value) -> String {
-    v.get("impl").and_then(|s| s.as_str()).unwrap_or("reference").to_string()
+    v.get("impl")
+        .and_then(|s| s.as_str())
+        .unwrap_or("reference")
+        .to_string()
 }
 
 /// MobileNetV2 feature extraction throughput on random images at `resolution`.
 ///
 /// # Errors
 /// Unreadable weights, failing reference.
-pub fn features(weights: &Path, images: usize, resolution: usize, batch: usize, python: Option<&Path>) -> Result<Report, NodeError> {
+pub fn features(
+    weights: &Path,
+    images: usize,
+    resolution: usize,
+    batch: usize,
+    python: Option<&Path>,
+) -> Result<Report, NodeError> {
     use crate::models::mobilenet_v2::{MobileNetV2Config, MobileNetV2Cpu};
     let w = crate::models::weights::Weights::load(weights)?;
     let m = MobileNetV2Cpu::load(&MobileNetV2Config::imagenet(), &w)?;
     let mut rng = crate::rng::Rng::new(0);
-    let x: Vec<f32> = (0..batch * 3 * resolution * resolution).map(|_| rng.uniform() as f32).collect();
+    let x: Vec<f32> = (0..batch * 3 * resolution * resolution)
+        .map(|_| rng.uniform() as f32)
+        .collect();
     for _ in 0..2 {
         m.forward_features(&x, batch, resolution, resolution);
     }
@@ -106,21 +140,39 @@ pub fn features(weights: &Path, images: usize, resolution: usize, batch: usize, 
         done += batch;
     }
     let secs = t.elapsed().as_secs_f64();
-    let ours = Measurement { implementation: "cedm NHWC CPU kernels".into(), seconds: secs, rate: Some(done as f64 / secs) };
+    let ours = Measurement {
+        implementation: "cedm NHWC CPU kernels".into(),
+        seconds: secs,
+        rate: Some(done as f64 / secs),
+    };
     let reference = match python {
         Some(py) => {
             let v = run_reference(
                 py,
                 "mobilenet_v2.py",
-                &["--resolution".into(), resolution.to_string(), "--batch".into(), batch.to_string(), "--images".into(), done.to_string()],
+                &[
+                    "--resolution".into(),
+                    resolution.to_string(),
+                    "--batch".into(),
+                    batch.to_string(),
+                    "--images".into(),
+                    done.to_string(),
+                ],
             )?;
-            Some(Measurement { implementation: implementation(&v), seconds: field(&v, "seconds"), rate: Some(field(&v, "img_per_s")) })
+            Some(Measurement {
+                implementation: implementation(&v),
+                seconds: field(&v, "seconds"),
+                rate: Some(field(&v, "img_per_s")),
+            })
         }
         None => None,
     };
     Ok(Report {
         name: "features".into(),
-        setup: format!("MobileNetV2 pooled features, {done} images at {resolution} px, batch {batch}, {} threads", rayon::current_num_threads()),
+        setup: format!(
+            "MobileNetV2 pooled features, {done} images at {resolution} px, batch {batch}, {} threads",
+            rayon::current_num_threads()
+        ),
         unit: "img/s".into(),
         ours,
         reference,
@@ -135,7 +187,11 @@ pub fn features(weights: &Path, images: usize, resolution: usize, batch: usize, 
 pub fn knn(n: usize, d: usize, k: usize, python: Option<&Path>) -> Result<Report, NodeError> {
     use crate::features::Features;
     let mut rng = crate::rng::Rng::new(0);
-    let f = Features { n, d, data: (0..n * d).map(|_| rng.normal() as f32).collect() };
+    let f = Features {
+        n,
+        d,
+        data: (0..n * d).map(|_| rng.normal() as f32).collect(),
+    };
     let dir = std::env::temp_dir().join(format!("cedm-bench-knn-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(NodeError::io("creating", &dir))?;
     let file = dir.join("features.safetensors");
@@ -150,26 +206,53 @@ pub fn knn(n: usize, d: usize, k: usize, python: Option<&Path>) -> Result<Report
             let v = run_reference(
                 py,
                 "knn.py",
-                &["--features".into(), file.display().to_string(), "--k".into(), k.to_string(), "--out".into(), idx.display().to_string()],
+                &[
+                    "--features".into(),
+                    file.display().to_string(),
+                    "--k".into(),
+                    k.to_string(),
+                    "--out".into(),
+                    idx.display().to_string(),
+                ],
             )?;
             if let Ok(theirs) = read_npy_i64(&idx) {
                 let mut same = 0usize;
                 for i in 0..n {
-                    let a: std::collections::HashSet<i64> = ours_knn.indices[i * k..(i + 1) * k].iter().copied().collect();
-                    same += theirs[i * k..(i + 1) * k].iter().filter(|j| a.contains(j)).count();
+                    let a: std::collections::HashSet<i64> = ours_knn.indices[i * k..(i + 1) * k]
+                        .iter()
+                        .copied()
+                        .collect();
+                    same += theirs[i * k..(i + 1) * k]
+                        .iter()
+                        .filter(|j| a.contains(j))
+                        .count();
                 }
-                notes.push(format!("neighbour sets agree on {:.4}% of entries (float ties aside)", 100.0 * same as f64 / (n * k) as f64));
+                notes.push(format!(
+                    "neighbour sets agree on {:.4}% of entries (float ties aside)",
+                    100.0 * same as f64 / (n * k) as f64
+                ));
             }
-            Some(Measurement { implementation: implementation(&v), seconds: field(&v, "seconds"), rate: None })
+            Some(Measurement {
+                implementation: implementation(&v),
+                seconds: field(&v, "seconds"),
+                rate: None,
+            })
         }
         None => None,
     };
     let _ = std::fs::remove_dir_all(&dir);
     Ok(Report {
         name: "knn".into(),
-        setup: format!("exact top-{k} cosine kNN of {n}×{d} random features, {} threads", rayon::current_num_threads()),
+        setup: format!(
+            "exact top-{k} cosine kNN of {n}×{d} random features, {} threads",
+            rayon::current_num_threads()
+        ),
         unit: String::new(),
-        ours: Measurement { implementation: "cedm (symmetric blocked gemm)".into(), seconds: secs, rate: None },
+        ours: Measurement {
+            implementation: "cedm (symmetric blocked gemm)".into(),
+            seconds: secs,
+            rate: None,
+        },
         reference,
         notes,
     })
@@ -182,29 +265,58 @@ pub fn knn(n: usize, d: usize, k: usize, python: Option<&Path>) -> Result<Report
 pub fn read_npy_i64(path: &Path) -> Result<Vec<i64>, NodeError> {
     let b = std::fs::read(path).map_err(NodeError::io("reading", path))?;
     if b.len() < 10 || &b[..6] != b"\x93NUMPY" {
-        return Err(NodeError::msg(format!("{}: not a .npy file", path.display())));
+        return Err(NodeError::msg(format!(
+            "{}: not a .npy file",
+            path.display()
+        )));
     }
-    let (hlen, start) = if b[6] == 1 { (u16::from_le_bytes([b[8], b[9]]) as usize, 10) } else { (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12) };
+    let (hlen, start) = if b[6] == 1 {
+        (u16::from_le_bytes([b[8], b[9]]) as usize, 10)
+    } else {
+        (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12)
+    };
     let header = String::from_utf8_lossy(&b[start..start + hlen]);
     if !header.contains("<i8") || header.contains("'fortran_order': True") {
-        return Err(NodeError::msg(format!("{}: expected a C-order int64 array, header {header}", path.display())));
+        return Err(NodeError::msg(format!(
+            "{}: expected a C-order int64 array, header {header}",
+            path.display()
+        )));
     }
-    Ok(b[start + hlen..].chunks_exact(8).map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect())
+    Ok(b[start + hlen..]
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect())
 }
 
 /// k-means on a features file (or random Gaussian features) against scikit-learn.
 ///
 /// # Errors
 /// I/O, failing reference.
-pub fn kmeans(features: Option<&Path>, n: usize, d: usize, k: usize, n_init: usize, max_iter: usize, python: Option<&Path>) -> Result<Report, NodeError> {
+pub fn kmeans(
+    features: Option<&Path>,
+    n: usize,
+    d: usize,
+    k: usize,
+    n_init: usize,
+    max_iter: usize,
+    python: Option<&Path>,
+) -> Result<Report, NodeError> {
     use crate::features::Features;
     let dir = std::env::temp_dir().join(format!("cedm-bench-kmeans-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(NodeError::io("creating", &dir))?;
     let (f, file, what) = match features {
-        Some(p) => (Features::read_file(p)?, p.to_path_buf(), format!("features of {}", p.display())),
+        Some(p) => (
+            Features::read_file(p)?,
+            p.to_path_buf(),
+            format!("features of {}", p.display()),
+        ),
         None => {
             let mut rng = crate::rng::Rng::new(0);
-            let f = Features { n, d, data: (0..n * d).map(|_| rng.normal() as f32).collect() };
+            let f = Features {
+                n,
+                d,
+                data: (0..n * d).map(|_| rng.normal() as f32).collect(),
+            };
             let file = dir.join("features.safetensors");
             f.write(&file, &Default::default())?;
             (f, file, "random Gaussian features".to_string())
@@ -213,25 +325,191 @@ pub fn kmeans(features: Option<&Path>, n: usize, d: usize, k: usize, n_init: usi
     let t = Instant::now();
     let r = crate::kmeans::kmeans(&f, k, n_init, max_iter, 1e-4, 0)?;
     let secs = t.elapsed().as_secs_f64();
-    let mut notes = vec![format!("cedm: {} iterations, inertia {:.6e}", r.iterations, r.inertia)];
+    let mut notes = vec![format!(
+        "cedm: {} iterations, inertia {:.6e}",
+        r.iterations, r.inertia
+    )];
     let reference = match python {
         Some(py) => {
             let v = run_reference(
                 py,
                 "kmeans.py",
-                &["--features".into(), file.display().to_string(), "--k".into(), k.to_string(), "--n-init".into(), n_init.to_string(), "--max-iter".into(), max_iter.to_string()],
+                &[
+                    "--features".into(),
+                    file.display().to_string(),
+                    "--k".into(),
+                    k.to_string(),
+                    "--n-init".into(),
+                    n_init.to_string(),
+                    "--max-iter".into(),
+                    max_iter.to_string(),
+                ],
             )?;
-            notes.push(format!("reference: {} iterations, inertia {:.6e}", field(&v, "iterations"), field(&v, "inertia")));
-            Some(Measurement { implementation: implementation(&v), seconds: field(&v, "seconds"), rate: None })
+            notes.push(format!(
+                "reference: {} iterations, inertia {:.6e}",
+                field(&v, "iterations"),
+                field(&v, "inertia")
+            ));
+            Some(Measurement {
+                implementation: implementation(&v),
+                seconds: field(&v, "seconds"),
+                rate: None,
+            })
         }
         None => None,
     };
     let _ = std::fs::remove_dir_all(&dir);
     Ok(Report {
         name: "kmeans".into(),
-        setup: format!("k-means k = {k}, n_init {n_init}, max_iter {max_iter} on {}×{} {what}, {} threads", f.n, f.d, rayon::current_num_threads()),
+        setup: format!(
+            "k-means k = {k}, n_init {n_init}, max_iter {max_iter} on {}×{} {what}, {} threads",
+            f.n,
+            f.d,
+            rayon::current_num_threads()
+        ),
         unit: String::new(),
-        ours: Measurement { implementation: "cedm (k-means++, Lloyd + Elkan)".into(), seconds: secs, rate: None },
+        ours: Measurement {
+            implementation: "cedm (k-means++, Lloyd + Elkan)".into(),
+            seconds: secs,
+            rate: None,
+        },
+        reference,
+        notes,
+    })
+}
+
+/// FID Inception throughput on random 299×299 inputs (the preprocessing is not timed).
+///
+/// # Errors
+/// Unreadable weights, failing reference.
+pub fn inception(
+    weights: &Path,
+    torchscript: Option<&Path>,
+    images: usize,
+    batch: usize,
+    python: Option<&Path>,
+) -> Result<Report, NodeError> {
+    use crate::models::inception::{InceptionCpu, SIZE};
+    let w = crate::models::weights::Weights::load(weights)?;
+    let m = InceptionCpu::load(&w)?;
+    let mut rng = crate::rng::Rng::new(0);
+    let x: Vec<f32> = (0..batch * 3 * SIZE * SIZE)
+        .map(|_| rng.uniform() as f32 * 2.0 - 1.0)
+        .collect();
+    m.forward(&x, batch, SIZE, SIZE);
+    let t = Instant::now();
+    let mut done = 0;
+    while done < images {
+        m.forward(&x, batch, SIZE, SIZE);
+        done += batch;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let ours = Measurement {
+        implementation: "cedm NHWC CPU kernels".into(),
+        seconds: secs,
+        rate: Some(done as f64 / secs),
+    };
+    let reference = match python {
+        Some(py) => {
+            let ts = torchscript
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| weights.with_extension("pt"));
+            let v = run_reference(
+                py,
+                "inception.py",
+                &[
+                    "--weights".into(),
+                    ts.display().to_string(),
+                    "--batch".into(),
+                    batch.to_string(),
+                    "--images".into(),
+                    done.to_string(),
+                ],
+            )?;
+            Some(Measurement {
+                implementation: implementation(&v),
+                seconds: field(&v, "seconds"),
+                rate: Some(field(&v, "img_per_s")),
+            })
+        }
+        None => None,
+    };
+    Ok(Report {
+        name: "inception".into(),
+        setup: format!(
+            "FID Inception pool3, {done} images at 299 px, batch {batch}, {} threads",
+            rayon::current_num_threads()
+        ),
+        unit: "img/s".into(),
+        ours,
+        reference,
+        notes: vec![],
+    })
+}
+
+/// Fréchet distance of two random `d`-dimensional statistics (covariances of `n` random
+/// correlated samples each), against scipy on the same files.
+///
+/// # Errors
+/// I/O, failing reference.
+pub fn frechet(d: usize, n: usize, python: Option<&Path>) -> Result<Report, NodeError> {
+    use crate::fid::{Stats, frechet_distance};
+    let mut rng = crate::rng::Rng::new(0);
+    let mut make = |shift: f32| -> Result<Stats, NodeError> {
+        let mix: Vec<f32> = (0..d * d)
+            .map(|_| rng.normal() as f32 / (d as f32).sqrt())
+            .collect();
+        let z: Vec<f32> = (0..n * d).map(|_| rng.normal() as f32).collect();
+        let mut x = vec![0f32; n * d];
+        crate::cpu::gemm(n, d, d, &z, false, &mix, false, &mut x, false);
+        x.iter_mut().for_each(|v| *v += shift);
+        Stats::from_features(&x, n, d)
+    };
+    let (a, b) = (make(0.0)?, make(0.1)?);
+    let t = Instant::now();
+    let fd = frechet_distance(&a, &b)?;
+    let secs = t.elapsed().as_secs_f64();
+    let mut notes = vec![format!("cedm: FD {fd:.10}")];
+    let reference = match python {
+        Some(py) => {
+            let dir =
+                std::env::temp_dir().join(format!("cedm-bench-frechet-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).map_err(NodeError::io("creating", &dir))?;
+            let (fa, fb) = (dir.join("a.npz"), dir.join("b.npz"));
+            a.write_npz(&fa)?;
+            b.write_npz(&fb)?;
+            let v = run_reference(
+                py,
+                "frechet.py",
+                &[fa.display().to_string(), fb.display().to_string()],
+            );
+            let _ = std::fs::remove_dir_all(&dir);
+            let v = v?;
+            let theirs = field(&v, "fd");
+            notes.push(format!(
+                "scipy: FD {theirs:.10} (relative difference {:.2e})",
+                (fd - theirs).abs() / theirs.abs()
+            ));
+            Some(Measurement {
+                implementation: implementation(&v),
+                seconds: field(&v, "seconds"),
+                rate: None,
+            })
+        }
+        None => None,
+    };
+    Ok(Report {
+        name: "frechet".into(),
+        setup: format!(
+            "Fréchet distance of two {d}-d Gaussians (covariances of {n} samples), {} threads",
+            rayon::current_num_threads()
+        ),
+        unit: String::new(),
+        ours: Measurement {
+            implementation: "cedm (pivoted Cholesky + symmetric eigenvalues)".into(),
+            seconds: secs,
+            rate: None,
+        },
         reference,
         notes,
     })

@@ -19,7 +19,9 @@
 
 use std::collections::BTreeMap;
 
-use cedm_engine::{Artifact, Checked, Node, NodeError, ParamError, Resources, RunContext, Slot, check_typed};
+use cedm_engine::{
+    Artifact, Checked, Node, NodeError, ParamError, Resources, RunContext, Slot, check_typed,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -73,12 +75,31 @@ pub struct Run {
 
 fn read_run(a: &Artifact) -> Result<Run, NodeError> {
     let p = a.path("metrics.json")?;
-    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(p).map_err(NodeError::io("reading", p))?).map_err(|e| NodeError::msg(format!("{}: {e}", p.display())))?;
-    let num = |k: &str| m.get(k).and_then(serde_json::Value::as_f64).ok_or_else(|| NodeError::msg(format!("input {} ({}) has no `{k}` in metrics.json: is it a cluster node?", a.slot, a.record.kind)));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p).map_err(NodeError::io("reading", p))?)
+            .map_err(|e| NodeError::msg(format!("{}: {e}", p.display())))?;
+    let num = |k: &str| {
+        m.get(k).and_then(serde_json::Value::as_f64).ok_or_else(|| {
+            NodeError::msg(format!(
+                "input {} ({}) has no `{k}` in metrics.json: is it a cluster node?",
+                a.slot, a.record.kind
+            ))
+        })
+    };
     Ok(Run {
         clusters: num("clusters")? as usize,
-        gamma: a.record.params.get("gamma").and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN),
-        seed: a.record.params.get("seed").and_then(serde_json::Value::as_u64).unwrap_or(0),
+        gamma: a
+            .record
+            .params
+            .get("gamma")
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(f64::NAN),
+        seed: a
+            .record
+            .params
+            .get("seed")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0),
         used: num("used_clusters")? as usize,
         kl: num("kl_uniform")?,
     })
@@ -87,7 +108,11 @@ fn read_run(a: &Artifact) -> Result<Run, NodeError> {
 fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let m = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 { v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
     (m, var.sqrt())
 }
 
@@ -108,14 +133,23 @@ pub fn by_c(runs: &[Run]) -> Vec<(usize, f64, f64, f64, usize)> {
 }
 
 /// The recommended range and whether the rule found its crossing inside the swept Cs.
-pub fn recommend(rule: Rule, min_fill: f64, g1: &[Run], curve: &[Run]) -> Result<(f64, f64, bool), String> {
+pub fn recommend(
+    rule: Rule,
+    min_fill: f64,
+    g1: &[Run],
+    curve: &[Run],
+) -> Result<(f64, f64, bool), String> {
     if g1.is_empty() {
         return Err("no γ = 1 runs".into());
     }
     let used: Vec<f64> = g1.iter().map(|r| r.used as f64).collect();
     let (lower, _) = mean_std(&used);
     match rule {
-        Rule::Gamma1 => Ok((used.iter().cloned().fold(f64::INFINITY, f64::min), used.iter().cloned().fold(0.0, f64::max), true)),
+        Rule::Gamma1 => Ok((
+            used.iter().cloned().fold(f64::INFINITY, f64::min),
+            used.iter().cloned().fold(0.0, f64::max),
+            true,
+        )),
         Rule::KlCrossing => {
             let level = g1.iter().map(|r| r.kl).sum::<f64>() / g1.len() as f64;
             let pts = by_c(curve);
@@ -133,14 +167,22 @@ pub fn recommend(rule: Rule, min_fill: f64, g1: &[Run], curve: &[Run]) -> Result
             if pts[0].3 >= level {
                 return Ok((lower, pts[0].0 as f64, true));
             }
-            Ok((lower, pts.last().map(|p| p.0 as f64).unwrap_or(lower), false))
+            Ok((
+                lower,
+                pts.last().map(|p| p.0 as f64).unwrap_or(lower),
+                false,
+            ))
         }
         Rule::FillRatio => {
             let pts = by_c(curve);
             if pts.is_empty() {
                 return Err("rule fill_ratio needs the γ = 0.6 runs on input `curve`".into());
             }
-            let ok: Vec<usize> = pts.iter().filter(|p| p.1 / p.0 as f64 >= min_fill).map(|p| p.0).collect();
+            let ok: Vec<usize> = pts
+                .iter()
+                .filter(|p| p.1 / p.0 as f64 >= min_fill)
+                .map(|p| p.0)
+                .collect();
             match ok.last() {
                 Some(&c) => Ok((lower, c as f64, c != pts.last().map(|p| p.0).unwrap_or(c))),
                 None => Ok((lower, lower, true)),
@@ -164,7 +206,10 @@ impl Node for ClusterBound {
     }
     fn inputs(&self) -> &'static [Slot] {
         const SLOTS: &[Slot] = &[
-            Slot::gather("gamma1", "TEMI runs with γ = 1 (gathered over the sweep of C and seeds)"),
+            Slot::gather(
+                "gamma1",
+                "TEMI runs with γ = 1 (gathered over the sweep of C and seeds)",
+            ),
             Slot::gather_optional("curve", "TEMI runs with γ = 0.6 (gathered over C)"),
         ];
         SLOTS
@@ -177,26 +222,53 @@ impl Node for ClusterBound {
         if !(0.0..=1.0).contains(&p.min_fill) {
             return Err(ParamError::invalid("min_fill", "must be in [0, 1]"));
         }
-        Ok(Checked { params, files: vec![], resources: Resources::default() })
+        Ok(Checked {
+            params,
+            files: vec![],
+            resources: Resources::default(),
+        })
     }
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let p: Params = ctx.params()?;
-        let g1: Vec<Run> = ctx.inputs_many("gamma1").into_iter().map(read_run).collect::<Result<_, _>>()?;
-        let curve: Vec<Run> = ctx.inputs_many("curve").into_iter().map(read_run).collect::<Result<_, _>>()?;
+        let g1: Vec<Run> = ctx
+            .inputs_many("gamma1")
+            .into_iter()
+            .map(read_run)
+            .collect::<Result<_, _>>()?;
+        let curve: Vec<Run> = ctx
+            .inputs_many("curve")
+            .into_iter()
+            .map(read_run)
+            .collect::<Result<_, _>>()?;
         for r in &g1 {
             if (r.gamma - 1.0).abs() > 1e-9 {
-                ctx.log(format!("warning: a `gamma1` run has γ = {} (C = {})", r.gamma, r.clusters));
+                ctx.log(format!(
+                    "warning: a `gamma1` run has γ = {} (C = {})",
+                    r.gamma, r.clusters
+                ));
             }
         }
-        let (lower, upper, inside) = recommend(p.rule, p.min_fill, &g1, &curve).map_err(NodeError::msg)?;
+        let (lower, upper, inside) =
+            recommend(p.rule, p.min_fill, &g1, &curve).map_err(NodeError::msg)?;
         let table = |rs: &[Run]| -> Vec<serde_json::Value> {
             by_c(rs)
                 .into_iter()
                 .map(|(c, m, s, kl, n)| serde_json::json!({"clusters": c, "used_mean": m, "used_std": s, "fill_ratio": m / c as f64, "kl_uniform": kl, "runs": n}))
                 .collect()
         };
-        ctx.log(format!("recommended C in [{lower:.0}, {upper:.0}] by {:?}{}", p.rule, if inside { "" } else { " (not reached inside the swept C: extend the sweep)" }));
-        write_json(&ctx.out_dir().join("bound.json"), &serde_json::json!({"rule": p.rule, "gamma1": table(&g1), "curve": table(&curve), "runs": {"gamma1": g1, "curve": curve}}))?;
+        ctx.log(format!(
+            "recommended C in [{lower:.0}, {upper:.0}] by {:?}{}",
+            p.rule,
+            if inside {
+                ""
+            } else {
+                " (not reached inside the swept C: extend the sweep)"
+            }
+        ));
+        write_json(
+            &ctx.out_dir().join("bound.json"),
+            &serde_json::json!({"rule": p.rule, "gamma1": table(&g1), "curve": table(&curve), "runs": {"gamma1": g1, "curve": curve}}),
+        )?;
         write_json(
             &ctx.out_dir().join("metrics.json"),
             &serde_json::json!({"lower": lower.round(), "upper": upper.round(), "reached": inside, "gamma1_used_mean": mean_std(&g1.iter().map(|r| r.used as f64).collect::<Vec<_>>()).0}),
@@ -209,13 +281,27 @@ mod tests {
     use super::*;
 
     fn run(c: usize, gamma: f64, seed: u64, used: usize, kl: f64) -> Run {
-        Run { clusters: c, gamma, seed, used, kl }
+        Run {
+            clusters: c,
+            gamma,
+            seed,
+            used,
+            kl,
+        }
     }
 
     #[test]
     fn kl_crossing_interpolates_between_swept_c() {
-        let g1 = vec![run(100, 1.0, 0, 33, 0.5), run(100, 1.0, 1, 35, 0.5), run(400, 1.0, 0, 34, 0.5)];
-        let curve = vec![run(100, 0.6, 0, 100, 0.1), run(200, 0.6, 0, 199, 0.3), run(400, 0.6, 0, 391, 0.7)];
+        let g1 = vec![
+            run(100, 1.0, 0, 33, 0.5),
+            run(100, 1.0, 1, 35, 0.5),
+            run(400, 1.0, 0, 34, 0.5),
+        ];
+        let curve = vec![
+            run(100, 0.6, 0, 100, 0.1),
+            run(200, 0.6, 0, 199, 0.3),
+            run(400, 0.6, 0, 391, 0.7),
+        ];
         let (lo, hi, inside) = recommend(Rule::KlCrossing, 0.95, &g1, &curve).unwrap();
         assert!((lo - 34.0).abs() < 1e-9);
         assert!((hi - 300.0).abs() < 1e-9, "{hi}");

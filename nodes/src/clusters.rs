@@ -47,7 +47,11 @@ impl Clusters {
         let mut used: Vec<i64> = self.raw.clone();
         used.sort_unstable();
         used.dedup();
-        let index: BTreeMap<i64, i64> = used.iter().enumerate().map(|(i, &r)| (r, i as i64)).collect();
+        let index: BTreeMap<i64, i64> = used
+            .iter()
+            .enumerate()
+            .map(|(i, &r)| (r, i as i64))
+            .collect();
         let labels: Vec<i64> = self.raw.iter().map(|r| index[r]).collect();
         let mut counts = vec![0i64; used.len()];
         for &l in &labels {
@@ -59,7 +63,12 @@ impl Clusters {
     /// C_u, fill ratio, KL(U‖p).
     pub fn stats(&self) -> ClusterStats {
         let (_, used, counts) = self.remap();
-        ClusterStats { clusters: self.c, used_clusters: used.len(), fill_ratio: used.len() as f64 / self.c as f64, kl_uniform: kl_uniform(&counts) }
+        ClusterStats {
+            clusters: self.c,
+            used_clusters: used.len(),
+            fill_ratio: used.len() as f64 / self.c as f64,
+            kl_uniform: kl_uniform(&counts),
+        }
     }
 
     /// Write `clusters.safetensors`.
@@ -68,15 +77,40 @@ impl Clusters {
     /// I/O errors.
     pub fn write(&self, dir: &Path) -> Result<(), NodeError> {
         let (labels, mapping, counts) = self.remap();
-        let (lb, rb, mb, cb) = (le_bytes(&labels), le_bytes(&self.raw), le_bytes(&mapping), le_bytes(&counts));
+        let (lb, rb, mb, cb) = (
+            le_bytes(&labels),
+            le_bytes(&self.raw),
+            le_bytes(&mapping),
+            le_bytes(&counts),
+        );
         let meta: BTreeMap<String, String> = [("clusters".to_string(), self.c.to_string())].into();
         write_safetensors(
             &dir.join("clusters.safetensors"),
             &[
-                TensorOut { name: "labels", dtype: DType::I64, shape: vec![labels.len()], data: &lb },
-                TensorOut { name: "raw_labels", dtype: DType::I64, shape: vec![self.raw.len()], data: &rb },
-                TensorOut { name: "mapping", dtype: DType::I64, shape: vec![mapping.len()], data: &mb },
-                TensorOut { name: "counts", dtype: DType::I64, shape: vec![counts.len()], data: &cb },
+                TensorOut {
+                    name: "labels",
+                    dtype: DType::I64,
+                    shape: vec![labels.len()],
+                    data: &lb,
+                },
+                TensorOut {
+                    name: "raw_labels",
+                    dtype: DType::I64,
+                    shape: vec![self.raw.len()],
+                    data: &rb,
+                },
+                TensorOut {
+                    name: "mapping",
+                    dtype: DType::I64,
+                    shape: vec![mapping.len()],
+                    data: &mb,
+                },
+                TensorOut {
+                    name: "counts",
+                    dtype: DType::I64,
+                    shape: vec![counts.len()],
+                    data: &cb,
+                },
             ],
             &meta,
         )
@@ -85,13 +119,19 @@ impl Clusters {
 
 /// KL(U‖p) = Σ_k (1/K) ln((1/K)/p_k) over K non-empty clusters with counts n_k.
 pub fn kl_uniform(counts: &[i64]) -> f64 {
-    let used: Vec<f64> = counts.iter().filter(|&&c| c > 0).map(|&c| c as f64).collect();
+    let used: Vec<f64> = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| c as f64)
+        .collect();
     let k = used.len() as f64;
     let n: f64 = used.iter().sum();
     if k == 0.0 {
         return 0.0;
     }
-    used.iter().map(|&c| (1.0 / k) * ((1.0 / k) / (c / n)).ln()).sum()
+    used.iter()
+        .map(|&c| (1.0 / k) * ((1.0 / k) / (c / n)).ln())
+        .sum()
 }
 
 /// Cluster labels read back from an upstream cluster node.
@@ -114,7 +154,11 @@ impl ClusterLabels {
         let t = Tensors::open(a.path("clusters.safetensors")?)?;
         let labels = t.i64("labels")?.data;
         let counts = t.i64("counts")?.data;
-        let c = t.metadata().get("clusters").and_then(|s| s.parse().ok()).unwrap_or(0);
+        let c = t
+            .metadata()
+            .get("clusters")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         Ok(ClusterLabels { labels, counts, c })
     }
 }
@@ -125,7 +169,10 @@ mod tests {
 
     #[test]
     fn remap_follows_sorted_raw_ids() {
-        let c = Clusters { c: 100, raw: vec![99, 3, 3, 0, 99, 99] };
+        let c = Clusters {
+            c: 100,
+            raw: vec![99, 3, 3, 0, 99, 99],
+        };
         let (labels, mapping, counts) = c.remap();
         assert_eq!(mapping, vec![0, 3, 99]);
         assert_eq!(labels, vec![2, 1, 1, 0, 2, 2]);

@@ -15,8 +15,21 @@ use rayon::prelude::*;
 /// `c[m×n] (+)= a[m×k] · b[k×n]`, all row-major unless `*_t` says the operand is stored
 /// transposed (`a_t`: a is stored k×m; `b_t`: b is stored n×k). Multi-threaded.
 #[allow(clippy::too_many_arguments)]
-pub fn gemm(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: bool, c: &mut [f32], accumulate: bool) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "gemm: buffers too small");
+pub fn gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    a_t: bool,
+    b: &[f32],
+    b_t: bool,
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        "gemm: buffers too small"
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -26,10 +39,29 @@ pub fn gemm(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: 
         }
         return;
     }
-    let (a_rs, a_cs) = if a_t { (1isize, m as isize) } else { (k as isize, 1isize) };
-    let (b_rs, b_cs) = if b_t { (1isize, k as isize) } else { (n as isize, 1isize) };
+    let (a_rs, a_cs) = if a_t {
+        (1isize, m as isize)
+    } else {
+        (k as isize, 1isize)
+    };
+    let (b_rs, b_cs) = if b_t {
+        (1isize, k as isize)
+    } else {
+        (n as isize, 1isize)
+    };
     let threads = rayon::current_num_threads();
-    let par = if m * n * k < 64 * 64 * 64 || threads <= 1 { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(threads) };
+    if crate::blas::worth_it(m, k, n) {
+        if let Some(lib) = crate::blas::get() {
+            if lib.sgemm(m, k, n, a, a_t, b, b_t, c, accumulate) {
+                return;
+            }
+        }
+    }
+    let par = if m * n * k < 64 * 64 * 64 || threads <= 1 {
+        gemm::Parallelism::None
+    } else {
+        gemm::Parallelism::Rayon(threads)
+    };
     // SAFETY: the asserts above bound every index the strides can reach: a is m×k (or k×m), b is
     // k×n (or n×k), c is m×n, all contiguous; the buffers do not alias (c is &mut).
     unsafe {
@@ -55,6 +87,62 @@ pub fn gemm(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: 
             par,
         );
     }
+}
+
+thread_local! {
+    static COLS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static POOL: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A buffer of `len` floats with **unspecified contents** (callers overwrite every element),
+/// reusing one given back with [`recycle`] on this thread when one is large enough. Large
+/// fresh allocations are mmapped by the allocator and cost a page fault per 4 KiB on first
+/// touch; a network's activations are reused layer after layer.
+pub fn buffer(len: usize) -> Vec<f32> {
+    let reused = POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        let best = p
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.capacity() >= len)
+            .min_by_key(|(_, v)| v.capacity())
+            .map(|(i, _)| i);
+        best.map(|i| p.swap_remove(i))
+    });
+    match reused {
+        Some(mut v) => {
+            // Keep what is there (initialised floats); only a longer buffer is filled.
+            if v.len() >= len {
+                v.truncate(len);
+            } else {
+                v.resize(len, 0.0);
+            }
+            v
+        }
+        None => vec![0f32; len],
+    }
+}
+
+/// Give a buffer back for [`buffer`] to reuse (this thread keeps at most 24).
+pub fn recycle(v: Vec<f32>) {
+    if v.capacity() < 1 << 16 {
+        return;
+    }
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        p.push(v);
+        if p.len() > 24 {
+            // Drop the smallest.
+            if let Some(i) = p
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, v)| v.capacity())
+                .map(|(i, _)| i)
+            {
+                p.swap_remove(i);
+            }
+        }
+    });
 }
 
 /// What to apply after a convolution's sum.
@@ -140,44 +228,83 @@ pub struct Conv {
 impl Conv {
     /// From PyTorch's `[cout, cin, kh, kw]` weight and a bias.
     #[allow(clippy::too_many_arguments)]
-    pub fn from_oihw(w: &[f32], b: Vec<f32>, cout: usize, cin: usize, kh: usize, kw: usize, stride: (usize, usize), pad: (usize, usize), act: Act) -> Conv {
+    pub fn from_oihw(
+        w: &[f32],
+        b: Vec<f32>,
+        cout: usize,
+        cin: usize,
+        kh: usize,
+        kw: usize,
+        stride: (usize, usize),
+        pad: (usize, usize),
+        act: Act,
+    ) -> Conv {
         let mut t = vec![0f32; w.len()];
         for o in 0..cout {
             for i in 0..cin {
                 for y in 0..kh {
                     for x in 0..kw {
-                        t[((y * kw + x) * cin + i) * cout + o] = w[((o * cin + i) * kh + y) * kw + x];
+                        t[((y * kw + x) * cin + i) * cout + o] =
+                            w[((o * cin + i) * kh + y) * kw + x];
                     }
                 }
             }
         }
-        Conv { cin, cout, kh, kw, stride, pad, w: t, b, act }
+        Conv {
+            cin,
+            cout,
+            kh,
+            kw,
+            stride,
+            pad,
+            w: t,
+            b,
+            act,
+        }
     }
 
     /// Output size for an input of `h×w` with symmetric padding.
     pub fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
-        ((h + 2 * self.pad.0 - self.kh) / self.stride.0 + 1, (w + 2 * self.pad.1 - self.kw) / self.stride.1 + 1)
+        (
+            (h + 2 * self.pad.0 - self.kh) / self.stride.0 + 1,
+            (w + 2 * self.pad.1 - self.kw) / self.stride.1 + 1,
+        )
     }
 
     /// Apply to NHWC input; `residual` (same shape as the output) is added before the activation.
     ///
     /// # Shapes
     /// `x`: `[n, h, w, cin]` → `[n, oh, ow, cout]`
-    pub fn forward(&self, x: &[f32], n: usize, h: usize, w: usize, residual: Option<&[f32]>) -> (Vec<f32>, usize, usize) {
+    pub fn forward(
+        &self,
+        x: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        residual: Option<&[f32]>,
+    ) -> (Vec<f32>, usize, usize) {
         let (oh, ow) = self.out_size(h, w);
         let rows = n * oh * ow;
-        let mut out = vec![0f32; rows * self.cout];
+        let mut out = buffer(rows * self.cout);
         if self.kh == 1 && self.kw == 1 && self.stride == (1, 1) && self.pad == (0, 0) {
-            gemm(rows, self.cin, self.cout, x, false, &self.w, false, &mut out, false);
+            gemm(
+                rows, self.cin, self.cout, x, false, &self.w, false, &mut out, false,
+            );
         } else {
             // im2col in chunks of output rows to bound memory.
             let kk = self.kh * self.kw * self.cin;
-            let chunk_rows = (1usize << 22) / kk.max(1);
+            let chunk_rows = (1usize << 23) / kk.max(1);
             let chunk_rows = chunk_rows.max(ow);
+            // One scratch buffer per thread, reused across chunks and calls (fresh allocations
+            // of this size cost a page fault per 4 KiB on first touch).
+            let mut cols = COLS.with(|c| std::mem::take(&mut *c.borrow_mut()));
             for (ci, out_chunk) in out.chunks_mut(chunk_rows * self.cout).enumerate() {
                 let r0 = ci * chunk_rows;
                 let nr = out_chunk.len() / self.cout;
-                let mut cols = vec![0f32; nr * kk];
+                if cols.len() < nr * kk {
+                    cols.resize(nr * kk, 0.0);
+                }
+                let cols = &mut cols[..nr * kk];
                 cols.par_chunks_mut(kk).enumerate().for_each(|(j, col)| {
                     let r = r0 + j;
                     let (img, rem) = (r / (oh * ow), r % (oh * ow));
@@ -186,7 +313,8 @@ impl Conv {
                         let iy = (oy * self.stride.0 + ky) as isize - self.pad.0 as isize;
                         for kx in 0..self.kw {
                             let ix = (ox * self.stride.1 + kx) as isize - self.pad.1 as isize;
-                            let dst = &mut col[(ky * self.kw + kx) * self.cin..(ky * self.kw + kx + 1) * self.cin];
+                            let dst = &mut col[(ky * self.kw + kx) * self.cin
+                                ..(ky * self.kw + kx + 1) * self.cin];
                             if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w {
                                 dst.fill(0.0);
                             } else {
@@ -196,8 +324,11 @@ impl Conv {
                         }
                     }
                 });
-                gemm(nr, kk, self.cout, &cols, false, &self.w, false, out_chunk, false);
+                gemm(
+                    nr, kk, self.cout, cols, false, &self.w, false, out_chunk, false,
+                );
             }
+            COLS.with(|c| *c.borrow_mut() = cols);
         }
         let c = self.cout;
         let rows_per_task = (4096 / c).max(1);
@@ -206,7 +337,9 @@ impl Conv {
                 .par_chunks_mut(rows_per_task * c)
                 .zip(res.par_chunks(rows_per_task * c))
                 .for_each(|(o, r)| epilogue(o, &self.b, self.act, Some(r))),
-            None => out.par_chunks_mut(rows_per_task * c).for_each(|o| epilogue(o, &self.b, self.act, None)),
+            None => out
+                .par_chunks_mut(rows_per_task * c)
+                .for_each(|o| epilogue(o, &self.b, self.act, None)),
         }
         (out, oh, ow)
     }
@@ -331,7 +464,13 @@ impl Depthwise {
                 t[k * c + ch] = w[ch * 9 + k];
             }
         }
-        Depthwise { c, stride, w: t, b, act }
+        Depthwise {
+            c,
+            stride,
+            w: t,
+            b,
+            act,
+        }
     }
 
     /// # Shapes
@@ -340,11 +479,23 @@ impl Depthwise {
         let oh = (h + 2 - 3) / self.stride + 1;
         let ow = (w + 2 - 3) / self.stride + 1;
         let c = self.c;
-        let mut out = vec![0f32; n * oh * ow * c];
+        let mut out = buffer(n * oh * ow * c);
         out.par_chunks_mut(ow * c).enumerate().for_each(|(r, row)| {
             let (img, oy) = (r / oh, r % oh);
             let xi = &x[img * h * w * c..(img + 1) * h * w * c];
-            dw_row(xi, h, w, c, oy, ow, self.stride, &self.w, &self.b, self.act, row);
+            dw_row(
+                xi,
+                h,
+                w,
+                c,
+                oy,
+                ow,
+                self.stride,
+                &self.w,
+                &self.b,
+                self.act,
+                row,
+            );
         });
         (out, oh, ow)
     }
@@ -362,15 +513,29 @@ pub enum Pool {
 
 /// k×k pooling with stride and symmetric padding, NHWC.
 #[allow(clippy::too_many_arguments)]
-pub fn pool2d(x: &[f32], n: usize, h: usize, w: usize, c: usize, k: usize, stride: usize, pad: usize, kind: Pool) -> (Vec<f32>, usize, usize) {
+pub fn pool2d(
+    x: &[f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    kind: Pool,
+) -> (Vec<f32>, usize, usize) {
     let oh = (h + 2 * pad - k) / stride + 1;
     let ow = (w + 2 * pad - k) / stride + 1;
-    let mut out = vec![0f32; n * oh * ow * c];
+    let mut out = buffer(n * oh * ow * c);
     out.par_chunks_mut(ow * c).enumerate().for_each(|(r, row)| {
         let (img, oy) = (r / oh, r % oh);
         for ox in 0..ow {
             let o = &mut row[ox * c..(ox + 1) * c];
-            o.fill(if kind == Pool::Max { f32::NEG_INFINITY } else { 0.0 });
+            o.fill(if kind == Pool::Max {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            });
             let mut count = 0usize;
             for ky in 0..k {
                 let iy = (oy * stride + ky) as isize - pad as isize;
@@ -416,22 +581,24 @@ pub fn global_avg(x: &[f32], n: usize, hw: usize, c: usize) -> Vec<f32> {
 
 /// NCHW → NHWC.
 pub fn nchw_to_nhwc(x: &[f32], n: usize, c: usize, h: usize, w: usize) -> Vec<f32> {
-    let mut out = vec![0f32; n * c * h * w];
-    out.par_chunks_mut(h * w * c).enumerate().for_each(|(i, o)| {
-        let src = &x[i * c * h * w..(i + 1) * c * h * w];
-        for ch in 0..c {
-            for p in 0..h * w {
-                o[p * c + ch] = src[ch * h * w + p];
+    let mut out = buffer(n * c * h * w);
+    out.par_chunks_mut(h * w * c)
+        .enumerate()
+        .for_each(|(i, o)| {
+            let src = &x[i * c * h * w..(i + 1) * c * h * w];
+            for ch in 0..c {
+                for p in 0..h * w {
+                    o[p * c + ch] = src[ch * h * w + p];
+                }
             }
-        }
-    });
+        });
     out
 }
 
 /// Concatenate NHWC tensors along channels.
 pub fn concat_channels(parts: &[(&[f32], usize)], pixels: usize) -> Vec<f32> {
     let total: usize = parts.iter().map(|p| p.1).sum();
-    let mut out = vec![0f32; pixels * total];
+    let mut out = buffer(pixels * total);
     out.par_chunks_mut(total).enumerate().for_each(|(p, o)| {
         let mut off = 0;
         for (x, c) in parts {
@@ -446,7 +613,18 @@ pub fn concat_channels(parts: &[(&[f32], usize)], pixels: usize) -> Vec<f32> {
 mod tests {
     use super::*;
 
-    fn naive_conv(x: &[f32], n: usize, h: usize, w: usize, cin: usize, wt_oihw: &[f32], cout: usize, k: usize, s: usize, p: usize) -> Vec<f32> {
+    fn naive_conv(
+        x: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        cin: usize,
+        wt_oihw: &[f32],
+        cout: usize,
+        k: usize,
+        s: usize,
+        p: usize,
+    ) -> Vec<f32> {
         let oh = (h + 2 * p - k) / s + 1;
         let ow = (w + 2 * p - k) / s + 1;
         let mut out = vec![0f32; n * oh * ow * cout];
@@ -460,8 +638,11 @@ mod tests {
                                 for kx in 0..k {
                                     let iy = (oy * s + ky) as isize - p as isize;
                                     let ix = (ox * s + kx) as isize - p as isize;
-                                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
-                                        acc += x[((i * h + iy as usize) * w + ix as usize) * cin + c] * wt_oihw[((o * cin + c) * k + ky) * k + kx];
+                                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w
+                                    {
+                                        acc += x
+                                            [((i * h + iy as usize) * w + ix as usize) * cin + c]
+                                            * wt_oihw[((o * cin + c) * k + ky) * k + kx];
                                     }
                                 }
                             }
@@ -486,7 +667,11 @@ mod tests {
         let mut out = vec![0f32; 6];
         dots(&a, &bs, &mut out);
         for t in 0..6 {
-            let want: f64 = a.iter().zip(&bs[t * 1283..(t + 1) * 1283]).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+            let want: f64 = a
+                .iter()
+                .zip(&bs[t * 1283..(t + 1) * 1283])
+                .map(|(x, y)| f64::from(*x) * f64::from(*y))
+                .sum();
             assert!((f64::from(out[t]) - want).abs() < 1e-3, "{t}");
             assert!((f64::from(dot(&a, &bs[t * 1283..(t + 1) * 1283])) - want).abs() < 1e-3);
         }
@@ -510,19 +695,42 @@ mod tests {
         let bt: Vec<f32> = (0..n * k).map(|idx| b[(idx % k) * n + idx / k]).collect();
         let mut c2 = vec![1f32; m * n];
         gemm(m, k, n, &at, true, &bt, true, &mut c2, true);
-        assert!(c2.iter().zip(&want).all(|(x, y)| (x - 1.0 - y).abs() < 1e-4));
+        assert!(
+            c2.iter()
+                .zip(&want)
+                .all(|(x, y)| (x - 1.0 - y).abs() < 1e-4)
+        );
     }
 
     #[test]
     fn conv_matches_naive() {
-        for (k, s, p, cin, cout) in [(3, 2, 1, 3, 8), (1, 1, 0, 5, 4), (5, 1, 2, 2, 3), (3, 1, 0, 4, 6)] {
+        for (k, s, p, cin, cout) in [
+            (3, 2, 1, 3, 8),
+            (1, 1, 0, 5, 4),
+            (5, 1, 2, 2, 3),
+            (3, 1, 0, 4, 6),
+        ] {
             let (n, h, w) = (2, 9, 7);
             let x = data(n * h * w * cin, 3);
             let wt = data(cout * cin * k * k, 4);
-            let conv = Conv::from_oihw(&wt, vec![0.0; cout], cout, cin, k, k, (s, s), (p, p), Act::None);
+            let conv = Conv::from_oihw(
+                &wt,
+                vec![0.0; cout],
+                cout,
+                cin,
+                k,
+                k,
+                (s, s),
+                (p, p),
+                Act::None,
+            );
             let (got, _, _) = conv.forward(&x, n, h, w, None);
             let want = naive_conv(&x, n, h, w, cin, &wt, cout, k, s, p);
-            let d = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            let d = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
             assert!(d < 1e-4, "k{k} s{s} p{p}: {d}");
         }
     }

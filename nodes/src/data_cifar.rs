@@ -8,7 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
-use cedm_engine::{Checked, FileParam, Node, NodeError, ParamError, Resources, RunContext, Slot, check_typed};
+use cedm_engine::{
+    Checked, FileParam, Node, NodeError, ParamError, Resources, RunContext, Slot, check_typed,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -76,7 +78,9 @@ fn fine() -> LabelKind {
 /// The batch files of a variant and split, in order.
 pub fn files(dir: &Path, variant: Variant, split: Split) -> Vec<PathBuf> {
     match (variant, split) {
-        (Variant::Cifar10, Split::Train) => (1..=5).map(|i| dir.join(format!("data_batch_{i}.bin"))).collect(),
+        (Variant::Cifar10, Split::Train) => (1..=5)
+            .map(|i| dir.join(format!("data_batch_{i}.bin")))
+            .collect(),
         (Variant::Cifar10, Split::Test) => vec![dir.join("test_batch.bin")],
         (Variant::Cifar100, Split::Train) => vec![dir.join("train.bin")],
         (Variant::Cifar100, Split::Test) => vec![dir.join("test.bin")],
@@ -87,7 +91,12 @@ pub fn files(dir: &Path, variant: Variant, split: Split) -> Vec<PathBuf> {
 ///
 /// # Errors
 /// A missing file, or a file whose length is not a whole number of records (each names the file).
-pub fn load(dir: &Path, variant: Variant, split: Split, labels: LabelKind) -> Result<ImageSet, NodeError> {
+pub fn load(
+    dir: &Path,
+    variant: Variant,
+    split: Split,
+    labels: LabelKind,
+) -> Result<ImageSet, NodeError> {
     let label_bytes = match variant {
         Variant::Cifar10 => 1,
         Variant::Cifar100 => 2,
@@ -118,7 +127,14 @@ pub fn load(dir: &Path, variant: Variant, split: Split, labels: LabelKind) -> Re
             pixels.extend_from_slice(&r[label_bytes..]);
         }
     }
-    Ok(ImageSet { n: ls.len(), c: 3, h: 32, w: 32, pixels, labels: Some(ls) })
+    Ok(ImageSet {
+        n: ls.len(),
+        c: 3,
+        h: 32,
+        w: 32,
+        pixels,
+        labels: Some(ls),
+    })
 }
 
 /// The `data/cifar` kind.
@@ -145,11 +161,19 @@ impl Node for DataCifar {
         if p.limit == Some(0) {
             return Err(ParamError::invalid("limit", "must be at least 1"));
         }
-        Ok(Checked { params, files: vec![FileParam { param: "dir".into(), path: p.dir.into() }], resources: Resources::default() })
+        Ok(Checked {
+            params,
+            files: vec![FileParam {
+                param: "dir".into(),
+                path: p.dir.into(),
+            }],
+            resources: Resources::default(),
+        })
     }
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let p: Params = ctx.params()?;
-        let set = load(Path::new(&p.dir), p.variant, p.split, p.labels)?.subset(p.limit, p.subset_seed);
+        let set =
+            load(Path::new(&p.dir), p.variant, p.split, p.labels)?.subset(p.limit, p.subset_seed);
         ctx.log(format!("{} images from {}", set.n, p.dir));
         set.write(ctx.out_dir(), "data/cifar")?;
         crate::write_info(ctx.out_dir(), &set)
@@ -183,10 +207,20 @@ mod tests {
     #[test]
     fn cifar100_fine_and_coarse() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("test.bin"), [record(&[3, 42], 0), record(&[4, 77], 0)].concat()).unwrap();
+        std::fs::write(
+            dir.path().join("test.bin"),
+            [record(&[3, 42], 0), record(&[4, 77], 0)].concat(),
+        )
+        .unwrap();
         let f = load(dir.path(), Variant::Cifar100, Split::Test, LabelKind::Fine).unwrap();
         assert_eq!(f.labels.unwrap(), vec![42, 77]);
-        let c = load(dir.path(), Variant::Cifar100, Split::Test, LabelKind::Coarse).unwrap();
+        let c = load(
+            dir.path(),
+            Variant::Cifar100,
+            Split::Test,
+            LabelKind::Coarse,
+        )
+        .unwrap();
         assert_eq!(c.labels.unwrap(), vec![3, 4]);
     }
 
@@ -194,9 +228,16 @@ mod tests {
     fn truncated_and_missing_files_are_named() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("test_batch.bin"), vec![0u8; 3000]).unwrap();
-        let e = load(dir.path(), Variant::Cifar10, Split::Test, LabelKind::Fine).unwrap_err().to_string();
-        assert!(e.contains("test_batch.bin") && e.contains("whole number"), "{e}");
-        let e = load(dir.path(), Variant::Cifar10, Split::Train, LabelKind::Fine).unwrap_err().to_string();
+        let e = load(dir.path(), Variant::Cifar10, Split::Test, LabelKind::Fine)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("test_batch.bin") && e.contains("whole number"),
+            "{e}"
+        );
+        let e = load(dir.path(), Variant::Cifar10, Split::Train, LabelKind::Fine)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("data_batch_1.bin"), "{e}");
     }
 }

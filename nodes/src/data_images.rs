@@ -9,7 +9,9 @@
 use std::io::Read;
 use std::path::Path;
 
-use cedm_engine::{Checked, FileParam, Node, NodeError, ParamError, Resources, RunContext, Slot, check_typed};
+use cedm_engine::{
+    Checked, FileParam, Node, NodeError, ParamError, Resources, RunContext, Slot, check_typed,
+};
 use rayon::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -65,11 +67,23 @@ struct Decoded {
 }
 
 fn decode(bytes: &[u8], what: &str) -> Result<Decoded, NodeError> {
-    let img = image::load_from_memory(bytes).map_err(|e| NodeError::msg(format!("{what}: not a readable PNG/JPEG image: {e}")))?;
-    let grey = matches!(img.color(), image::ColorType::L8 | image::ColorType::L16 | image::ColorType::La8 | image::ColorType::La16);
+    let img = image::load_from_memory(bytes)
+        .map_err(|e| NodeError::msg(format!("{what}: not a readable PNG/JPEG image: {e}")))?;
+    let grey = matches!(
+        img.color(),
+        image::ColorType::L8
+            | image::ColorType::L16
+            | image::ColorType::La8
+            | image::ColorType::La16
+    );
     let (w, h) = (img.width() as usize, img.height() as usize);
     if grey {
-        Ok(Decoded { c: 1, h, w, chw: img.to_luma8().into_raw() })
+        Ok(Decoded {
+            c: 1,
+            h,
+            w,
+            chw: img.to_luma8().into_raw(),
+        })
     } else {
         let rgb = img.to_rgb8().into_raw();
         let mut chw = vec![0u8; 3 * h * w];
@@ -134,16 +148,26 @@ fn entries(path: &Path) -> Result<(Vec<(String, Vec<u8>)>, Option<Vec<u8>>), Nod
         }
     } else {
         let f = std::fs::File::open(path).map_err(NodeError::io("opening", path))?;
-        let mut z = zip::ZipArchive::new(f).map_err(|e| NodeError::msg(format!("{}: not a zip archive: {e}", path.display())))?;
-        let mut names: Vec<String> = (0..z.len()).filter_map(|i| z.by_index(i).ok().and_then(|e| e.name().ok().map(|n| n.to_string()))).collect();
+        let mut z = zip::ZipArchive::new(f)
+            .map_err(|e| NodeError::msg(format!("{}: not a zip archive: {e}", path.display())))?;
+        let mut names: Vec<String> = (0..z.len())
+            .filter_map(|i| {
+                z.by_index(i)
+                    .ok()
+                    .and_then(|e| e.name().ok().map(|n| n.to_string()))
+            })
+            .collect();
         names.sort();
         for n in names {
             if n.ends_with('/') {
                 continue;
             }
-            let mut e = z.by_name(&n).map_err(|e| NodeError::msg(format!("{}: {n}: {e}", path.display())))?;
+            let mut e = z
+                .by_name(&n)
+                .map_err(|e| NodeError::msg(format!("{}: {n}: {e}", path.display())))?;
             let mut bytes = Vec::with_capacity(e.size() as usize);
-            e.read_to_end(&mut bytes).map_err(|e| NodeError::msg(format!("{}: {n}: {e}", path.display())))?;
+            e.read_to_end(&mut bytes)
+                .map_err(|e| NodeError::msg(format!("{}: {n}: {e}", path.display())))?;
             if n == "dataset.json" {
                 meta = Some(bytes);
             } else if is_image(&n) {
@@ -164,10 +188,19 @@ fn entries(path: &Path) -> Result<(Vec<(String, Vec<u8>)>, Option<Vec<u8>>), Nod
 /// # Errors
 /// Unreadable archives or images (naming the entry), mixed sizes without `resolution`, labels
 /// that do not cover every image.
-pub fn load(path: &Path, resolution: Option<usize>, filter: Filter, use_labels: bool, channels: Option<u32>) -> Result<ImageSet, NodeError> {
+pub fn load(
+    path: &Path,
+    resolution: Option<usize>,
+    filter: Filter,
+    use_labels: bool,
+    channels: Option<u32>,
+) -> Result<ImageSet, NodeError> {
     let (items, meta) = entries(path)?;
     if items.is_empty() {
-        return Err(NodeError::msg(format!("{}: no .png/.jpg/.jpeg images", path.display())));
+        return Err(NodeError::msg(format!(
+            "{}: no .png/.jpg/.jpeg images",
+            path.display()
+        )));
     }
     let decoded: Vec<Decoded> = items
         .par_iter()
@@ -181,7 +214,11 @@ pub fn load(path: &Path, resolution: Option<usize>, filter: Filter, use_labels: 
         Some(r) => (r, r),
         None => {
             let (h, w) = (decoded[0].h, decoded[0].w);
-            if let Some((i, d)) = decoded.iter().enumerate().find(|(_, d)| (d.h, d.w) != (h, w)) {
+            if let Some((i, d)) = decoded
+                .iter()
+                .enumerate()
+                .find(|(_, d)| (d.h, d.w) != (h, w))
+            {
                 return Err(NodeError::msg(format!(
                     "{}: `{}` is {}×{} but `{}` is {h}×{w}; set `resolution` to crop and resize",
                     path.display(),
@@ -208,7 +245,10 @@ pub fn load(path: &Path, resolution: Option<usize>, filter: Filter, use_labels: 
                     let hw = h * w;
                     (0..hw)
                         .map(|i| {
-                            let v = (f32::from(px[i]) * 299.0 + f32::from(px[hw + i]) * 587.0 + f32::from(px[2 * hw + i]) * 114.0) / 1000.0;
+                            let v = (f32::from(px[i]) * 299.0
+                                + f32::from(px[hw + i]) * 587.0
+                                + f32::from(px[2 * hw + i]) * 114.0)
+                                / 1000.0;
                             v.round().clamp(0.0, 255.0) as u8
                         })
                         .collect()
@@ -220,19 +260,28 @@ pub fn load(path: &Path, resolution: Option<usize>, filter: Filter, use_labels: 
         .collect();
     let labels = match (use_labels, meta) {
         (true, Some(bytes)) => {
-            let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| NodeError::msg(format!("{}: dataset.json: {e}", path.display())))?;
+            let v: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|e| NodeError::msg(format!("{}: dataset.json: {e}", path.display())))?;
             match v.get("labels") {
                 Some(serde_json::Value::Array(pairs)) => {
                     let mut map = std::collections::HashMap::new();
                     for p in pairs {
-                        if let (Some(n), Some(l)) = (p.get(0).and_then(|x| x.as_str()), p.get(1).and_then(|x| x.as_i64())) {
+                        if let (Some(n), Some(l)) = (
+                            p.get(0).and_then(|x| x.as_str()),
+                            p.get(1).and_then(|x| x.as_i64()),
+                        ) {
                             map.insert(n.to_string(), l);
                         }
                     }
                     let ls: Result<Vec<i64>, NodeError> = items
                         .iter()
                         .map(|(n, _)| {
-                            map.get(n).copied().ok_or_else(|| NodeError::msg(format!("{}: dataset.json has no label for `{n}`", path.display())))
+                            map.get(n).copied().ok_or_else(|| {
+                                NodeError::msg(format!(
+                                    "{}: dataset.json has no label for `{n}`",
+                                    path.display()
+                                ))
+                            })
                         })
                         .collect();
                     Some(ls?)
@@ -242,7 +291,14 @@ pub fn load(path: &Path, resolution: Option<usize>, filter: Filter, use_labels: 
         }
         _ => None,
     };
-    Ok(ImageSet { n: items.len(), c, h, w, pixels, labels })
+    Ok(ImageSet {
+        n: items.len(),
+        c,
+        h,
+        w,
+        pixels,
+        labels,
+    })
 }
 
 /// The `data/images` kind.
@@ -268,18 +324,38 @@ impl Node for DataImages {
         let (p, params) = check_typed::<Params>(params)?;
         if let Some(c) = p.channels {
             if c != 1 && c != 3 {
-                return Err(ParamError::invalid("channels", format!("must be 1 or 3, not {c}")));
+                return Err(ParamError::invalid(
+                    "channels",
+                    format!("must be 1 or 3, not {c}"),
+                ));
             }
         }
         if p.resolution == Some(0) {
             return Err(ParamError::invalid("resolution", "must be at least 1"));
         }
-        Ok(Checked { params, files: vec![FileParam { param: "path".into(), path: p.path.into() }], resources: Resources::default() })
+        Ok(Checked {
+            params,
+            files: vec![FileParam {
+                param: "path".into(),
+                path: p.path.into(),
+            }],
+            resources: Resources::default(),
+        })
     }
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let p: Params = ctx.params()?;
-        let set = load(Path::new(&p.path), p.resolution, p.filter, p.use_labels, p.channels)?.subset(p.limit, p.subset_seed);
-        ctx.log(format!("{} images {}×{}×{} from {}", set.n, set.c, set.h, set.w, p.path));
+        let set = load(
+            Path::new(&p.path),
+            p.resolution,
+            p.filter,
+            p.use_labels,
+            p.channels,
+        )?
+        .subset(p.limit, p.subset_seed);
+        ctx.log(format!(
+            "{} images {}×{}×{} from {}",
+            set.n, set.c, set.h, set.w, p.path
+        ));
         set.write(ctx.out_dir(), "data/images")?;
         crate::write_info(ctx.out_dir(), &set)
     }
@@ -297,7 +373,9 @@ mod tests {
                 .write_to(&mut out, image::ImageFormat::Png)
                 .unwrap();
         } else {
-            image::GrayImage::from_fn(w, h, |x, _| image::Luma([v.wrapping_add(x as u8)])).write_to(&mut out, image::ImageFormat::Png).unwrap();
+            image::GrayImage::from_fn(w, h, |x, _| image::Luma([v.wrapping_add(x as u8)]))
+                .write_to(&mut out, image::ImageFormat::Png)
+                .unwrap();
         }
         out.into_inner()
     }
@@ -306,7 +384,12 @@ mod tests {
         let f = std::fs::File::create(path).unwrap();
         let mut z = zip::ZipWriter::new(f);
         for (n, b) in entries {
-            z.start_file(*n, zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored)).unwrap();
+            z.start_file(
+                *n,
+                zip::write::SimpleFileOptions::default()
+                    .compression_method(zip::CompressionMethod::Stored),
+            )
+            .unwrap();
             z.write_all(b).unwrap();
         }
         z.finish().unwrap();
@@ -316,8 +399,16 @@ mod tests {
     fn edm_zip_with_labels() {
         let dir = tempfile::tempdir().unwrap();
         let zp = dir.path().join("ds.zip");
-        let json = br#"{"labels": [["00000/img00000001.png", 7], ["00000/img00000000.png", 3]]}"#.to_vec();
-        write_zip(&zp, &[("00000/img00000001.png", png(8, 8, true, 20)), ("00000/img00000000.png", png(8, 8, true, 10)), ("dataset.json", json)]);
+        let json =
+            br#"{"labels": [["00000/img00000001.png", 7], ["00000/img00000000.png", 3]]}"#.to_vec();
+        write_zip(
+            &zp,
+            &[
+                ("00000/img00000001.png", png(8, 8, true, 20)),
+                ("00000/img00000000.png", png(8, 8, true, 10)),
+                ("dataset.json", json),
+            ],
+        );
         let s = load(&zp, None, Filter::Lanczos, true, None).unwrap();
         assert_eq!((s.n, s.c, s.h, s.w), (2, 3, 8, 8));
         assert_eq!(s.labels, Some(vec![3, 7]), "labels follow sorted names");
@@ -335,7 +426,9 @@ mod tests {
         assert!(s.labels.is_none());
         let rgb = load(dir.path(), Some(4), Filter::Bilinear, true, Some(3)).unwrap();
         assert_eq!(rgb.c, 3);
-        let e = load(dir.path(), None, Filter::Lanczos, true, None).unwrap_err().to_string();
+        let e = load(dir.path(), None, Filter::Lanczos, true, None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("set `resolution`"), "{e}");
     }
 
@@ -343,16 +436,40 @@ mod tests {
     fn bad_inputs_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let zp = dir.path().join("bad.zip");
-        write_zip(&zp, &[("00000/img00000000.png", png(4, 4, true, 1)), ("notes.txt", b"hello".to_vec())]);
-        let e = load(&zp, None, Filter::Lanczos, true, None).unwrap_err().to_string();
-        assert!(e.contains("bad.zip") && e.contains("notes.txt") && e.contains("not an image"), "{e}");
+        write_zip(
+            &zp,
+            &[
+                ("00000/img00000000.png", png(4, 4, true, 1)),
+                ("notes.txt", b"hello".to_vec()),
+            ],
+        );
+        let e = load(&zp, None, Filter::Lanczos, true, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("bad.zip") && e.contains("notes.txt") && e.contains("not an image"),
+            "{e}"
+        );
 
         let zp2 = dir.path().join("corrupt.zip");
         write_zip(&zp2, &[("00000/img00000000.png", b"not a png".to_vec())]);
-        let e = load(&zp2, None, Filter::Lanczos, true, None).unwrap_err().to_string();
-        assert!(e.contains("corrupt.zip") && e.contains("img00000000.png"), "{e}");
+        let e = load(&zp2, None, Filter::Lanczos, true, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("corrupt.zip") && e.contains("img00000000.png"),
+            "{e}"
+        );
 
-        let e = load(&dir.path().join("missing.zip"), None, Filter::Lanczos, true, None).unwrap_err().to_string();
+        let e = load(
+            &dir.path().join("missing.zip"),
+            None,
+            Filter::Lanczos,
+            true,
+            None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("missing.zip"), "{e}");
     }
 }

@@ -40,7 +40,11 @@ pub fn compute(name: &str) -> Result<Compute, NodeError> {
         DeviceSpec::Cpu => Ok(Compute::Cpu(Device::flex())),
         #[cfg(feature = "wgpu")]
         DeviceSpec::Wgpu(i) => {
-            let kind = if i == 0 { burn::tensor::DeviceKind::DefaultDevice } else { burn::tensor::DeviceKind::DiscreteGpu(i) };
+            let kind = if i == 0 {
+                burn::tensor::DeviceKind::DefaultDevice
+            } else {
+                burn::tensor::DeviceKind::DiscreteGpu(i)
+            };
             Ok(Compute::Gpu(Device::wgpu(kind), spec))
         }
         #[cfg(feature = "cuda")]
@@ -48,8 +52,16 @@ pub fn compute(name: &str) -> Result<Compute, NodeError> {
         #[allow(unreachable_patterns)]
         other => Err(NodeError::msg(format!(
             "device `{other}` needs cedm built with the `{}` feature (cargo build --features {})",
-            if matches!(other, DeviceSpec::Cuda(_)) { "cuda" } else { "wgpu" },
-            if matches!(other, DeviceSpec::Cuda(_)) { "cuda" } else { "wgpu" }
+            if matches!(other, DeviceSpec::Cuda(_)) {
+                "cuda"
+            } else {
+                "wgpu"
+            },
+            if matches!(other, DeviceSpec::Cuda(_)) {
+                "cuda"
+            } else {
+                "wgpu"
+            }
         ))),
     }
 }

@@ -22,7 +22,12 @@ pub const SIGMA_DATA: f64 = 0.5;
 pub fn precond(sigma: f64) -> (f64, f64, f64, f64) {
     let s2 = sigma * sigma;
     let d2 = SIGMA_DATA * SIGMA_DATA;
-    (d2 / (s2 + d2), sigma * SIGMA_DATA / (s2 + d2).sqrt(), 1.0 / (s2 + d2).sqrt(), sigma.ln() / 4.0)
+    (
+        d2 / (s2 + d2),
+        sigma * SIGMA_DATA / (s2 + d2).sqrt(),
+        1.0 / (s2 + d2).sqrt(),
+        sigma.ln() / 4.0,
+    )
 }
 
 /// The loss weight λ(σ) = (σ² + σ_d²)/(σ σ_d)².
@@ -34,7 +39,14 @@ pub fn loss_weight(sigma: f64) -> f64 {
 ///
 /// # Shapes
 /// `x`: `[n, c, r, r]`, `sigma`: `[n]` → `[n, c, r, r]`
-pub fn denoise(net: &SongUNet, x: Tensor<4>, sigma: &[f64], labels: Option<Tensor<2>>, aug: Option<Tensor<2>>, train: bool) -> Tensor<4> {
+pub fn denoise(
+    net: &SongUNet,
+    x: Tensor<4>,
+    sigma: &[f64],
+    labels: Option<Tensor<2>>,
+    aug: Option<Tensor<2>>,
+    train: bool,
+) -> Tensor<4> {
     let dev = x.device();
     let n = sigma.len();
     let mut cs = Vec::with_capacity(n);
@@ -61,7 +73,11 @@ pub fn time_steps(steps: usize, sigma_min: f64, sigma_max: f64, rho: f64) -> Vec
         .map(|i| {
             let a = sigma_max.powf(1.0 / rho);
             let b = sigma_min.powf(1.0 / rho);
-            let frac = if steps > 1 { i as f64 / (steps - 1) as f64 } else { 0.0 };
+            let frac = if steps > 1 {
+                i as f64 / (steps - 1) as f64
+            } else {
+                0.0
+            };
             (a + frac * (b - a)).powf(rho)
         })
         .collect();
@@ -71,14 +87,26 @@ pub fn time_steps(steps: usize, sigma_min: f64, sigma_max: f64, rho: f64) -> Vec
 
 /// Deterministic Heun sampling (`S_churn = 0`) from latents `z` (`[n, c, r, r]` standard normal,
 /// float64), with a denoiser `d(x, σ) -> D(x; σ)` evaluated in float32. Returns float64 samples.
-pub fn heun_sample(z: &[f64], steps: usize, sigma_min: f64, sigma_max: f64, rho: f64, mut d: impl FnMut(&[f64], f64) -> Vec<f64>, mut on_step: impl FnMut(usize)) -> Vec<f64> {
+pub fn heun_sample(
+    z: &[f64],
+    steps: usize,
+    sigma_min: f64,
+    sigma_max: f64,
+    rho: f64,
+    mut d: impl FnMut(&[f64], f64) -> Vec<f64>,
+    mut on_step: impl FnMut(usize),
+) -> Vec<f64> {
     let t = time_steps(steps, sigma_min, sigma_max, rho);
     let mut x: Vec<f64> = z.iter().map(|v| v * t[0]).collect();
     for i in 0..steps {
         let (tc, tn) = (t[i], t[i + 1]);
         let den = d(&x, tc);
         let dc: Vec<f64> = x.iter().zip(&den).map(|(xi, di)| (xi - di) / tc).collect();
-        let xn: Vec<f64> = x.iter().zip(&dc).map(|(xi, di)| xi + (tn - tc) * di).collect();
+        let xn: Vec<f64> = x
+            .iter()
+            .zip(&dc)
+            .map(|(xi, di)| xi + (tn - tc) * di)
+            .collect();
         if i < steps - 1 {
             let den2 = d(&xn, tn);
             x = x
@@ -100,7 +128,9 @@ pub fn heun_sample(z: &[f64], steps: usize, sigma_min: f64, sigma_max: f64, rho:
 
 /// float64 samples in [−1, 1] → uint8 as EDM writes PNGs: clip(x·127.5 + 128, 0, 255).
 pub fn to_uint8(x: &[f64]) -> Vec<u8> {
-    x.iter().map(|v| (v * 127.5 + 128.0).clamp(0.0, 255.0) as u8).collect()
+    x.iter()
+        .map(|v| (v * 127.5 + 128.0).clamp(0.0, 255.0) as u8)
+        .collect()
 }
 
 #[cfg(test)]

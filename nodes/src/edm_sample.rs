@@ -135,15 +135,31 @@ pub fn generate(
                 lab[i * label_dim + l] = 1.0;
             }
         }
-        let labels = (label_dim > 0).then(|| Tensor::<2>::from_data(TensorData::new(lab.clone(), [b, label_dim]), dev));
+        let labels = (label_dim > 0)
+            .then(|| Tensor::<2>::from_data(TensorData::new(lab.clone(), [b, label_dim]), dev));
         let d = |x: &[f64], sigma: f64| -> Vec<f64> {
-            let xt = Tensor::<4>::from_data(TensorData::new(x.iter().map(|&v| v as f32).collect::<Vec<f32>>(), [b, c, h, w]), dev);
+            let xt = Tensor::<4>::from_data(
+                TensorData::new(
+                    x.iter().map(|&v| v as f32).collect::<Vec<f32>>(),
+                    [b, c, h, w],
+                ),
+                dev,
+            );
             let sig = vec![sigma; b];
-            let cond: Vec<f32> = denoise(net, xt.clone(), &sig, labels.clone(), None, false).into_data().try_into_vec().unwrap_or_default();
+            let cond: Vec<f32> = denoise(net, xt.clone(), &sig, labels.clone(), None, false)
+                .into_data()
+                .try_into_vec()
+                .unwrap_or_default();
             if p.guidance != 0.0 && label_dim > 0 {
                 let zero = Tensor::<2>::zeros([b, label_dim], dev);
-                let unc: Vec<f32> = denoise(net, xt, &sig, Some(zero), None, false).into_data().try_into_vec().unwrap_or_default();
-                cond.iter().zip(&unc).map(|(a, u)| (1.0 + p.guidance) * f64::from(*a) - p.guidance * f64::from(*u)).collect()
+                let unc: Vec<f32> = denoise(net, xt, &sig, Some(zero), None, false)
+                    .into_data()
+                    .try_into_vec()
+                    .unwrap_or_default();
+                cond.iter()
+                    .zip(&unc)
+                    .map(|(a, u)| (1.0 + p.guidance) * f64::from(*a) - p.guidance * f64::from(*u))
+                    .collect()
             } else {
                 cond.into_iter().map(f64::from).collect()
             }
@@ -181,22 +197,33 @@ impl Node for EdmSample {
             return Err(ParamError::invalid("steps", "must be at least 1"));
         }
         if !(p.sigma_min > 0.0 && p.sigma_max > p.sigma_min) {
-            return Err(ParamError::invalid("sigma_min", "needs 0 < sigma_min < sigma_max"));
+            return Err(ParamError::invalid(
+                "sigma_min",
+                "needs 0 < sigma_min < sigma_max",
+            ));
         }
         if p.count == 0 {
             return Err(ParamError::invalid("count", "must be at least 1"));
         }
-        Ok(Checked { params, files: vec![], resources: Resources { gpus: 1 } })
+        Ok(Checked {
+            params,
+            files: vec![],
+            resources: Resources { gpus: 1 },
+        })
     }
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let p: Params = ctx.params()?;
         let comp = compute(ctx.device())?;
         let dev = comp.device().clone();
-        let (net, cfg, info) = load_network(ctx.require("network")?.path("network.safetensors")?, &dev)?;
+        let (net, cfg, info) =
+            load_network(ctx.require("network")?.path("network.safetensors")?, &dev)?;
         let (c, h, w) = (cfg.in_channels, cfg.img_resolution, cfg.img_resolution);
         if let Some(k) = p.class {
             if k >= info.dim {
-                return Err(NodeError::msg(format!("class {k} but the network has {} labels", info.dim)));
+                return Err(NodeError::msg(format!(
+                    "class {k} but the network has {} labels",
+                    info.dim
+                )));
             }
         }
         let weights: Vec<f64> = info.counts.iter().map(|&n| n as f64).collect();
@@ -226,7 +253,11 @@ impl Node for EdmSample {
             comp.describe(),
             info.dim,
             p.condition,
-            if p.guidance != 0.0 { format!(", guidance {}", p.guidance) } else { String::new() }
+            if p.guidance != 0.0 {
+                format!(", guidance {}", p.guidance)
+            } else {
+                String::new()
+            }
         ));
         let t0 = std::time::Instant::now();
         let total = p.count;
@@ -234,31 +265,75 @@ impl Node for EdmSample {
             let ctx_ref = &mut *ctx;
             generate(&net, &dev, (c, h, w), info.dim, &items, &p, 0, |done| {
                 let rate = done as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-                ctx_ref.progress(done as u64, Some(total as u64), "img", Some(format!("{rate:.1} img/s")));
+                ctx_ref.progress(
+                    done as u64,
+                    Some(total as u64),
+                    "img",
+                    Some(format!("{rate:.1} img/s")),
+                );
                 !ctx_ref.should_stop()
             })?
         };
         let secs = t0.elapsed().as_secs_f64();
         ctx.stat("img_per_s", total as f64 / secs.max(1e-9));
-        let set = ImageSet { n: total, c, h, w, pixels, labels: None };
+        let set = ImageSet {
+            n: total,
+            c,
+            h,
+            w,
+            pixels,
+            labels: None,
+        };
         set.write(ctx.out_dir(), "edm/sample")?;
-        let conds: Vec<i64> = items.iter().map(|(_, l)| l.map(|v| v as i64).unwrap_or(-1)).collect();
+        let conds: Vec<i64> = items
+            .iter()
+            .map(|(_, l)| l.map(|v| v as i64).unwrap_or(-1))
+            .collect();
         let cb = le_bytes(&conds);
         write_safetensors(
             &ctx.out_dir().join("conditions.safetensors"),
-            &[TensorOut { name: "conditions", dtype: DType::I64, shape: vec![total], data: &cb }],
+            &[TensorOut {
+                name: "conditions",
+                dtype: DType::I64,
+                shape: vec![total],
+                data: &cb,
+            }],
             &Default::default(),
         )?;
         // The grid: one row per cluster (the first grid_rows), extra seeds per cell.
         if p.grid_rows > 0 && p.grid_cols > 0 {
-            let rows = if info.dim == 0 { p.grid_rows } else { p.grid_rows.min(info.dim) };
+            let rows = if info.dim == 0 {
+                p.grid_rows
+            } else {
+                p.grid_rows.min(info.dim)
+            };
             let grid_items: Vec<(u64, Option<usize>)> = (0..rows)
                 .flat_map(|r| (0..p.grid_cols).map(move |j| (r, j)))
-                .map(|(r, j)| (1_000_000_000 + (r * 1000 + j) as u64, if info.dim == 0 { None } else { Some(r) }))
+                .map(|(r, j)| {
+                    (
+                        1_000_000_000 + (r * 1000 + j) as u64,
+                        if info.dim == 0 { None } else { Some(r) },
+                    )
+                })
                 .collect();
-            let gp = generate(&net, &dev, (c, h, w), info.dim, &grid_items, &p, 0, |_| true)?;
-            let grid = ImageSet { n: grid_items.len(), c, h, w, pixels: gp, labels: None };
-            let layout: Vec<Vec<Option<usize>>> = (0..rows).map(|r| (0..p.grid_cols).map(|j| Some(r * p.grid_cols + j)).collect()).collect();
+            let gp = generate(&net, &dev, (c, h, w), info.dim, &grid_items, &p, 0, |_| {
+                true
+            })?;
+            let grid = ImageSet {
+                n: grid_items.len(),
+                c,
+                h,
+                w,
+                pixels: gp,
+                labels: None,
+            };
+            let layout: Vec<Vec<Option<usize>>> = (0..rows)
+                .map(|r| {
+                    (0..p.grid_cols)
+                        .map(|j| Some(r * p.grid_cols + j))
+                        .collect()
+                })
+                .collect();
             write_grid_rows(&ctx.out_dir().join("grid.png"), &grid, &layout, p.grid_cols)?;
         }
         let mut hist = vec![0usize; info.dim];

@@ -25,7 +25,9 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use cedm_engine::{Artifact, Checked, Node, NodeError, ParamError, Resources, RunContext, Slot, check_typed};
+use cedm_engine::{
+    Artifact, Checked, Node, NodeError, ParamError, Resources, RunContext, Slot, check_typed,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -141,8 +143,16 @@ impl Params {
     pub fn network(&self, res: usize, c: usize, label_dim: usize) -> SongUNetConfig {
         let mut cfg = match self.model {
             Preset::Small => SongUNetConfig::small(res, c, label_dim),
-            Preset::Cifar => SongUNetConfig { img_resolution: res, in_channels: c, ..SongUNetConfig::cifar(label_dim) },
-            Preset::Ffhq64 => SongUNetConfig { img_resolution: res, in_channels: c, ..SongUNetConfig::ffhq64(label_dim) },
+            Preset::Cifar => SongUNetConfig {
+                img_resolution: res,
+                in_channels: c,
+                ..SongUNetConfig::cifar(label_dim)
+            },
+            Preset::Ffhq64 => SongUNetConfig {
+                img_resolution: res,
+                in_channels: c,
+                ..SongUNetConfig::ffhq64(label_dim)
+            },
         };
         if let Some(v) = self.model_channels {
             cfg.model_channels = v;
@@ -188,33 +198,77 @@ pub fn read_labels(a: &Artifact, n: usize) -> Result<(Vec<i64>, LabelInfo), Node
         u.sort_unstable();
         u.dedup();
         let idx: BTreeMap<i64, i64> = u.iter().enumerate().map(|(i, &v)| (v, i as i64)).collect();
-        (raw.iter().map(|v| idx[v]).collect(), format!("{} ground truth", a.record.kind))
+        (
+            raw.iter().map(|v| idx[v]).collect(),
+            format!("{} ground truth", a.record.kind),
+        )
     } else {
-        return Err(NodeError::msg(format!("input `labels` ({}) has neither cluster labels nor ground-truth labels", a.record.kind)));
+        return Err(NodeError::msg(format!(
+            "input `labels` ({}) has neither cluster labels nor ground-truth labels",
+            a.record.kind
+        )));
     };
     if labels.len() != n {
-        return Err(NodeError::msg(format!("{} labels for {n} training images", labels.len())));
+        return Err(NodeError::msg(format!(
+            "{} labels for {n} training images",
+            labels.len()
+        )));
     }
-    let dim = labels.iter().copied().max().map(|m| m as usize + 1).unwrap_or(0);
+    let dim = labels
+        .iter()
+        .copied()
+        .max()
+        .map(|m| m as usize + 1)
+        .unwrap_or(0);
     let mut counts = vec![0i64; dim];
     for &l in &labels {
         counts[l as usize] += 1;
     }
-    Ok((labels, LabelInfo { dim, counts, source }))
+    Ok((
+        labels,
+        LabelInfo {
+            dim,
+            counts,
+            source,
+        },
+    ))
 }
 
 /// Save a network (EMA weights) with its configuration.
 ///
 /// # Errors
 /// I/O errors.
-pub fn save_network(path: &Path, net: &SongUNet, cfg: &SongUNetConfig, labels: &LabelInfo, kimg: f64) -> Result<(), NodeError> {
+pub fn save_network(
+    path: &Path,
+    net: &SongUNet,
+    cfg: &SongUNetConfig,
+    labels: &LabelInfo,
+    kimg: f64,
+) -> Result<(), NodeError> {
     let named = net.named_params();
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = named.iter().map(|(k, (s, v))| (k.clone(), s.clone(), le_bytes(v))).collect();
-    let tensors: Vec<TensorOut<'_>> = bytes.iter().map(|(n, s, b)| TensorOut { name: n, dtype: DType::F32, shape: s.clone(), data: b }).collect();
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = named
+        .iter()
+        .map(|(k, (s, v))| (k.clone(), s.clone(), le_bytes(v)))
+        .collect();
+    let tensors: Vec<TensorOut<'_>> = bytes
+        .iter()
+        .map(|(n, s, b)| TensorOut {
+            name: n,
+            dtype: DType::F32,
+            shape: s.clone(),
+            data: b,
+        })
+        .collect();
     let meta: BTreeMap<String, String> = [
         ("format".to_string(), "cedm-songunet-v1".to_string()),
-        ("config".to_string(), serde_json::to_string(cfg).unwrap_or_default()),
-        ("labels".to_string(), serde_json::to_string(labels).unwrap_or_default()),
+        (
+            "config".to_string(),
+            serde_json::to_string(cfg).unwrap_or_default(),
+        ),
+        (
+            "labels".to_string(),
+            serde_json::to_string(labels).unwrap_or_default(),
+        ),
         ("kimg".to_string(), format!("{kimg}")),
     ]
     .into();
@@ -225,17 +279,27 @@ pub fn save_network(path: &Path, net: &SongUNet, cfg: &SongUNetConfig, labels: &
 ///
 /// # Errors
 /// Malformed files.
-pub fn load_network(path: &Path, device: &Device) -> Result<(SongUNet, SongUNetConfig, LabelInfo), NodeError> {
+pub fn load_network(
+    path: &Path,
+    device: &Device,
+) -> Result<(SongUNet, SongUNetConfig, LabelInfo), NodeError> {
     let t = Tensors::open(path)?;
     let meta = t.metadata();
-    let cfg: SongUNetConfig = serde_json::from_str(meta.get("config").map(String::as_str).unwrap_or("")).map_err(|e| NodeError::msg(format!("{}: no network config: {e}", path.display())))?;
-    let labels: LabelInfo = serde_json::from_str(meta.get("labels").map(String::as_str).unwrap_or("")).map_err(|e| NodeError::msg(format!("{}: no label info: {e}", path.display())))?;
+    let cfg: SongUNetConfig =
+        serde_json::from_str(meta.get("config").map(String::as_str).unwrap_or(""))
+            .map_err(|e| NodeError::msg(format!("{}: no network config: {e}", path.display())))?;
+    let labels: LabelInfo =
+        serde_json::from_str(meta.get("labels").map(String::as_str).unwrap_or(""))
+            .map_err(|e| NodeError::msg(format!("{}: no label info: {e}", path.display())))?;
     let mut named = BTreeMap::new();
     for n in t.names() {
         let v = t.f32(&n)?;
         named.insert(n, (v.shape, v.data));
     }
-    let net = cfg.init(0, device).load_named(&named, device).map_err(|e| NodeError::msg(format!("{}: {e}", path.display())))?;
+    let net = cfg
+        .init(0, device)
+        .load_named(&named, device)
+        .map_err(|e| NodeError::msg(format!("{}: {e}", path.display())))?;
     Ok((net, cfg, labels))
 }
 
@@ -247,7 +311,13 @@ struct Checkpoint {
     acc: (f64, u64),
 }
 
-fn save_checkpoint(dir: &Path, net: &SongUNet, ema: &SongUNet, adam: &Adam, ck: &Checkpoint) -> Result<(), NodeError> {
+fn save_checkpoint(
+    dir: &Path,
+    net: &SongUNet,
+    ema: &SongUNet,
+    adam: &Adam,
+    ck: &Checkpoint,
+) -> Result<(), NodeError> {
     let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (k, (s, v)) in net.named_params() {
         owned.push((format!("net.{k}"), s, le_bytes(&v)));
@@ -261,12 +331,26 @@ fn save_checkpoint(dir: &Path, net: &SongUNet, ema: &SongUNet, adam: &Adam, ck: 
         owned.push((format!("adam.m.{i:05}"), vec![mv.len()], le_bytes(&mv)));
         owned.push((format!("adam.v.{i:05}"), vec![vv.len()], le_bytes(&vv)));
     }
-    let tensors: Vec<TensorOut<'_>> = owned.iter().map(|(n, s, b)| TensorOut { name: n, dtype: DType::F32, shape: s.clone(), data: b }).collect();
+    let tensors: Vec<TensorOut<'_>> = owned
+        .iter()
+        .map(|(n, s, b)| TensorOut {
+            name: n,
+            dtype: DType::F32,
+            shape: s.clone(),
+            data: b,
+        })
+        .collect();
     let meta: BTreeMap<String, String> = [
         ("nimg".to_string(), ck.nimg.to_string()),
         ("adam_step".to_string(), adam.step.to_string()),
-        ("log".to_string(), serde_json::to_string(&ck.log).unwrap_or_default()),
-        ("acc".to_string(), serde_json::to_string(&ck.acc).unwrap_or_default()),
+        (
+            "log".to_string(),
+            serde_json::to_string(&ck.log).unwrap_or_default(),
+        ),
+        (
+            "acc".to_string(),
+            serde_json::to_string(&ck.acc).unwrap_or_default(),
+        ),
     ]
     .into();
     let tmp = dir.join("checkpoint.safetensors.tmp");
@@ -275,7 +359,12 @@ fn save_checkpoint(dir: &Path, net: &SongUNet, ema: &SongUNet, adam: &Adam, ck: 
     std::fs::rename(&tmp, &dst).map_err(NodeError::io("renaming", &dst))
 }
 
-fn load_checkpoint(path: &Path, cfg: &SongUNetConfig, dev: &Device, ad: &Device) -> Result<(SongUNet, SongUNet, Adam, Checkpoint), NodeError> {
+fn load_checkpoint(
+    path: &Path,
+    cfg: &SongUNetConfig,
+    dev: &Device,
+    ad: &Device,
+) -> Result<(SongUNet, SongUNet, Adam, Checkpoint), NodeError> {
     let t = Tensors::open(path)?;
     let mut net_p = BTreeMap::new();
     let mut ema_p = BTreeMap::new();
@@ -288,21 +377,46 @@ fn load_checkpoint(path: &Path, cfg: &SongUNetConfig, dev: &Device, ad: &Device)
         } else if let Some(k) = n.strip_prefix("ema.") {
             ema_p.insert(k.to_string(), (x.shape, x.data));
         } else if n.starts_with("adam.m.") {
-            m.push(Tensor::<1>::from_data(TensorData::new(x.data, x.shape), dev));
+            m.push(Tensor::<1>::from_data(
+                TensorData::new(x.data, x.shape),
+                dev,
+            ));
         } else if n.starts_with("adam.v.") {
-            v.push(Tensor::<1>::from_data(TensorData::new(x.data, x.shape), dev));
+            v.push(Tensor::<1>::from_data(
+                TensorData::new(x.data, x.shape),
+                dev,
+            ));
         }
     }
     let err = |e: String| NodeError::msg(format!("checkpoint {}: {e}", path.display()));
     let net = cfg.init(0, ad).load_named(&net_p, ad).map_err(err)?;
-    let ema = cfg.init(0, dev).load_named(&ema_p, dev).map_err(|e| NodeError::msg(format!("checkpoint: {e}")))?;
+    let ema = cfg
+        .init(0, dev)
+        .load_named(&ema_p, dev)
+        .map_err(|e| NodeError::msg(format!("checkpoint: {e}")))?;
     let meta = t.metadata();
-    let step = meta.get("adam_step").and_then(|s| s.parse().ok()).unwrap_or(0);
-    let adam = Adam { m, v, step, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+    let step = meta
+        .get("adam_step")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let adam = Adam {
+        m,
+        v,
+        step,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+    };
     let ck = Checkpoint {
         nimg: meta.get("nimg").and_then(|s| s.parse().ok()).unwrap_or(0),
-        log: meta.get("log").and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default(),
-        acc: meta.get("acc").and_then(|s| serde_json::from_str(s).ok()).unwrap_or((0.0, 0)),
+        log: meta
+            .get("log")
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default(),
+        acc: meta
+            .get("acc")
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or((0.0, 0)),
     };
     Ok((net, ema, adam, ck))
 }
@@ -323,7 +437,10 @@ impl Node for EdmTrain {
     fn inputs(&self) -> &'static [Slot] {
         const SLOTS: &[Slot] = &[
             Slot::one("images", "the training images (data/*)"),
-            Slot::optional("labels", "cluster labels (cluster/*) or an image artifact with ground truth; omit for unconditional"),
+            Slot::optional(
+                "labels",
+                "cluster labels (cluster/*) or an image artifact with ground truth; omit for unconditional",
+            ),
         ];
         SLOTS
     }
@@ -339,22 +456,40 @@ impl Node for EdmTrain {
             return Err(ParamError::invalid("batch_size", "must be at least 1"));
         }
         if !(0.0..=1.0).contains(&p.augment_p) || !(0.0..=1.0).contains(&p.p_uncond) {
-            return Err(ParamError::invalid(if (0.0..=1.0).contains(&p.augment_p) { "p_uncond" } else { "augment_p" }, "must be in [0, 1]"));
+            return Err(ParamError::invalid(
+                if (0.0..=1.0).contains(&p.augment_p) {
+                    "p_uncond"
+                } else {
+                    "augment_p"
+                },
+                "must be in [0, 1]",
+            ));
         }
         if let Some(m) = &p.channel_mult {
             if m.is_empty() {
-                return Err(ParamError::invalid("channel_mult", "needs at least one level"));
+                return Err(ParamError::invalid(
+                    "channel_mult",
+                    "needs at least one level",
+                ));
             }
         }
-        Ok(Checked { params, files: vec![], resources: Resources { gpus: 1 } })
+        Ok(Checked {
+            params,
+            files: vec![],
+            resources: Resources { gpus: 1 },
+        })
     }
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let p: Params = ctx.params()?;
         let set = ImageSet::read(ctx.require("images")?)?;
-        let levels = p.channel_mult.as_ref().map(Vec::len).unwrap_or(match p.model {
-            Preset::Ffhq64 => 4,
-            _ => 3,
-        });
+        let levels = p
+            .channel_mult
+            .as_ref()
+            .map(Vec::len)
+            .unwrap_or(match p.model {
+                Preset::Ffhq64 => 4,
+                _ => 3,
+            });
         if set.h != set.w || set.h % (1 << (levels - 1)) != 0 {
             return Err(NodeError::msg(format!(
                 "images are {}×{}; the network needs square images whose side divides by {} (pad or resize in the data node)",
@@ -368,7 +503,14 @@ impl Node for EdmTrain {
                 let (l, i) = read_labels(a, set.n)?;
                 (Some(l), i)
             }
-            None => (None, LabelInfo { dim: 0, counts: vec![], source: "none".into() }),
+            None => (
+                None,
+                LabelInfo {
+                    dim: 0,
+                    counts: vec![],
+                    source: "none".into(),
+                },
+            ),
         };
         let cfg = p.network(set.h, set.c, info.dim);
         let comp = compute(ctx.device())?;
@@ -378,18 +520,31 @@ impl Node for EdmTrain {
         let ckpt = work.join("checkpoint.safetensors");
         let (mut net, mut ema, mut adam, mut ck) = if ckpt.exists() {
             let r = load_checkpoint(&ckpt, &cfg, &dev, &ad)?;
-            ctx.log(format!("resuming from the checkpoint at {:.1} kimg", r.3.nimg as f64 / 1000.0));
+            ctx.log(format!(
+                "resuming from the checkpoint at {:.1} kimg",
+                r.3.nimg as f64 / 1000.0
+            ));
             r
         } else {
             let net = cfg.init(p.seed, &ad);
             let ema = cfg.init(p.seed, &dev);
             let adam = Adam::new(&flat(&net), 0.9, 0.999, 1e-8);
-            (net, ema, adam, Checkpoint { nimg: 0, log: Vec::new(), acc: (0.0, 0) })
+            (
+                net,
+                ema,
+                adam,
+                Checkpoint {
+                    nimg: 0,
+                    log: Vec::new(),
+                    acc: (0.0, 0),
+                },
+            )
         };
         let total = (p.duration_kimg * 1000.0).round() as u64;
         let b = p.batch_size;
         let steps_total = total.div_ceil(b as u64);
-        let ck_every = (p.checkpoint_every_kimg.unwrap_or(p.duration_kimg / 10.0) * 1000.0).max(b as f64) as u64;
+        let ck_every = (p.checkpoint_every_kimg.unwrap_or(p.duration_kimg / 10.0) * 1000.0)
+            .max(b as f64) as u64;
         let log_every = (total / p.log_points.max(1) as u64).max(b as u64);
         ctx.log(format!(
             "EDM on {}: {} images {}×{}×{}, label_dim {} ({}), {} parameters, {steps_total} steps of {b}",
@@ -412,7 +567,10 @@ impl Node for EdmTrain {
         while ck.nimg < total {
             if ctx.should_stop() {
                 save_checkpoint(&work, &net, &ema, &adam, &ck)?;
-                ctx.log(format!("stopped at {:.1} kimg; checkpoint saved", ck.nimg as f64 / 1000.0));
+                ctx.log(format!(
+                    "stopped at {:.1} kimg; checkpoint saved",
+                    ck.nimg as f64 / 1000.0
+                ));
                 return Err(NodeError::Interrupted);
             }
             let step = ck.nimg / b as u64;
@@ -426,8 +584,16 @@ impl Node for EdmTrain {
                 // Sampling with replacement by position in a per-epoch permutation.
                 let g = step * b as u64 + r as u64;
                 let ep = g / epoch_len;
-                let i = permuted(g % epoch_len, epoch_len, p.seed ^ ep.wrapping_mul(0x9E37_79B9));
-                let img: Vec<f32> = set.image(i as usize).iter().map(|&v| f32::from(v) / 127.5 - 1.0).collect();
+                let i = permuted(
+                    g % epoch_len,
+                    epoch_len,
+                    p.seed ^ ep.wrapping_mul(0x9E37_79B9),
+                );
+                let img: Vec<f32> = set
+                    .image(i as usize)
+                    .iter()
+                    .map(|&v| f32::from(v) / 127.5 - 1.0)
+                    .collect();
                 if p.augment_p > 0.0 {
                     let (a, l) = augment(&img, c, h, w, &aug_cfg, &mut rng);
                     xb.extend(a);
@@ -442,11 +608,15 @@ impl Node for EdmTrain {
                 }
             }
             let sigma: Vec<f64> = (0..b).map(|_| (rng.normal() * 1.2 - 1.2).exp()).collect();
-            let noise: Vec<f32> = (0..b * il).map(|j| (rng.normal() * sigma[j / il]) as f32).collect();
+            let noise: Vec<f32> = (0..b * il)
+                .map(|j| (rng.normal() * sigma[j / il]) as f32)
+                .collect();
             let y = Tensor::<4>::from_data(TensorData::new(xb, [b, c, h, w]), &ad);
             let n = Tensor::<4>::from_data(TensorData::new(noise, [b, c, h, w]), &ad);
-            let lt = (info.dim > 0).then(|| Tensor::<2>::from_data(TensorData::new(lb, [b, info.dim]), &ad));
-            let at = (p.augment_p > 0.0).then(|| Tensor::<2>::from_data(TensorData::new(ab, [b, AUGMENT_DIM]), &ad));
+            let lt = (info.dim > 0)
+                .then(|| Tensor::<2>::from_data(TensorData::new(lb, [b, info.dim]), &ad));
+            let at = (p.augment_p > 0.0)
+                .then(|| Tensor::<2>::from_data(TensorData::new(ab, [b, AUGMENT_DIM]), &ad));
             ad.seed(p.seed ^ step.wrapping_mul(0xA24B_AED4_963E_E407));
             let d = denoise(&net, y.clone() + n, &sigma, lt, at, true);
             let wts: Vec<f32> = sigma.iter().map(|&s| loss_weight(s) as f32).collect();
@@ -455,7 +625,10 @@ impl Node for EdmTrain {
             let g = loss.backward();
             let lv: f32 = loss.inner().into_scalar();
             if !lv.is_finite() {
-                return Err(NodeError::msg(format!("loss is {lv} at {:.1} kimg; stopping (lower lr?)", ck.nimg as f64 / 1000.0)));
+                return Err(NodeError::msg(format!(
+                    "loss is {lv} at {:.1} kimg; stopping (lower lr?)",
+                    ck.nimg as f64 / 1000.0
+                )));
             }
             let lr = p.lr * (ck.nimg as f64 / (p.lr_rampup_kimg * 1000.0).max(1e-8)).min(1.0);
             let gs = grads(&net, &g);
@@ -467,18 +640,31 @@ impl Node for EdmTrain {
                 half = half.min(ck.nimg as f64 * p.ema_rampup_ratio);
             }
             let beta = 0.5f64.powf(b as f64 / half.max(1e-8));
-            let ema_new: Vec<Tensor<1>> = flat(&net).into_iter().zip(flat(&ema)).map(|(pn, pe)| pn.clone() + (pe - pn) * beta).collect();
+            let ema_new: Vec<Tensor<1>> = flat(&net)
+                .into_iter()
+                .zip(flat(&ema))
+                .map(|(pn, pe)| pn.clone() + (pe - pn) * beta)
+                .collect();
             ema = assign(ema, ema_new, false);
             ck.nimg += b as u64;
             ck.acc.0 += f64::from(lv) / (c * h * w) as f64;
             ck.acc.1 += 1;
             if ck.nimg >= next_log || ck.nimg >= total {
-                ck.log.push((ck.nimg as f64 / 1000.0, ck.acc.0 / ck.acc.1 as f64));
+                ck.log
+                    .push((ck.nimg as f64 / 1000.0, ck.acc.0 / ck.acc.1 as f64));
                 ck.acc = (0.0, 0);
                 next_log += log_every;
             }
             let rate = (ck.nimg - start_nimg) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-            ctx.progress(ck.nimg.min(total), Some(total), "img", Some(format!("loss {:.4} ({rate:.0} img/s)", f64::from(lv) / (c * h * w) as f64)));
+            ctx.progress(
+                ck.nimg.min(total),
+                Some(total),
+                "img",
+                Some(format!(
+                    "loss {:.4} ({rate:.0} img/s)",
+                    f64::from(lv) / (c * h * w) as f64
+                )),
+            );
             if ck.nimg >= next_ck && ck.nimg < total {
                 save_checkpoint(&work, &net, &ema, &adam, &ck)?;
                 next_ck += ck_every;
@@ -487,9 +673,22 @@ impl Node for EdmTrain {
         let secs = t0.elapsed().as_secs_f64();
         ctx.stat("train_seconds", secs);
         ctx.stat("img_per_s", (ck.nimg - start_nimg) as f64 / secs.max(1e-9));
-        ctx.log(format!("{:.1} kimg in {secs:.0} s, final loss {:.4}", ck.nimg as f64 / 1000.0, ck.log.last().map(|l| l.1).unwrap_or(f64::NAN)));
-        save_network(&ctx.out_dir().join("network.safetensors"), &ema, &cfg, &info, ck.nimg as f64 / 1000.0)?;
-        write_json(&ctx.out_dir().join("labels.json"), &serde_json::to_value(&info).unwrap_or_default())?;
+        ctx.log(format!(
+            "{:.1} kimg in {secs:.0} s, final loss {:.4}",
+            ck.nimg as f64 / 1000.0,
+            ck.log.last().map(|l| l.1).unwrap_or(f64::NAN)
+        ));
+        save_network(
+            &ctx.out_dir().join("network.safetensors"),
+            &ema,
+            &cfg,
+            &info,
+            ck.nimg as f64 / 1000.0,
+        )?;
+        write_json(
+            &ctx.out_dir().join("labels.json"),
+            &serde_json::to_value(&info).unwrap_or_default(),
+        )?;
         write_json(
             &ctx.out_dir().join("training.json"),
             &serde_json::json!({
@@ -499,7 +698,13 @@ impl Node for EdmTrain {
                 "parameters": ema.num_params(),
             }),
         )?;
-        crate::plot::line_png(&ctx.out_dir().join("loss.png"), "EDM training loss (per pixel) vs kimg", &ck.log, 640, 360)
+        crate::plot::line_png(
+            &ctx.out_dir().join("loss.png"),
+            "EDM training loss (per pixel) vs kimg",
+            &ck.log,
+            640,
+            360,
+        )
     }
 }
 

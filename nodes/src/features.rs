@@ -42,7 +42,11 @@ impl Features {
     pub fn read_file(path: &Path) -> Result<Features, NodeError> {
         let t = Tensors::open(path)?.f32("features")?;
         let [n, d] = t.shape[..] else {
-            return Err(NodeError::msg(format!("{}: features must be [N, D], got {:?}", path.display(), t.shape)));
+            return Err(NodeError::msg(format!(
+                "{}: features must be [N, D], got {:?}",
+                path.display(),
+                t.shape
+            )));
         };
         Ok(Features { n, d, data: t.data })
     }
@@ -59,13 +63,21 @@ impl Features {
     pub fn l2_normalized(&self) -> Features {
         let mut data = self.data.clone();
         for row in data.chunks_exact_mut(self.d) {
-            let norm = row.iter().map(|v| f64::from(*v) * f64::from(*v)).sum::<f64>().sqrt();
+            let norm = row
+                .iter()
+                .map(|v| f64::from(*v) * f64::from(*v))
+                .sum::<f64>()
+                .sqrt();
             if norm > 0.0 {
                 let inv = (1.0 / norm) as f32;
                 row.iter_mut().for_each(|v| *v *= inv);
             }
         }
-        Features { n: self.n, d: self.d, data }
+        Features {
+            n: self.n,
+            d: self.d,
+            data,
+        }
     }
 }
 
@@ -90,7 +102,10 @@ pub fn extract_batches(
         let b = batch.max(1).min(set.n - done);
         let out = embed(&set.pixels[done * il..(done + b) * il], b)?;
         if out.len() != b * d {
-            return Err(NodeError::msg(format!("backbone returned {} values for {b} images of dimension {d}", out.len())));
+            return Err(NodeError::msg(format!(
+                "backbone returned {} values for {b} images of dimension {d}",
+                out.len()
+            )));
         }
         data.extend_from_slice(&out);
         done += b;
@@ -117,11 +132,19 @@ pub fn extract(
     let n = set.n;
     let feats = extract_batches(set, batch, d, embed, |done| {
         let rate = done as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-        ctx.progress(done as u64, Some(n as u64), "img", Some(format!("{rate:.0} img/s")));
+        ctx.progress(
+            done as u64,
+            Some(n as u64),
+            "img",
+            Some(format!("{rate:.0} img/s")),
+        );
         !ctx.should_stop()
     })?;
     let secs = t0.elapsed().as_secs_f64();
     ctx.stat("img_per_s", n as f64 / secs.max(1e-9));
-    ctx.log(format!("{n} images in {secs:.1} s ({:.1} img/s)", n as f64 / secs.max(1e-9)));
+    ctx.log(format!(
+        "{n} images in {secs:.1} s ({:.1} img/s)",
+        n as f64 / secs.max(1e-9)
+    ));
     Ok(feats)
 }

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use cedm_engine::{Checked, FileParam, Node, NodeError, ParamError, Resources, RunContext, Slot, check_typed};
+use cedm_engine::{
+    Checked, FileParam, Node, NodeError, ParamError, Resources, RunContext, Slot, check_typed,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -58,24 +60,50 @@ pub fn embedder(
     c: usize,
     h: usize,
     w: usize,
-) -> Result<(Box<dyn FnMut(&[u8], usize) -> Result<Vec<f32>, NodeError>>, String), NodeError> {
+) -> Result<
+    (
+        Box<dyn FnMut(&[u8], usize) -> Result<Vec<f32>, NodeError>>,
+        String,
+    ),
+    NodeError,
+> {
     let wts = Weights::load(weights)?;
     let cfg = MobileNetV2Config::imagenet();
     let comp = compute(device)?;
     let (scale, offset) = imagenet_norm();
-    let prep = move |px: &[u8], b: usize| preprocess(px, b, c, h, w, resolution, Resample::Filter(filter), scale, offset);
+    let prep = move |px: &[u8], b: usize| {
+        preprocess(
+            px,
+            b,
+            c,
+            h,
+            w,
+            resolution,
+            Resample::Filter(filter),
+            scale,
+            offset,
+        )
+    };
     let desc = comp.describe();
     match comp {
         Compute::Cpu(_) => {
             let m = MobileNetV2Cpu::load(&cfg, &wts)?;
-            Ok((Box::new(move |px, b| Ok(m.forward_features(&prep(px, b), b, resolution, resolution))), format!("{desc}, NHWC kernels")))
+            Ok((
+                Box::new(move |px, b| {
+                    Ok(m.forward_features(&prep(px, b), b, resolution, resolution))
+                }),
+                format!("{desc}, NHWC kernels"),
+            ))
         }
         Compute::Gpu(dev, _) => {
             let m = MobileNetV2::load(&cfg, &wts, &dev)?;
             Ok((
                 Box::new(move |px, b| {
                     let x = tensor(prep(px, b), [b, 3, resolution, resolution], &dev);
-                    m.forward_features(x).into_data().try_into_vec::<f32>().map_err(|e| NodeError::msg(format!("{e:?}")))
+                    m.forward_features(x)
+                        .into_data()
+                        .try_into_vec::<f32>()
+                        .map_err(|e| NodeError::msg(format!("{e:?}")))
                 }),
                 desc,
             ))
@@ -103,21 +131,45 @@ impl Node for FeaturesMobileNetV2 {
     fn check(&self, params: &serde_json::Value) -> Result<Checked, ParamError> {
         let (p, params) = check_typed::<Params>(params)?;
         if !(32..=1024).contains(&p.resolution) {
-            return Err(ParamError::invalid("resolution", format!("must be between 32 and 1024, not {}", p.resolution)));
+            return Err(ParamError::invalid(
+                "resolution",
+                format!("must be between 32 and 1024, not {}", p.resolution),
+            ));
         }
         if p.batch_size == 0 {
             return Err(ParamError::invalid("batch_size", "must be at least 1"));
         }
-        Ok(Checked { params, files: vec![FileParam { param: "weights".into(), path: p.weights.into() }], resources: Resources { gpus: 1 } })
+        Ok(Checked {
+            params,
+            files: vec![FileParam {
+                param: "weights".into(),
+                path: p.weights.into(),
+            }],
+            resources: Resources { gpus: 1 },
+        })
     }
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let p: Params = ctx.params()?;
         let set = ImageSet::read(ctx.require("images")?)?;
-        let (mut embed, desc) = embedder(Path::new(&p.weights), ctx.device(), p.resolution, p.filter, set.c, set.h, set.w)?;
-        ctx.log(format!("MobileNetV2 on {desc}: {} images {}×{} → {} px", set.n, set.h, set.w, p.resolution));
+        let (mut embed, desc) = embedder(
+            Path::new(&p.weights),
+            ctx.device(),
+            p.resolution,
+            p.filter,
+            set.c,
+            set.h,
+            set.w,
+        )?;
+        ctx.log(format!(
+            "MobileNetV2 on {desc}: {} images {}×{} → {} px",
+            set.n, set.h, set.w, p.resolution
+        ));
         let feats = extract(ctx, &set, p.batch_size, 1280, |px, b| embed(px, b))?;
         let meta: BTreeMap<String, String> = [
-            ("model".to_string(), "mobilenet_v2 (torchvision IMAGENET1K_V1)".to_string()),
+            (
+                "model".to_string(),
+                "mobilenet_v2 (torchvision IMAGENET1K_V1)".to_string(),
+            ),
             ("resolution".to_string(), p.resolution.to_string()),
         ]
         .into();

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use cedm_engine::{Checked, FileParam, Node, NodeError, ParamError, Resources, RunContext, Slot, check_typed};
+use cedm_engine::{
+    Checked, FileParam, Node, NodeError, ParamError, Resources, RunContext, Slot, check_typed,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -103,7 +105,12 @@ pub fn config(model: &str, arch: Option<&Arch>) -> Result<VitConfig, String> {
             image_size: a.grid * a.patch,
         }),
         ("custom", None) => Err("`model: custom` needs `arch`".into()),
-        (m, None) => VitConfig::preset(m).ok_or_else(|| format!("unknown model `{m}`; presets: {}, or custom", VitConfig::PRESETS.join(", "))),
+        (m, None) => VitConfig::preset(m).ok_or_else(|| {
+            format!(
+                "unknown model `{m}`; presets: {}, or custom",
+                VitConfig::PRESETS.join(", ")
+            )
+        }),
         (_, Some(_)) => Err("`arch` is only used with `model: custom`".into()),
     }
 }
@@ -122,7 +129,14 @@ pub fn embedder(
     c: usize,
     h: usize,
     w: usize,
-) -> Result<(Box<dyn FnMut(&[u8], usize) -> Result<Vec<f32>, NodeError>>, usize, String), NodeError> {
+) -> Result<
+    (
+        Box<dyn FnMut(&[u8], usize) -> Result<Vec<f32>, NodeError>>,
+        usize,
+        String,
+    ),
+    NodeError,
+> {
     let cfg = config(model, arch).map_err(NodeError::msg)?;
     let mut wts = Weights::load(weights)?;
     let comp = compute(device)?;
@@ -131,7 +145,17 @@ pub fn embedder(
     let (scale, offset) = imagenet_norm();
     let d = cfg.dim;
     let f = move |px: &[u8], b: usize| -> Result<Vec<f32>, NodeError> {
-        let x = preprocess(px, b, c, h, w, resolution, Resample::Filter(filter), scale, offset);
+        let x = preprocess(
+            px,
+            b,
+            c,
+            h,
+            w,
+            resolution,
+            Resample::Filter(filter),
+            scale,
+            offset,
+        );
         vit.forward_features(tensor(x, [b, 3, resolution, resolution], &dev))
             .into_data()
             .try_into_vec::<f32>()
@@ -164,20 +188,50 @@ impl Node for FeaturesVit {
         let (p, params) = check_typed::<Params>(params)?;
         let cfg = config(&p.model, p.arch.as_ref()).map_err(|m| ParamError::invalid("model", m))?;
         if p.resolution == 0 || p.resolution % cfg.patch != 0 {
-            return Err(ParamError::invalid("resolution", format!("must be a positive multiple of the patch size {}", cfg.patch)));
+            return Err(ParamError::invalid(
+                "resolution",
+                format!(
+                    "must be a positive multiple of the patch size {}",
+                    cfg.patch
+                ),
+            ));
         }
         if p.batch_size == 0 {
             return Err(ParamError::invalid("batch_size", "must be at least 1"));
         }
-        Ok(Checked { params, files: vec![FileParam { param: "weights".into(), path: p.weights.into() }], resources: Resources { gpus: 1 } })
+        Ok(Checked {
+            params,
+            files: vec![FileParam {
+                param: "weights".into(),
+                path: p.weights.into(),
+            }],
+            resources: Resources { gpus: 1 },
+        })
     }
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let p: Params = ctx.params()?;
         let set = ImageSet::read(ctx.require("images")?)?;
-        let (mut embed, d, desc) = embedder(&p.model, p.arch.as_ref(), Path::new(&p.weights), ctx.device(), p.resolution, p.filter, set.c, set.h, set.w)?;
-        ctx.log(format!("{} on {desc}: {} images → {} px, {d}-d CLS", p.model, set.n, p.resolution));
+        let (mut embed, d, desc) = embedder(
+            &p.model,
+            p.arch.as_ref(),
+            Path::new(&p.weights),
+            ctx.device(),
+            p.resolution,
+            p.filter,
+            set.c,
+            set.h,
+            set.w,
+        )?;
+        ctx.log(format!(
+            "{} on {desc}: {} images → {} px, {d}-d CLS",
+            p.model, set.n, p.resolution
+        ));
         let feats = extract(ctx, &set, p.batch_size, d, |px, b| embed(px, b))?;
-        let meta: BTreeMap<String, String> = [("model".to_string(), p.model.clone()), ("resolution".to_string(), p.resolution.to_string())].into();
+        let meta: BTreeMap<String, String> = [
+            ("model".to_string(), p.model.clone()),
+            ("resolution".to_string(), p.resolution.to_string()),
+        ]
+        .into();
         feats.write(&ctx.out_dir().join("features.safetensors"), &meta)
     }
 }

@@ -12,7 +12,9 @@
 use rayon::prelude::*;
 
 /// Interpolation filter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Filter {
     /// Triangle filter (support 1).
@@ -56,7 +58,11 @@ impl Filter {
                         p.sin() / p
                     }
                 };
-                if x < 3.0 { sinc(x) * sinc(x / 3.0) } else { 0.0 }
+                if x < 3.0 {
+                    sinc(x) * sinc(x / 3.0)
+                } else {
+                    0.0
+                }
             }
         }
     }
@@ -72,7 +78,9 @@ fn taps(n_in: usize, n_out: usize, filter: Filter) -> Vec<(usize, Vec<f32>)> {
             let center = (i as f64 + 0.5) * scale;
             let lo = ((center - support + 0.5).floor().max(0.0)) as usize;
             let hi = ((center + support + 0.5).floor() as usize).min(n_in);
-            let mut w: Vec<f64> = (lo..hi).map(|j| filter.weight((j as f64 - center + 0.5) / fscale)).collect();
+            let mut w: Vec<f64> = (lo..hi)
+                .map(|j| filter.weight((j as f64 - center + 0.5) / fscale))
+                .collect();
             let total: f64 = w.iter().sum();
             if total != 0.0 {
                 for x in &mut w {
@@ -85,7 +93,15 @@ fn taps(n_in: usize, n_out: usize, filter: Filter) -> Vec<(usize, Vec<f32>)> {
 }
 
 /// Resize one plane `h×w` → `oh×ow` (antialiased, PyTorch `antialias=True` semantics).
-pub fn resize_plane(src: &[f32], h: usize, w: usize, oh: usize, ow: usize, filter: Filter, out: &mut [f32]) {
+pub fn resize_plane(
+    src: &[f32],
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    filter: Filter,
+    out: &mut [f32],
+) {
     let tx = taps(w, ow, filter);
     let ty = taps(h, oh, filter);
     // Horizontal pass: h × ow.
@@ -173,35 +189,41 @@ pub fn preprocess(
 ) -> Vec<f32> {
     let plane = size * size;
     let mut out = vec![0f32; n * 3 * plane];
-    out.par_chunks_mut(3 * plane).enumerate().for_each(|(i, dst)| {
-        let img = &pixels[i * c * h * w..(i + 1) * c * h * w];
-        let mut src = vec![0f32; h * w];
-        let mut resized = vec![0f32; plane];
-        for ch in 0..3 {
-            let sc = if c == 1 { 0 } else { ch };
-            // Grey images: compute the plane once, reuse for the other channels.
-            if c == 1 && ch > 0 {
+    out.par_chunks_mut(3 * plane)
+        .enumerate()
+        .for_each(|(i, dst)| {
+            let img = &pixels[i * c * h * w..(i + 1) * c * h * w];
+            let mut src = vec![0f32; h * w];
+            let mut resized = vec![0f32; plane];
+            for ch in 0..3 {
+                let sc = if c == 1 { 0 } else { ch };
+                // Grey images: compute the plane once, reuse for the other channels.
+                if c == 1 && ch > 0 {
+                    for (k, v) in dst[ch * plane..(ch + 1) * plane].iter_mut().enumerate() {
+                        *v = resized[k] * scale[ch] + offset[ch];
+                    }
+                    continue;
+                }
+                for (d, s) in src.iter_mut().zip(&img[sc * h * w..(sc + 1) * h * w]) {
+                    *d = f32::from(*s);
+                }
+                if h == size && w == size {
+                    resized.copy_from_slice(&src);
+                } else {
+                    match resample {
+                        Resample::Filter(f) => {
+                            resize_plane(&src, h, w, size, size, f, &mut resized)
+                        }
+                        Resample::TfBilinear => {
+                            resize_tf_bilinear(&src, h, w, size, size, &mut resized)
+                        }
+                    }
+                }
                 for (k, v) in dst[ch * plane..(ch + 1) * plane].iter_mut().enumerate() {
                     *v = resized[k] * scale[ch] + offset[ch];
                 }
-                continue;
             }
-            for (d, s) in src.iter_mut().zip(&img[sc * h * w..(sc + 1) * h * w]) {
-                *d = f32::from(*s);
-            }
-            if h == size && w == size {
-                resized.copy_from_slice(&src);
-            } else {
-                match resample {
-                    Resample::Filter(f) => resize_plane(&src, h, w, size, size, f, &mut resized),
-                    Resample::TfBilinear => resize_tf_bilinear(&src, h, w, size, size, &mut resized),
-                }
-            }
-            for (k, v) in dst[ch * plane..(ch + 1) * plane].iter_mut().enumerate() {
-                *v = resized[k] * scale[ch] + offset[ch];
-            }
-        }
-    });
+        });
     out
 }
 
@@ -209,7 +231,11 @@ pub fn preprocess(
 pub fn imagenet_norm() -> ([f32; 3], [f32; 3]) {
     let mean = [0.485f32, 0.456, 0.406];
     let std = [0.229f32, 0.224, 0.225];
-    let scale = [1.0 / (255.0 * std[0]), 1.0 / (255.0 * std[1]), 1.0 / (255.0 * std[2])];
+    let scale = [
+        1.0 / (255.0 * std[0]),
+        1.0 / (255.0 * std[1]),
+        1.0 / (255.0 * std[2]),
+    ];
     let offset = [-mean[0] / std[0], -mean[1] / std[1], -mean[2] / std[2]];
     (scale, offset)
 }

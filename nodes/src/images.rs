@@ -133,11 +133,18 @@ impl ImageSet {
                     let src: Vec<f32> = plane.iter().map(|&v| f32::from(v)).collect();
                     let mut dst = vec![0f32; r * r];
                     crate::imageops::resize_plane(&src, h, w, r, r, filter, &mut dst);
-                    dst.into_iter().map(|v| v.round().clamp(0.0, 255.0) as u8).collect::<Vec<u8>>()
+                    dst.into_iter()
+                        .map(|v| v.round().clamp(0.0, 255.0) as u8)
+                        .collect::<Vec<u8>>()
                 })
                 .collect()
         };
-        ImageSet { h: r, w: r, pixels: planes, ..self }
+        ImageSet {
+            h: r,
+            w: r,
+            pixels: planes,
+            ..self
+        }
     }
 
     /// Write `images.safetensors`, `labels.safetensors` (if any), `preview.png` into `dir`.

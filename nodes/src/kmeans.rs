@@ -76,7 +76,9 @@ pub struct KMeansResult {
 }
 
 fn sq_norms(x: &[f32], d: usize) -> Vec<f32> {
-    x.par_chunks(d).map(|r| r.iter().map(|v| v * v).sum()).collect()
+    x.par_chunks(d)
+        .map(|r| r.iter().map(|v| v * v).sum())
+        .collect()
 }
 
 /// Squared distances of points `rows` (`[r, d]`) to centres (`[k, d]`): `[r, k]`, clamped at 0.
@@ -131,7 +133,14 @@ fn kmeans_pp(x: &[f32], xn: &[f32], n: usize, d: usize, k: usize, rng: &mut Rng)
     let first = rng.below(n as u64) as usize;
     centers[..d].copy_from_slice(&x[first * d..(first + 1) * d]);
     let mut closest = vec![0f32; n];
-    dist_to_few(x, xn, d, &x[first * d..(first + 1) * d], &xn[first..=first], &mut closest);
+    dist_to_few(
+        x,
+        xn,
+        d,
+        &x[first * d..(first + 1) * d],
+        &xn[first..=first],
+        &mut closest,
+    );
     let mut pot: f64 = closest.iter().map(|&v| f64::from(v)).sum();
     let mut cand_d = vec![0f32; trials * n];
     let mut cum = vec![0f64; n];
@@ -166,7 +175,12 @@ fn kmeans_pp(x: &[f32], xn: &[f32], n: usize, d: usize, k: usize, rng: &mut Rng)
                 s
             })
             .collect();
-        let best = pots.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0);
+        let best = pots
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i)
+            .unwrap_or(0);
         pot = pots[best];
         closest.copy_from_slice(&cand_d[best * n..(best + 1) * n]);
         centers[c * d..(c + 1) * d].copy_from_slice(&x[ids[best] * d..(ids[best] + 1) * d]);
@@ -185,7 +199,15 @@ fn dist(x: &[f32], xn: f32, c: &[f32], cn: f32) -> f64 {
 /// centre and a lower bound to every other; a distance is computed only when the bounds cannot
 /// rule the centre out. The first assignment is one chunked matrix product; the centre sums are
 /// updated incrementally from the points that moved.
-fn lloyd(x: &[f32], xn: &[f32], n: usize, d: usize, mut centers: Vec<f32>, max_iter: usize, tol: f64) -> KMeansResult {
+fn lloyd(
+    x: &[f32],
+    xn: &[f32],
+    n: usize,
+    d: usize,
+    mut centers: Vec<f32>,
+    max_iter: usize,
+    tol: f64,
+) -> KMeansResult {
     let k = centers.len() / d;
     let mut cnorm = sq_norms(&centers, d);
     let mut labels = vec![0u32; n];
@@ -196,7 +218,14 @@ fn lloyd(x: &[f32], xn: &[f32], n: usize, d: usize, mut centers: Vec<f32>, max_i
     let mut dd = vec![0f32; CHUNK * k];
     for (ci, rows) in x.chunks(CHUNK * d).enumerate() {
         let r = rows.len() / d;
-        dist_sq(rows, &xn[ci * CHUNK..ci * CHUNK + r], &centers, &cnorm, d, &mut dd[..r * k]);
+        dist_sq(
+            rows,
+            &xn[ci * CHUNK..ci * CHUNK + r],
+            &centers,
+            &cnorm,
+            d,
+            &mut dd[..r * k],
+        );
         lower[ci * CHUNK * k..(ci * CHUNK + r) * k]
             .par_chunks_mut(k)
             .zip(labels[ci * CHUNK..ci * CHUNK + r].par_iter_mut())
@@ -245,7 +274,15 @@ fn lloyd(x: &[f32], xn: &[f32], n: usize, d: usize, mut centers: Vec<f32>, max_i
                 .into_par_iter()
                 .map(|i| {
                     let c = labels[i] as usize;
-                    (dist(&x[i * d..(i + 1) * d], xn[i], &centers[c * d..(c + 1) * d], cnorm[c]), i)
+                    (
+                        dist(
+                            &x[i * d..(i + 1) * d],
+                            xn[i],
+                            &centers[c * d..(c + 1) * d],
+                            cnorm[c],
+                        ),
+                        i,
+                    )
                 })
                 .collect();
             far.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -268,7 +305,14 @@ fn lloyd(x: &[f32], xn: &[f32], n: usize, d: usize, mut centers: Vec<f32>, max_i
             }
         }
         let shift: Vec<f64> = (0..k)
-            .map(|c| new_centers[c * d..(c + 1) * d].iter().zip(&centers[c * d..(c + 1) * d]).map(|(a, b)| f64::from(a - b).powi(2)).sum::<f64>().sqrt())
+            .map(|c| {
+                new_centers[c * d..(c + 1) * d]
+                    .iter()
+                    .zip(&centers[c * d..(c + 1) * d])
+                    .map(|(a, b)| f64::from(a - b).powi(2))
+                    .sum::<f64>()
+                    .sqrt()
+            })
             .collect();
         centers = new_centers;
         cnorm = sq_norms(&centers, d);
@@ -276,7 +320,14 @@ fn lloyd(x: &[f32], xn: &[f32], n: usize, d: usize, mut centers: Vec<f32>, max_i
         let mut cc = vec![0f32; k * k];
         dist_sq(&centers, &cnorm, &centers, &cnorm, d, &mut cc);
         let half: Vec<f32> = cc.iter().map(|v| 0.5 * v.sqrt()).collect();
-        let s_half: Vec<f64> = (0..k).map(|c| (0..k).filter(|&j| j != c).map(|j| f64::from(half[c * k + j])).fold(f64::INFINITY, f64::min)).collect();
+        let s_half: Vec<f64> = (0..k)
+            .map(|c| {
+                (0..k)
+                    .filter(|&j| j != c)
+                    .map(|j| f64::from(half[c * k + j]))
+                    .fold(f64::INFINITY, f64::min)
+            })
+            .collect();
         let shift32: Vec<f32> = shift.iter().map(|&v| v as f32).collect();
         // E-step: per point, Elkan's tests; a small relative margin guards against f32 rounding.
         const M: f64 = 1.0 - 1e-5;
@@ -298,7 +349,8 @@ fn lloyd(x: &[f32], xn: &[f32], n: usize, d: usize, mut centers: Vec<f32>, max_i
                 let xi = &x[i * d..(i + 1) * d];
                 let mut tight = false;
                 for c in 0..k {
-                    if c == a || *u <= f64::from(lo[c]) * M || *u <= f64::from(half[a * k + c]) * M {
+                    if c == a || *u <= f64::from(lo[c]) * M || *u <= f64::from(half[a * k + c]) * M
+                    {
                         continue;
                     }
                     if !tight {
@@ -355,20 +407,40 @@ fn lloyd(x: &[f32], xn: &[f32], n: usize, d: usize, mut centers: Vec<f32>, max_i
         .into_par_iter()
         .map(|i| {
             let c = labels[i] as usize;
-            x[i * d..(i + 1) * d].iter().zip(&centers[c * d..(c + 1) * d]).map(|(a, b)| f64::from(a - b).powi(2)).sum::<f64>()
+            x[i * d..(i + 1) * d]
+                .iter()
+                .zip(&centers[c * d..(c + 1) * d])
+                .map(|(a, b)| f64::from(a - b).powi(2))
+                .sum::<f64>()
         })
         .sum();
-    KMeansResult { labels, centers, inertia, iterations, converged, recomputed }
+    KMeansResult {
+        labels,
+        centers,
+        inertia,
+        iterations,
+        converged,
+        recomputed,
+    }
 }
 
 /// k-means on `f` (see the module docs).
 ///
 /// # Errors
 /// When k is 0 or exceeds the number of points.
-pub fn kmeans(f: &Features, k: usize, n_init: usize, max_iter: usize, tol: f64, seed: u64) -> Result<KMeansResult, NodeError> {
+pub fn kmeans(
+    f: &Features,
+    k: usize,
+    n_init: usize,
+    max_iter: usize,
+    tol: f64,
+    seed: u64,
+) -> Result<KMeansResult, NodeError> {
     let (n, d) = (f.n, f.d);
     if k == 0 || k > n {
-        return Err(NodeError::msg(format!("k = {k} needs 1 ≤ k ≤ number of points ({n})")));
+        return Err(NodeError::msg(format!(
+            "k = {k} needs 1 ≤ k ≤ number of points ({n})"
+        )));
     }
     let x = &f.data;
     let xn = sq_norms(x, d);
@@ -427,7 +499,11 @@ impl Node for ClusterKmeans {
         if p.max_iter == 0 {
             return Err(ParamError::invalid("max_iter", "must be at least 1"));
         }
-        Ok(Checked { params, files: vec![], resources: Resources::default() })
+        Ok(Checked {
+            params,
+            files: vec![],
+            resources: Resources::default(),
+        })
     }
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let p: Params = ctx.params()?;
@@ -449,7 +525,10 @@ impl Node for ClusterKmeans {
             r.recomputed.iter().sum::<usize>(),
             100.0 * r.recomputed.iter().sum::<usize>() as f64 / full as f64
         ));
-        let clusters = Clusters { c: p.clusters, raw: r.labels.iter().map(|&l| i64::from(l)).collect() };
+        let clusters = Clusters {
+            c: p.clusters,
+            raw: r.labels.iter().map(|&l| i64::from(l)).collect(),
+        };
         clusters.write(ctx.out_dir())?;
         let s = clusters.stats();
         write_json(
@@ -464,7 +543,13 @@ impl Node for ClusterKmeans {
                 "converged": r.converged,
             }),
         )?;
-        crate::io::write_f32(&ctx.out_dir().join("centers.safetensors"), "centers", &[p.clusters, f.d], &r.centers, &Default::default())
+        crate::io::write_f32(
+            &ctx.out_dir().join("centers.safetensors"),
+            "centers",
+            &[p.clusters, f.d],
+            &r.centers,
+            &Default::default(),
+        )
     }
 }
 
@@ -480,7 +565,9 @@ mod tests {
             for i in 0..n {
                 let mut best = (f64::INFINITY, 0);
                 for j in 0..k {
-                    let dist: f64 = (0..d).map(|t| f64::from(x[i * d + t] - c[j * d + t]).powi(2)).sum();
+                    let dist: f64 = (0..d)
+                        .map(|t| f64::from(x[i * d + t] - c[j * d + t]).powi(2))
+                        .sum();
                     if dist < best.0 {
                         best = (dist, j);
                     }
@@ -510,7 +597,15 @@ mod tests {
     fn blobs(n: usize, d: usize, k: usize, seed: u64) -> Vec<f32> {
         let mut r = Rng::new(seed);
         let centers: Vec<f32> = (0..k * d).map(|_| (r.normal() * 10.0) as f32).collect();
-        (0..n).flat_map(|i| { let c = i % k; let cs = centers[c * d..(c + 1) * d].to_vec(); cs.into_iter().map(|v| v + r.normal() as f32).collect::<Vec<_>>() }).collect()
+        (0..n)
+            .flat_map(|i| {
+                let c = i % k;
+                let cs = centers[c * d..(c + 1) * d].to_vec();
+                cs.into_iter()
+                    .map(|v| v + r.normal() as f32)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     #[test]
@@ -525,7 +620,11 @@ mod tests {
         assert_eq!(r.labels, want);
         assert!(r.converged);
         // Later iterations compute only a few distances.
-        assert!(r.recomputed.last().copied().unwrap_or(n * k) < n * k / 10, "{:?}", r.recomputed);
+        assert!(
+            r.recomputed.last().copied().unwrap_or(n * k) < n * k / 10,
+            "{:?}",
+            r.recomputed
+        );
     }
 
     #[test]
@@ -542,7 +641,10 @@ mod tests {
         // Points generated from one blob share a cluster.
         for b in 0..k {
             let first = r.labels[b];
-            let same = (0..n).filter(|i| i % k == b).filter(|&i| r.labels[i] == first).count();
+            let same = (0..n)
+                .filter(|i| i % k == b)
+                .filter(|&i| r.labels[i] == first)
+                .count();
             assert!(same >= n / k - 2, "blob {b}: {same}");
         }
     }

@@ -63,7 +63,11 @@ struct TopK {
 
 impl TopK {
     fn new(k: usize) -> TopK {
-        TopK { k, thr: f32::NEG_INFINITY, items: Vec::with_capacity(k + 1) }
+        TopK {
+            k,
+            thr: f32::NEG_INFINITY,
+            items: Vec::with_capacity(k + 1),
+        }
     }
 
     #[inline]
@@ -102,11 +106,24 @@ impl TopK {
 ///
 /// # Errors
 /// When k ≥ n, or when stopped.
-pub fn knn(f: &Features, k: usize, normalize: bool, block: usize, mut on_block: impl FnMut(usize) -> bool) -> Result<Knn, NodeError> {
+pub fn knn(
+    f: &Features,
+    k: usize,
+    normalize: bool,
+    block: usize,
+    mut on_block: impl FnMut(usize) -> bool,
+) -> Result<Knn, NodeError> {
     if k == 0 || k >= f.n {
-        return Err(NodeError::msg(format!("k = {k} needs 1 ≤ k < number of items ({})", f.n)));
+        return Err(NodeError::msg(format!(
+            "k = {k} needs 1 ≤ k < number of items ({})",
+            f.n
+        )));
     }
-    let x = if normalize { f.l2_normalized() } else { f.clone() };
+    let x = if normalize {
+        f.l2_normalized()
+    } else {
+        f.clone()
+    };
     let (n, d) = (x.n, x.d);
     let block = block.max(1);
     let mut heaps = vec![TopK::new(k); n];
@@ -116,7 +133,17 @@ pub fn knn(f: &Features, k: usize, normalize: bool, block: usize, mut on_block: 
         let b = block.min(n - a);
         let m = n - a;
         // S = X[a..a+b] · X[a..n]ᵀ  (b × m)
-        gemm(b, d, m, &x.data[a * d..(a + b) * d], false, &x.data[a * d..], true, &mut s[..b * m], false);
+        gemm(
+            b,
+            d,
+            m,
+            &x.data[a * d..(a + b) * d],
+            false,
+            &x.data[a * d..],
+            true,
+            &mut s[..b * m],
+            false,
+        );
         let s = &s[..b * m];
         let (mine, later) = heaps[a..].split_at_mut(b);
         // Rows of this block: every column from a on (earlier columns came in transposed).
@@ -131,15 +158,18 @@ pub fn knn(f: &Features, k: usize, normalize: bool, block: usize, mut on_block: 
         // Rows after the block receive this block's columns: S transposed, read tile by tile so
         // that each tile's rows stay in cache.
         const TILE: usize = 64;
-        later.par_chunks_mut(TILE).enumerate().for_each(|(t, tops)| {
-            let c0 = b + t * TILE;
-            for r in 0..b {
-                let row = &s[r * m + c0..r * m + c0 + tops.len()];
-                for (top, &v) in tops.iter_mut().zip(row) {
-                    top.offer(v, (a + r) as u32);
+        later
+            .par_chunks_mut(TILE)
+            .enumerate()
+            .for_each(|(t, tops)| {
+                let c0 = b + t * TILE;
+                for r in 0..b {
+                    let row = &s[r * m + c0..r * m + c0 + tops.len()];
+                    for (top, &v) in tops.iter_mut().zip(row) {
+                        top.offer(v, (a + r) as u32);
+                    }
                 }
-            }
-        });
+            });
         a += b;
         if !on_block(a) {
             return Err(NodeError::Interrupted);
@@ -153,7 +183,12 @@ pub fn knn(f: &Features, k: usize, normalize: bool, block: usize, mut on_block: 
             sims[i * k + t] = *sv;
         }
     }
-    Ok(Knn { n, k, indices, sims })
+    Ok(Knn {
+        n,
+        k,
+        indices,
+        sims,
+    })
 }
 
 /// The `features/knn` kind.
@@ -184,7 +219,11 @@ impl Node for FeaturesKnn {
         if p.block_size == 0 {
             return Err(ParamError::invalid("block_size", "must be at least 1"));
         }
-        Ok(Checked { params, files: vec![], resources: Resources::default() })
+        Ok(Checked {
+            params,
+            files: vec![],
+            resources: Resources::default(),
+        })
     }
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let p: Params = ctx.params()?;
@@ -202,15 +241,32 @@ impl Node for FeaturesKnn {
         };
         let secs = t0.elapsed().as_secs_f64();
         ctx.stat("seconds", secs);
-        ctx.log(format!("{}×{} features: top-{} in {secs:.1} s", f.n, f.d, p.k));
+        ctx.log(format!(
+            "{}×{} features: top-{} in {secs:.1} s",
+            f.n, f.d, p.k
+        ));
         let ib = le_bytes(&result.indices);
         let sb = le_bytes(&result.sims);
-        let meta: BTreeMap<String, String> = [("k".to_string(), p.k.to_string()), ("normalize".to_string(), p.normalize.to_string())].into();
+        let meta: BTreeMap<String, String> = [
+            ("k".to_string(), p.k.to_string()),
+            ("normalize".to_string(), p.normalize.to_string()),
+        ]
+        .into();
         write_safetensors(
             &ctx.out_dir().join("knn.safetensors"),
             &[
-                TensorOut { name: "indices", dtype: DType::I64, shape: vec![n, p.k], data: &ib },
-                TensorOut { name: "similarities", dtype: DType::F32, shape: vec![n, p.k], data: &sb },
+                TensorOut {
+                    name: "indices",
+                    dtype: DType::I64,
+                    shape: vec![n, p.k],
+                    data: &ib,
+                },
+                TensorOut {
+                    name: "similarities",
+                    dtype: DType::F32,
+                    shape: vec![n, p.k],
+                    data: &sb,
+                },
             ],
             &meta,
         )
@@ -228,7 +284,12 @@ pub fn read(a: &cedm_engine::Artifact) -> Result<Knn, NodeError> {
     let [n, k] = ind.shape[..] else {
         return Err(NodeError::msg("knn indices must be [N, k]"));
     };
-    Ok(Knn { n, k, indices: ind.data, sims: sims.data })
+    Ok(Knn {
+        n,
+        k,
+        indices: ind.data,
+        sims: sims.data,
+    })
 }
 
 #[cfg(test)]
@@ -238,7 +299,15 @@ mod tests {
 
     fn exact_sims(f: &Features, i: usize) -> Vec<f64> {
         let x = f.l2_normalized();
-        (0..x.n).map(|j| x.row(i).iter().zip(x.row(j)).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum()).collect()
+        (0..x.n)
+            .map(|j| {
+                x.row(i)
+                    .iter()
+                    .zip(x.row(j))
+                    .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                    .sum()
+            })
+            .collect()
     }
 
     #[test]
@@ -260,13 +329,23 @@ mod tests {
                 // Brute force in f64: the returned set must be a true top-k (up to ties within
                 // f32 rounding), in non-increasing order of similarity, without i itself.
                 let ex = exact_sims(&f, i);
-                let g: Vec<usize> = got.indices[i * k..(i + 1) * k].iter().map(|&x| x as usize).collect();
+                let g: Vec<usize> = got.indices[i * k..(i + 1) * k]
+                    .iter()
+                    .map(|&x| x as usize)
+                    .collect();
                 assert!(!g.contains(&i), "self in row {i}");
                 let gs: Vec<f64> = g.iter().map(|&j| ex[j]).collect();
-                assert!(gs.windows(2).all(|p| p[0] >= p[1] - 1e-6), "row {i}: order {gs:?}");
+                assert!(
+                    gs.windows(2).all(|p| p[0] >= p[1] - 1e-6),
+                    "row {i}: order {gs:?}"
+                );
                 let kth = gs[k - 1];
                 for j in (0..n).filter(|&j| j != i && !g.contains(&j)) {
-                    assert!(ex[j] <= kth + 1e-6, "row {i} block {block}: missed {j} ({} > {kth})", ex[j]);
+                    assert!(
+                        ex[j] <= kth + 1e-6,
+                        "row {i} block {block}: missed {j} ({} > {kth})",
+                        ex[j]
+                    );
                 }
                 for (t, &j) in g.iter().enumerate() {
                     assert!((f64::from(got.sims[i * k + t]) - ex[j]).abs() < 1e-5);
@@ -281,7 +360,11 @@ mod tests {
 
     #[test]
     fn k_must_be_below_n() {
-        let f = Features { n: 3, d: 2, data: vec![1.0; 6] };
+        let f = Features {
+            n: 3,
+            d: 2,
+            data: vec![1.0; 6],
+        };
         assert!(knn(&f, 3, true, 8, |_| true).is_err());
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod augment;
 pub mod bench;
+pub mod blas;
 pub mod bound;
 pub mod clusters;
 pub mod cpu;
@@ -18,14 +19,20 @@ pub mod edm_train;
 pub mod features;
 pub mod features_mobilenet_v2;
 pub mod features_vit;
+pub mod fid;
 pub mod imageops;
 pub mod images;
-pub mod knn;
-pub mod metrics;
-pub mod plot;
 pub mod io;
 pub mod kmeans;
+pub mod knn;
+pub mod linalg;
+pub mod metrics;
+pub mod metrics_fdd;
+pub mod metrics_fdd_ref;
+pub mod metrics_fid;
+pub mod metrics_fid_ref;
 pub mod models;
+pub mod plot;
 pub mod rng;
 pub mod temi;
 
@@ -50,6 +57,10 @@ pub fn registry() -> Registry {
     r.register(&bound::ClusterBound);
     r.register(&edm_train::EdmTrain);
     r.register(&edm_sample::EdmSample);
+    r.register(&metrics_fid_ref::FidRef);
+    r.register(&metrics_fid::Fid);
+    r.register(&metrics_fdd_ref::FddRef);
+    r.register(&metrics_fdd::Fdd);
     r
 }
 
@@ -84,7 +95,10 @@ pub fn write_info(dir: &Path, set: &ImageSet) -> Result<(), NodeError> {
 /// # Errors
 /// Unreadable input.
 pub fn load_images(path: &Path) -> Result<ImageSet, NodeError> {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     if path.is_dir() || name.ends_with(".zip") {
         data_images::load(path, None, imageops::Filter::Lanczos, true, None)
     } else if name.ends_with(".safetensors") {

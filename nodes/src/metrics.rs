@@ -53,12 +53,24 @@ fn contingency(truth: &[i64], pred: &[i64]) -> Contingency {
         a[i] += 1;
         b[j] += 1;
     }
-    Contingency { n: truth.len(), cells, a, b }
+    Contingency {
+        n: truth.len(),
+        cells,
+        a,
+        b,
+    }
 }
 
 fn entropy(counts: &[u64]) -> f64 {
     let n: f64 = counts.iter().map(|&c| c as f64).sum();
-    counts.iter().filter(|&&c| c > 0).map(|&c| { let p = c as f64 / n; -p * (c as f64).ln() + p * n.ln() }).sum()
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * (c as f64).ln() + p * n.ln()
+        })
+        .sum()
 }
 
 fn mutual_info(c: &Contingency) -> f64 {
@@ -67,7 +79,8 @@ fn mutual_info(c: &Contingency) -> f64 {
     let mut mi = 0.0;
     for (&(i, j), &v) in &c.cells {
         let v = v as f64;
-        let t = (v / n) * (v.ln() - n.ln()) + (v / n) * (-(c.a[i] as f64 * c.b[j] as f64).ln() + n.ln() + n.ln());
+        let t = (v / n) * (v.ln() - n.ln())
+            + (v / n) * (-(c.a[i] as f64 * c.b[j] as f64).ln() + n.ln() + n.ln());
         mi += if t.abs() < f64::EPSILON { 0.0 } else { t };
     }
     mi.max(0.0)
@@ -92,7 +105,11 @@ fn expected_mi(c: &Contingency) -> f64 {
             for nij in start..=end {
                 let nijf = nij as f64;
                 let term2 = (nf * nijf).ln() - (ai as f64).ln() - (bj as f64).ln();
-                let gln = gln_const - lg(nij + 1) - lg(ai - nij + 1) - lg(bj - nij + 1) - lg(n - ai - bj + nij + 1);
+                let gln = gln_const
+                    - lg(nij + 1)
+                    - lg(ai - nij + 1)
+                    - lg(bj - nij + 1)
+                    - lg(n - ai - bj + nij + 1);
                 emi += (nijf / nf) * term2 * gln.exp();
             }
         }
@@ -124,7 +141,11 @@ pub fn ami(truth: &[i64], pred: &[i64]) -> f64 {
     let emi = expected_mi(&c);
     let norm = 0.5 * (entropy(&c.a) + entropy(&c.b));
     let mut den = norm - emi;
-    den = if den < 0.0 { den.min(-f64::EPSILON) } else { den.max(f64::EPSILON) };
+    den = if den < 0.0 {
+        den.min(-f64::EPSILON)
+    } else {
+        den.max(f64::EPSILON)
+    };
     (mi - emi) / den
 }
 
@@ -228,7 +249,13 @@ pub fn acc(truth: &[i64], pred: &[i64]) -> f64 {
             if !classes.contains(&(assign[c] as i64)) {
                 let row = &m[c * k..(c + 1) * k];
                 // numpy argmax: the first maximum.
-                let best = row.iter().enumerate().fold((0usize, i64::MIN), |acc, (j, &v)| if v > acc.1 { (j, v) } else { acc });
+                let best = row
+                    .iter()
+                    .enumerate()
+                    .fold(
+                        (0usize, i64::MIN),
+                        |acc, (j, &v)| if v > acc.1 { (j, v) } else { acc },
+                    );
                 assign[c] = best.0;
             }
         }
@@ -243,7 +270,12 @@ pub fn acc(truth: &[i64], pred: &[i64]) -> f64 {
 /// If the labelings differ in length or hold negative ids.
 pub fn scores(truth: &[i64], pred: &[i64]) -> Scores {
     assert_eq!(truth.len(), pred.len());
-    Scores { acc: acc(truth, pred), nmi: nmi(truth, pred), ami: ami(truth, pred), ari: ari(truth, pred) }
+    Scores {
+        acc: acc(truth, pred),
+        nmi: nmi(truth, pred),
+        ami: ami(truth, pred),
+        ari: ari(truth, pred),
+    }
 }
 
 /// Params of `cluster/metrics` (none needed).
@@ -267,7 +299,10 @@ impl Node for ClusterMetrics {
     fn inputs(&self) -> &'static [Slot] {
         const SLOTS: &[Slot] = &[
             Slot::one("clusters", "cluster labels (cluster/temi, cluster/kmeans)"),
-            Slot::one("truth", "the image artifact with ground-truth labels (data/*)"),
+            Slot::one(
+                "truth",
+                "the image artifact with ground-truth labels (data/*)",
+            ),
         ];
         SLOTS
     }
@@ -276,17 +311,31 @@ impl Node for ClusterMetrics {
     }
     fn check(&self, params: &serde_json::Value) -> Result<Checked, ParamError> {
         let (_, params) = check_typed::<Params>(params)?;
-        Ok(Checked { params, files: vec![], resources: Resources::default() })
+        Ok(Checked {
+            params,
+            files: vec![],
+            resources: Resources::default(),
+        })
     }
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let cl = ClusterLabels::read(ctx.require("clusters")?)?;
         let truth = ctx.require("truth")?;
         let labels = Tensors::open(truth.path("labels.safetensors").map_err(|_| NodeError::msg("input `truth` has no labels (labels.safetensors); give the data node its label file"))?)?.i64("labels")?.data;
         if labels.len() != cl.labels.len() {
-            return Err(NodeError::msg(format!("{} ground-truth labels for {} clustered items", labels.len(), cl.labels.len())));
+            return Err(NodeError::msg(format!(
+                "{} ground-truth labels for {} clustered items",
+                labels.len(),
+                cl.labels.len()
+            )));
         }
         let s = scores(&labels, &cl.labels);
-        ctx.log(format!("ACC {:.2} NMI {:.2} ANMI {:.2} ARI {:.2} (×100)", s.acc * 100.0, s.nmi * 100.0, s.ami * 100.0, s.ari * 100.0));
+        ctx.log(format!(
+            "ACC {:.2} NMI {:.2} ANMI {:.2} ARI {:.2} (×100)",
+            s.acc * 100.0,
+            s.nmi * 100.0,
+            s.ami * 100.0,
+            s.ari * 100.0
+        ));
         write_json(
             &ctx.out_dir().join("metrics.json"),
             &serde_json::json!({
@@ -314,6 +363,11 @@ mod tests {
         let t = [0, 0, 1, 1, 2, 2];
         let p = [5, 5, 3, 3, 9, 9];
         let s = scores(&t, &p);
-        assert!((s.acc - 1.0).abs() < 1e-12 && (s.nmi - 1.0).abs() < 1e-12 && (s.ari - 1.0).abs() < 1e-12 && (s.ami - 1.0).abs() < 1e-12);
+        assert!(
+            (s.acc - 1.0).abs() < 1e-12
+                && (s.nmi - 1.0).abs() < 1e-12
+                && (s.ari - 1.0).abs() < 1e-12
+                && (s.ami - 1.0).abs() < 1e-12
+        );
     }
 }

@@ -74,7 +74,11 @@ pub struct Canvas {
 impl Canvas {
     /// White canvas.
     pub fn new(w: usize, h: usize) -> Canvas {
-        Canvas { w, h, px: vec![255; w * h * 3] }
+        Canvas {
+            w,
+            h,
+            px: vec![255; w * h * 3],
+        }
     }
 
     /// Set a pixel (ignored outside).
@@ -90,7 +94,10 @@ impl Canvas {
         let n = ((x1 - x0).abs().max((y1 - y0).abs()).ceil() as i64).max(1);
         for i in 0..=n {
             let t = i as f64 / n as f64;
-            let (x, y) = ((x0 + t * (x1 - x0)).round() as i64, (y0 + t * (y1 - y0)).round() as i64);
+            let (x, y) = (
+                (x0 + t * (x1 - x0)).round() as i64,
+                (y0 + t * (y1 - y0)).round() as i64,
+            );
             for dx in 0..thick {
                 for dy in 0..thick {
                     self.set(x + dx - thick / 2, y + dy - thick / 2, c);
@@ -108,7 +115,11 @@ impl Canvas {
                     if bits & (0x10 >> col) != 0 {
                         for sx in 0..scale {
                             for sy in 0..scale {
-                                self.set(x + (k as i64 * 6 + col) * scale + sx, y + r as i64 * scale + sy, c);
+                                self.set(
+                                    x + (k as i64 * 6 + col) * scale + sx,
+                                    y + r as i64 * scale + sy,
+                                    c,
+                                );
                             }
                         }
                     }
@@ -127,8 +138,10 @@ impl Canvas {
     /// # Errors
     /// I/O or encoding errors.
     pub fn save(self, path: &Path) -> Result<(), NodeError> {
-        let img = image::RgbImage::from_raw(self.w as u32, self.h as u32, self.px).ok_or_else(|| NodeError::msg("canvas size mismatch"))?;
-        img.save_with_format(path, image::ImageFormat::Png).map_err(|e| NodeError::msg(format!("writing {}: {e}", path.display())))
+        let img = image::RgbImage::from_raw(self.w as u32, self.h as u32, self.px)
+            .ok_or_else(|| NodeError::msg("canvas size mismatch"))?;
+        img.save_with_format(path, image::ImageFormat::Png)
+            .map_err(|e| NodeError::msg(format!("writing {}: {e}", path.display())))
     }
 }
 
@@ -137,7 +150,11 @@ pub fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     let span = (hi - lo).abs().max(1e-12);
     let raw = span / n.max(1) as f64;
     let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag);
     let start = (lo / step).ceil() * step;
     let mut t = Vec::new();
     let mut v = start;
@@ -170,10 +187,27 @@ pub fn fmt_num(v: f64) -> String {
 ///
 /// # Errors
 /// I/O errors.
-pub fn lines_png(path: &Path, title: &str, series: &[(&str, &[(f64, f64)])], w: usize, h: usize) -> Result<(), NodeError> {
-    const COLORS: [[u8; 3]; 6] = [[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189], [140, 86, 75]];
+pub fn lines_png(
+    path: &Path,
+    title: &str,
+    series: &[(&str, &[(f64, f64)])],
+    w: usize,
+    h: usize,
+) -> Result<(), NodeError> {
+    const COLORS: [[u8; 3]; 6] = [
+        [31, 119, 180],
+        [255, 127, 14],
+        [44, 160, 44],
+        [214, 39, 40],
+        [148, 103, 189],
+        [140, 86, 75],
+    ];
     let mut cv = Canvas::new(w, h);
-    let pts: Vec<(f64, f64)> = series.iter().flat_map(|(_, p)| p.iter().copied()).filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+    let pts: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().copied())
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect();
     let (ml, mr, mt, mb) = (70i64, 20i64, 34i64, 40i64);
     let (pw, ph) = (w as i64 - ml - mr, h as i64 - mt - mb);
     cv.text(ml, 10, title, [0, 0, 0], 2);
@@ -204,16 +238,42 @@ pub fn lines_png(path: &Path, title: &str, series: &[(&str, &[(f64, f64)])], w: 
         let yy = sy(t);
         cv.line(ml as f64, yy, (ml + pw) as f64, yy, [235, 235, 235], 1);
         let s = fmt_num(t);
-        cv.text(ml - 6 - Canvas::text_width(&s, 1), yy as i64 - 3, &s, [60, 60, 60], 1);
+        cv.text(
+            ml - 6 - Canvas::text_width(&s, 1),
+            yy as i64 - 3,
+            &s,
+            [60, 60, 60],
+            1,
+        );
     }
     for t in ticks(x0, x1, 6) {
         let xx = sx(t);
         cv.line(xx, (mt + ph) as f64, xx, (mt + ph + 4) as f64, grey, 1);
         let s = fmt_num(t);
-        cv.text(xx as i64 - Canvas::text_width(&s, 1) / 2, mt + ph + 8, &s, [60, 60, 60], 1);
+        cv.text(
+            xx as i64 - Canvas::text_width(&s, 1) / 2,
+            mt + ph + 8,
+            &s,
+            [60, 60, 60],
+            1,
+        );
     }
-    cv.line(ml as f64, mt as f64, ml as f64, (mt + ph) as f64, [0, 0, 0], 1);
-    cv.line(ml as f64, (mt + ph) as f64, (ml + pw) as f64, (mt + ph) as f64, [0, 0, 0], 1);
+    cv.line(
+        ml as f64,
+        mt as f64,
+        ml as f64,
+        (mt + ph) as f64,
+        [0, 0, 0],
+        1,
+    );
+    cv.line(
+        ml as f64,
+        (mt + ph) as f64,
+        (ml + pw) as f64,
+        (mt + ph) as f64,
+        [0, 0, 0],
+        1,
+    );
     for (k, (name, p)) in series.iter().enumerate() {
         let col = COLORS[k % COLORS.len()];
         let mut prev: Option<(f64, f64)> = None;
@@ -228,7 +288,14 @@ pub fn lines_png(path: &Path, title: &str, series: &[(&str, &[(f64, f64)])], w: 
         }
         if series.len() > 1 {
             let ly = mt + 6 + k as i64 * 12;
-            cv.line((ml + pw - 120) as f64, (ly + 3) as f64, (ml + pw - 100) as f64, (ly + 3) as f64, col, 2);
+            cv.line(
+                (ml + pw - 120) as f64,
+                (ly + 3) as f64,
+                (ml + pw - 100) as f64,
+                (ly + 3) as f64,
+                col,
+                2,
+            );
             cv.text(ml + pw - 95, ly, name, [40, 40, 40], 1);
         }
     }
@@ -239,7 +306,13 @@ pub fn lines_png(path: &Path, title: &str, series: &[(&str, &[(f64, f64)])], w: 
 ///
 /// # Errors
 /// I/O errors.
-pub fn line_png(path: &Path, title: &str, pts: &[(f64, f64)], w: usize, h: usize) -> Result<(), NodeError> {
+pub fn line_png(
+    path: &Path,
+    title: &str,
+    pts: &[(f64, f64)],
+    w: usize,
+    h: usize,
+) -> Result<(), NodeError> {
     lines_png(path, title, &[("", pts)], w, h)
 }
 
@@ -249,7 +322,10 @@ mod tests {
 
     #[test]
     fn ticks_are_nice_and_cover_the_range() {
-        assert_eq!(ticks(0.0, 1.0, 5), vec![0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0]);
+        assert_eq!(
+            ticks(0.0, 1.0, 5),
+            vec![0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0]
+        );
         let t = ticks(0.013, 0.087, 4);
         assert!(t.first().is_some_and(|v| *v >= 0.013) && t.last().is_some_and(|v| *v <= 0.087));
         assert_eq!(fmt_num(2500.0), "2500");
@@ -260,7 +336,14 @@ mod tests {
     fn writes_a_png() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("p.png");
-        line_png(&p, "loss vs kimg", &[(0.0, 1.0), (1.0, 0.5), (2.0, 0.25)], 320, 200).unwrap();
+        line_png(
+            &p,
+            "loss vs kimg",
+            &[(0.0, 1.0), (1.0, 0.5), (2.0, 0.25)],
+            320,
+            200,
+        )
+        .unwrap();
         let img = image::open(&p).unwrap().to_rgb8();
         assert_eq!(img.dimensions(), (320, 200));
         // Some pixels are the series colour.

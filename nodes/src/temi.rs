@@ -143,13 +143,21 @@ pub fn cosine_schedule(base: f64, end: f64, total: usize, warmup: usize, it: usi
         return base * it as f64 / (warmup - 1) as f64;
     }
     let rest = (total - warmup).max(1);
-    end + 0.5 * (base - end) * (1.0 + (std::f64::consts::PI * (it - warmup) as f64 / rest as f64).cos())
+    end + 0.5
+        * (base - end)
+        * (1.0 + (std::f64::consts::PI * (it - warmup) as f64 / rest as f64).cos())
 }
 
 /// The `cluster/temi` kind.
 pub struct ClusterTemi;
 
-fn save_checkpoint(dir: &Path, st: &TemiState, epoch: usize, best: usize, history: &[Vec<f32>]) -> Result<(), NodeError> {
+fn save_checkpoint(
+    dir: &Path,
+    st: &TemiState,
+    epoch: usize,
+    best: usize,
+    history: &[Vec<f32>],
+) -> Result<(), NodeError> {
     let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut push = |name: String, t: &Tensor<3>| {
         let v: Vec<f32> = t.clone().into_data().try_into_vec().unwrap_or_default();
@@ -169,12 +177,26 @@ fn save_checkpoint(dir: &Path, st: &TemiState, epoch: usize, best: usize, histor
     for (i, t) in v.iter().enumerate() {
         push(format!("adam_v.{i}"), t);
     }
-    let tensors: Vec<TensorOut<'_>> = owned.iter().map(|(n, s, b)| TensorOut { name: n, dtype: DType::F32, shape: s.clone(), data: b }).collect();
+    let tensors: Vec<TensorOut<'_>> = owned
+        .iter()
+        .map(|(n, s, b)| TensorOut {
+            name: n,
+            dtype: DType::F32,
+            shape: s.clone(),
+            data: b,
+        })
+        .collect();
     let meta: BTreeMap<String, String> = [
         ("epoch".to_string(), epoch.to_string()),
         ("best_head".to_string(), best.to_string()),
-        ("adam_steps".to_string(), serde_json::to_string(&steps).unwrap_or_default()),
-        ("history".to_string(), serde_json::to_string(history).unwrap_or_default()),
+        (
+            "adam_steps".to_string(),
+            serde_json::to_string(&steps).unwrap_or_default(),
+        ),
+        (
+            "history".to_string(),
+            serde_json::to_string(history).unwrap_or_default(),
+        ),
     ]
     .into();
     let tmp = dir.join("checkpoint.safetensors.tmp");
@@ -183,14 +205,20 @@ fn save_checkpoint(dir: &Path, st: &TemiState, epoch: usize, best: usize, histor
     std::fs::rename(&tmp, &dst).map_err(NodeError::io("renaming", &dst))
 }
 
-fn load_checkpoint(path: &Path, st: &mut TemiState) -> Result<(usize, usize, Vec<Vec<f32>>), NodeError> {
+fn load_checkpoint(
+    path: &Path,
+    st: &mut TemiState,
+) -> Result<(usize, usize, Vec<Vec<f32>>), NodeError> {
     let t = Tensors::open(path)?;
     let dev = st.prior.device();
     let get = |name: &str, like: &Tensor<3>| -> Result<Tensor<3>, NodeError> {
         let v = t.f32(name)?;
         let d = like.dims();
         if v.shape != d {
-            return Err(NodeError::msg(format!("checkpoint tensor {name} has shape {:?}, expected {d:?}", v.shape)));
+            return Err(NodeError::msg(format!(
+                "checkpoint tensor {name} has shape {:?}, expected {d:?}",
+                v.shape
+            )));
         }
         Ok(Tensor::from_data(TensorData::new(v.data, d), &dev))
     };
@@ -200,7 +228,10 @@ fn load_checkpoint(path: &Path, st: &mut TemiState) -> Result<(usize, usize, Vec
     }
     st.prior = get("prior", &st.prior)?;
     let meta = t.metadata();
-    let steps: Vec<u32> = meta.get("adam_steps").and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+    let steps: Vec<u32> = meta
+        .get("adam_steps")
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
     let n = st.student.params.len();
     let mut m = Vec::with_capacity(n);
     let mut v = Vec::with_capacity(n);
@@ -210,8 +241,14 @@ fn load_checkpoint(path: &Path, st: &mut TemiState) -> Result<(usize, usize, Vec
     }
     st.adam.restore(m, v, steps);
     let epoch = meta.get("epoch").and_then(|s| s.parse().ok()).unwrap_or(0);
-    let best = meta.get("best_head").and_then(|s| s.parse().ok()).unwrap_or(0);
-    let history = meta.get("history").and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+    let best = meta
+        .get("best_head")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let history = meta
+        .get("history")
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
     Ok((epoch, best, history))
 }
 
@@ -223,9 +260,20 @@ pub fn assign(heads: &Heads, head: usize, feats: &Features, batch: usize) -> Vec
     let mut start = 0;
     while start < feats.n {
         let b = batch.min(feats.n - start);
-        let x = Tensor::<2>::from_data(TensorData::new(feats.data[start * feats.d..(start + b) * feats.d].to_vec(), [b, feats.d]), &dev);
+        let x = Tensor::<2>::from_data(
+            TensorData::new(
+                feats.data[start * feats.d..(start + b) * feats.d].to_vec(),
+                [b, feats.d],
+            ),
+            &dev,
+        );
         let logits = forward(&one.config, &one.params, x); // [1, b, C]
-        let ids: Vec<i64> = logits.argmax(2).into_data().convert::<i64>().try_into_vec().unwrap_or_default();
+        let ids: Vec<i64> = logits
+            .argmax(2)
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec()
+            .unwrap_or_default();
         out.extend(ids);
         start += b;
     }
@@ -254,7 +302,16 @@ impl Node for ClusterTemi {
     }
     fn check(&self, params: &serde_json::Value) -> Result<Checked, ParamError> {
         let (p, params) = check_typed::<Params>(params)?;
-        let positive = [("clusters", p.clusters), ("heads", p.heads), ("epochs", p.epochs), ("batch_size", p.batch_size), ("knn", p.knn), ("hidden_dim", p.hidden_dim), ("hidden_layers", p.hidden_layers), ("bottleneck_dim", p.bottleneck_dim)];
+        let positive = [
+            ("clusters", p.clusters),
+            ("heads", p.heads),
+            ("epochs", p.epochs),
+            ("batch_size", p.batch_size),
+            ("knn", p.knn),
+            ("hidden_dim", p.hidden_dim),
+            ("hidden_layers", p.hidden_layers),
+            ("bottleneck_dim", p.bottleneck_dim),
+        ];
         for (name, v) in positive {
             if v == 0 {
                 return Err(ParamError::invalid(name, "must be at least 1"));
@@ -264,35 +321,67 @@ impl Node for ClusterTemi {
             return Err(ParamError::invalid("clusters", "must be at least 2"));
         }
         if !(p.gamma > 0.0 && p.gamma <= 1.0) {
-            return Err(ParamError::invalid("gamma", format!("must be in (0, 1], not {}", p.gamma)));
+            return Err(ParamError::invalid(
+                "gamma",
+                format!("must be in (0, 1], not {}", p.gamma),
+            ));
         }
         if p.warmup_epochs > p.epochs {
-            return Err(ParamError::invalid("warmup_epochs", format!("{} warm-up epochs exceed the {} epochs", p.warmup_epochs, p.epochs)));
+            return Err(ParamError::invalid(
+                "warmup_epochs",
+                format!(
+                    "{} warm-up epochs exceed the {} epochs",
+                    p.warmup_epochs, p.epochs
+                ),
+            ));
         }
-        for (name, v) in [("teacher_momentum", p.teacher_momentum), ("prior_momentum", p.prior_momentum)] {
+        for (name, v) in [
+            ("teacher_momentum", p.teacher_momentum),
+            ("prior_momentum", p.prior_momentum),
+        ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(ParamError::invalid(name, "must be in [0, 1]"));
             }
         }
-        Ok(Checked { params, files: vec![], resources: Resources { gpus: 1 } })
+        Ok(Checked {
+            params,
+            files: vec![],
+            resources: Resources { gpus: 1 },
+        })
     }
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let p: Params = ctx.params()?;
         let feats = Features::read(ctx.require("features")?)?;
         let nn: Knn = knn::read(ctx.require("knn")?)?;
         if nn.n != feats.n {
-            return Err(NodeError::msg(format!("kNN has {} rows but the features {}", nn.n, feats.n)));
+            return Err(NodeError::msg(format!(
+                "kNN has {} rows but the features {}",
+                nn.n, feats.n
+            )));
         }
         if p.knn > nn.k {
-            return Err(NodeError::msg(format!("param knn = {} but the kNN input has only {} neighbours per item", p.knn, nn.k)));
+            return Err(NodeError::msg(format!(
+                "param knn = {} but the kNN input has only {} neighbours per item",
+                p.knn, nn.k
+            )));
         }
         let iters = feats.n / p.batch_size;
         if iters == 0 {
-            return Err(NodeError::msg(format!("{} items are fewer than one batch of {}", feats.n, p.batch_size)));
+            return Err(NodeError::msg(format!(
+                "{} items are fewer than one batch of {}",
+                feats.n, p.batch_size
+            )));
         }
         let comp = compute(ctx.device())?;
         let dev = comp.device().clone();
-        let cfg = HeadsConfig { heads: p.heads, input: feats.d, hidden: p.hidden_dim, hidden_layers: p.hidden_layers, bottleneck: p.bottleneck_dim, clusters: p.clusters };
+        let cfg = HeadsConfig {
+            heads: p.heads,
+            input: feats.d,
+            hidden: p.hidden_dim,
+            hidden_layers: p.hidden_layers,
+            bottleneck: p.bottleneck_dim,
+            clusters: p.clusters,
+        };
         let mut st = TemiState::new(cfg.init(p.seed, &dev));
         let work = ctx.work_dir()?.to_path_buf();
         let ckpt = work.join("checkpoint.safetensors");
@@ -328,7 +417,10 @@ impl Node for ClusterTemi {
                 if ctx.should_stop() {
                     return Err(NodeError::Interrupted);
                 }
-                for (r, &i) in order[it * p.batch_size..(it + 1) * p.batch_size].iter().enumerate() {
+                for (r, &i) in order[it * p.batch_size..(it + 1) * p.batch_size]
+                    .iter()
+                    .enumerate()
+                {
                     let j = nn.indices[i * nn.k + rng.below(p.knn as u64) as usize] as usize;
                     xb[r * feats.d..(r + 1) * feats.d].copy_from_slice(feats.row(i));
                     nb[r * feats.d..(r + 1) * feats.d].copy_from_slice(feats.row(j));
@@ -339,26 +431,58 @@ impl Node for ClusterTemi {
                     gamma: p.gamma,
                     prior_momentum: p.prior_momentum,
                     teacher_momentum: p.teacher_momentum,
-                    lr: cosine_schedule(p.lr * scale, p.min_lr * scale, total, p.warmup_epochs * iters, g),
+                    lr: cosine_schedule(
+                        p.lr * scale,
+                        p.min_lr * scale,
+                        total,
+                        p.warmup_epochs * iters,
+                        g,
+                    ),
                     weight_decay: p.weight_decay,
                     freeze_last: epoch < p.freeze_last_layer,
                 };
-                let x = Tensor::<2>::from_data(TensorData::new(xb.clone(), [p.batch_size, feats.d]), &dev);
-                let xn = Tensor::<2>::from_data(TensorData::new(nb.clone(), [p.batch_size, feats.d]), &dev);
+                let x = Tensor::<2>::from_data(
+                    TensorData::new(xb.clone(), [p.batch_size, feats.d]),
+                    &dev,
+                );
+                let xn = Tensor::<2>::from_data(
+                    TensorData::new(nb.clone(), [p.batch_size, feats.d]),
+                    &dev,
+                );
                 let out = st.step(x, xn, &sc);
                 if !out.loss.is_finite() {
-                    return Err(NodeError::msg(format!("loss is {} at epoch {epoch}, step {it}; stopping", out.loss)));
+                    return Err(NodeError::msg(format!(
+                        "loss is {} at epoch {epoch}, step {it}; stopping",
+                        out.loss
+                    )));
                 }
                 for (s, l) in sums.iter_mut().zip(&out.head_losses) {
                     *s += f64::from(*l);
                 }
                 let done = (g + 1 - start_epoch * iters) as f64;
                 let eta_rate = done / t0.elapsed().as_secs_f64().max(1e-9);
-                ctx.progress((g + 1) as u64, Some(total as u64), "step", Some(format!("epoch {epoch} loss {:.4} ({eta_rate:.1} step/s)", out.loss)));
+                ctx.progress(
+                    (g + 1) as u64,
+                    Some(total as u64),
+                    "step",
+                    Some(format!(
+                        "epoch {epoch} loss {:.4} ({eta_rate:.1} step/s)",
+                        out.loss
+                    )),
+                );
             }
             let means: Vec<f32> = sums.iter().map(|s| (*s / iters as f64) as f32).collect();
-            best = means.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0);
-            ctx.log(format!("epoch {epoch}: mean loss {:.5}, best head {best} ({:.5})", means.iter().sum::<f32>() / p.heads as f32, means[best]));
+            best = means
+                .iter()
+                .enumerate()
+                .min_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(i, _)| i)
+                .unwrap_or(0);
+            ctx.log(format!(
+                "epoch {epoch}: mean loss {:.5}, best head {best} ({:.5})",
+                means.iter().sum::<f32>() / p.heads as f32,
+                means[best]
+            ));
             history.push(means);
             save_checkpoint(&work, &st, epoch + 1, best, &history)?;
         }
@@ -371,7 +495,10 @@ impl Node for ClusterTemi {
         let clusters = Clusters { c: p.clusters, raw };
         clusters.write(ctx.out_dir())?;
         let stats = clusters.stats();
-        ctx.log(format!("C = {}: {} clusters used, KL(U‖p) = {:.4}", stats.clusters, stats.used_clusters, stats.kl_uniform));
+        ctx.log(format!(
+            "C = {}: {} clusters used, KL(U‖p) = {:.4}",
+            stats.clusters, stats.used_clusters, stats.kl_uniform
+        ));
         let last = history.last().cloned().unwrap_or_default();
         write_json(
             &ctx.out_dir().join("metrics.json"),
@@ -385,15 +512,33 @@ impl Node for ClusterTemi {
                 "best_head_loss": last.get(best).copied().unwrap_or(f32::NAN),
             }),
         )?;
-        write_json(&ctx.out_dir().join("training.json"), &serde_json::json!({"epochs": history.len(), "head_losses_per_epoch": history, "best_head": best}))?;
+        write_json(
+            &ctx.out_dir().join("training.json"),
+            &serde_json::json!({"epochs": history.len(), "head_losses_per_epoch": history, "best_head": best}),
+        )?;
         // The best teacher head, in the reference's key names (heads.0.*), to apply elsewhere.
         let one = st.teacher.single(best);
         let named = to_torch(&one);
         let mut keys: Vec<&String> = named.keys().collect();
         keys.sort();
         let shapes = one.torch_shapes();
-        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = keys.iter().map(|k| ((*k).clone(), shapes[*k].clone(), le_bytes(&named[*k]))).collect();
-        let tensors: Vec<TensorOut<'_>> = bytes.iter().map(|(n, s, b)| TensorOut { name: n, dtype: DType::F32, shape: s.clone(), data: b }).collect();
-        write_safetensors(&ctx.out_dir().join("head.safetensors"), &tensors, &[("best_head".to_string(), best.to_string())].into())
+        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = keys
+            .iter()
+            .map(|k| ((*k).clone(), shapes[*k].clone(), le_bytes(&named[*k])))
+            .collect();
+        let tensors: Vec<TensorOut<'_>> = bytes
+            .iter()
+            .map(|(n, s, b)| TensorOut {
+                name: n,
+                dtype: DType::F32,
+                shape: s.clone(),
+                data: b,
+            })
+            .collect();
+        write_safetensors(
+            &ctx.out_dir().join("head.safetensors"),
+            &tensors,
+            &[("best_head".to_string(), best.to_string())].into(),
+        )
     }
 }

@@ -38,7 +38,11 @@ impl Mixture {
 /// Sample the mixture with `steps` Heun steps and check weights, means and standard deviations
 /// against the truth with the given tolerances.
 fn check(steps: usize, tol_weight: f64, tol_mean: f64, tol_std: f64) {
-    let mix = Mixture { weights: vec![0.5, 0.3, 0.2], means: vec![[-2.0, 0.0], [2.0, 1.0], [0.0, -2.5]], stds: vec![0.3, 0.5, 0.2] };
+    let mix = Mixture {
+        weights: vec![0.5, 0.3, 0.2],
+        means: vec![[-2.0, 0.0], [2.0, 1.0], [0.0, -2.5]],
+        stds: vec![0.3, 0.5, 0.2],
+    };
     let n = 20_000;
     let mut rng = Rng::new(0);
     let z: Vec<f64> = (0..2 * n).map(|_| rng.normal()).collect();
@@ -48,7 +52,11 @@ fn check(steps: usize, tol_weight: f64, tol_mean: f64, tol_std: f64) {
         0.002,
         80.0,
         7.0,
-        |x, s| x.chunks(2).flat_map(|p| mix.denoise([p[0], p[1]], s)).collect(),
+        |x, s| {
+            x.chunks(2)
+                .flat_map(|p| mix.denoise([p[0], p[1]], s))
+                .collect()
+        },
         |_| {},
     );
     // Assign samples to the nearest true mean; compare weights, means, standard deviations.
@@ -85,11 +93,23 @@ fn check(steps: usize, tol_weight: f64, tol_mean: f64, tol_std: f64) {
     for k in 0..3 {
         let (count, mean, ss) = stats[k];
         let w = count as f64 / n as f64;
-        assert!((w - mix.weights[k]).abs() < tol_weight, "component {k}: weight {w} vs {}", mix.weights[k]);
+        assert!(
+            (w - mix.weights[k]).abs() < tol_weight,
+            "component {k}: weight {w} vs {}",
+            mix.weights[k]
+        );
         for d in 0..2 {
-            assert!((mean[d] - mix.means[k][d]).abs() < tol_mean, "component {k}: mean {mean:?} vs {:?}", mix.means[k]);
+            assert!(
+                (mean[d] - mix.means[k][d]).abs() < tol_mean,
+                "component {k}: mean {mean:?} vs {:?}",
+                mix.means[k]
+            );
             let std = (ss[d] / count as f64).sqrt();
-            assert!((std / mix.stds[k] - 1.0).abs() < tol_std, "component {k}: std {std} vs {}", mix.stds[k]);
+            assert!(
+                (std / mix.stds[k] - 1.0).abs() < tol_std,
+                "component {k}: std {std} vs {}",
+                mix.stds[k]
+            );
         }
     }
 }

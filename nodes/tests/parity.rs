@@ -10,7 +10,9 @@ use cedm_nodes::models::mobilenet_v2::{MobileNetV2, MobileNetV2Config};
 use cedm_nodes::models::weights::Weights;
 
 fn fixture(name: &str) -> Tensors {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/parity").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/parity")
+        .join(name);
     Tensors::open(&p).unwrap_or_else(|e| panic!("fixture {}: {e}", p.display()))
 }
 
@@ -19,13 +21,20 @@ fn asset(rel: &str) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets"));
     let p = root.join(rel);
-    assert!(p.exists(), "{} is missing: run scripts/fetch_assets.sh", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/fetch_assets.sh",
+        p.display()
+    );
     p
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -54,16 +63,31 @@ fn mobilenet_v2_matches_torchvision_on_real_images() {
     let images = t.u8("images").unwrap();
     let want_input = t.f32("input").unwrap();
     let want = t.f32("features").unwrap();
-    let [n, c, h, w] = images.shape[..] else { panic!() };
+    let [n, c, h, w] = images.shape[..] else {
+        panic!()
+    };
     let (scale, offset) = imageops::imagenet_norm();
-    let input = imageops::preprocess(&images.data, n, c, h, w, 96, imageops::Resample::Filter(Filter::Bilinear), scale, offset);
+    let input = imageops::preprocess(
+        &images.data,
+        n,
+        c,
+        h,
+        w,
+        96,
+        imageops::Resample::Filter(Filter::Bilinear),
+        scale,
+        offset,
+    );
     let d_in = max_abs_diff(&input, &want_input.data);
     assert!(d_in < 1e-4, "preprocessing: max |Δ| = {d_in}");
 
     let device = Device::default();
     let weights = Weights::load(&asset("weights/mobilenet_v2-b0353104.pth")).unwrap();
     let model = MobileNetV2::load(&MobileNetV2Config::imagenet(), &weights, &device).unwrap();
-    let x: Tensor<4> = Tensor::from_data(TensorData::new(want_input.data.clone(), [n, 3, 96, 96]), &device);
+    let x: Tensor<4> = Tensor::from_data(
+        TensorData::new(want_input.data.clone(), [n, 3, 96, 96]),
+        &device,
+    );
     let got: Vec<f32> = model.forward_features(x).into_data().try_to_vec().unwrap();
     let d = max_abs_diff(&got, &want.data);
     assert!(d < 1e-4, "features: max |Δ| = {d}");
@@ -84,7 +108,9 @@ fn mobilenet_v2_cpu_kernels_match_torchvision() {
 
 fn vit_case(file: &str, config: cedm_nodes::models::vit::VitConfig, sizes: &[usize]) {
     use cedm_nodes::models::vit::Vit;
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/parity").join(file);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/parity")
+        .join(file);
     let mut w = Weights::load(&path).unwrap();
     let device = Device::default();
     let model = Vit::load(&config, &mut w, &device).unwrap();
@@ -92,7 +118,8 @@ fn vit_case(file: &str, config: cedm_nodes::models::vit::VitConfig, sizes: &[usi
     for s in sizes {
         let x = t.f32(&format!("input_{s}")).unwrap();
         let want = t.f32(&format!("cls_{s}")).unwrap();
-        let xt: Tensor<4> = Tensor::from_data(TensorData::new(x.data.clone(), [2, 3, *s, *s]), &device);
+        let xt: Tensor<4> =
+            Tensor::from_data(TensorData::new(x.data.clone(), [2, 3, *s, *s]), &device);
         let got: Vec<f32> = model.forward_features(xt).into_data().try_to_vec().unwrap();
         let d = max_abs_diff(&got, &want.data);
         assert!(d < 1e-4, "{file} at {s}px: max |Δ| = {d}");
@@ -102,38 +129,94 @@ fn vit_case(file: &str, config: cedm_nodes::models::vit::VitConfig, sizes: &[usi
 #[test]
 fn vit_dino_matches_reference_with_pos_embed_interpolation() {
     use cedm_nodes::models::vit::{Ffn, VitConfig};
-    let c = VitConfig { patch: 8, dim: 32, depth: 2, heads: 4, mlp_ratio: 4.0, grid: 4, layer_scale: false, registers: 0, ffn: Ffn::Mlp, image_size: 32 };
+    let c = VitConfig {
+        patch: 8,
+        dim: 32,
+        depth: 2,
+        heads: 4,
+        mlp_ratio: 4.0,
+        grid: 4,
+        layer_scale: false,
+        registers: 0,
+        ffn: Ffn::Mlp,
+        image_size: 32,
+    };
     vit_case("vit_dino_tiny.safetensors", c, &[32, 40]);
 }
 
 #[test]
 fn vit_dinov2_matches_reference_with_layer_scale() {
     use cedm_nodes::models::vit::{Ffn, VitConfig};
-    let c = VitConfig { patch: 7, dim: 32, depth: 2, heads: 4, mlp_ratio: 4.0, grid: 6, layer_scale: true, registers: 0, ffn: Ffn::Mlp, image_size: 42 };
+    let c = VitConfig {
+        patch: 7,
+        dim: 32,
+        depth: 2,
+        heads: 4,
+        mlp_ratio: 4.0,
+        grid: 6,
+        layer_scale: true,
+        registers: 0,
+        ffn: Ffn::Mlp,
+        image_size: 42,
+    };
     vit_case("vit_dinov2_tiny.safetensors", c, &[42, 28]);
 }
 
 #[test]
 fn vit_dinov2_registers_and_swiglu_match_reference() {
     use cedm_nodes::models::vit::{Ffn, VitConfig};
-    let c = VitConfig { patch: 7, dim: 48, depth: 2, heads: 4, mlp_ratio: 4.0, grid: 5, layer_scale: true, registers: 2, ffn: Ffn::SwiGlu, image_size: 35 };
+    let c = VitConfig {
+        patch: 7,
+        dim: 48,
+        depth: 2,
+        heads: 4,
+        mlp_ratio: 4.0,
+        grid: 5,
+        layer_scale: true,
+        registers: 2,
+        ffn: Ffn::SwiGlu,
+        image_size: 35,
+    };
     vit_case("vit_dinov2_tiny_reg_swiglu.safetensors", c, &[35, 21]);
 }
 
 #[test]
 fn temi_loss_and_two_adamw_steps_match_pytorch() {
-    use cedm_nodes::models::temi_heads::{HeadsConfig, StepConfig, TemiState, from_torch, to_torch};
+    use cedm_nodes::models::temi_heads::{
+        HeadsConfig, StepConfig, TemiState, from_torch, to_torch,
+    };
     use std::collections::HashMap;
     let t = fixture("temi.safetensors");
     let names = t.names();
     let device = Device::default();
-    let cfg = HeadsConfig { heads: 2, input: 8, hidden: 16, hidden_layers: 2, bottleneck: 8, clusters: 5 };
+    let cfg = HeadsConfig {
+        heads: 2,
+        input: 8,
+        hidden: 16,
+        hidden_layers: 2,
+        bottleneck: 8,
+        clusters: 5,
+    };
     let prefixed = |p: &str| -> HashMap<String, Vec<f32>> {
-        names.iter().filter_map(|n| n.strip_prefix(p).map(|k| (k.to_string(), t.f32(n).unwrap().data))).collect()
+        names
+            .iter()
+            .filter_map(|n| {
+                n.strip_prefix(p)
+                    .map(|k| (k.to_string(), t.f32(n).unwrap().data))
+            })
+            .collect()
     };
     let init = from_torch(&cfg, &prefixed("init."), &device).unwrap();
     let mut st = TemiState::new(init);
-    let sc = StepConfig { temperature: 0.1, gamma: 0.6, prior_momentum: 0.9, teacher_momentum: 0.996, lr: 1e-3, weight_decay: 1e-4, freeze_last: false };
+    let sc = StepConfig {
+        temperature: 0.1,
+        gamma: 0.6,
+        prior_momentum: 0.9,
+        teacher_momentum: 0.996,
+        lr: 1e-3,
+        weight_decay: 1e-4,
+        freeze_last: false,
+    };
     for step in 0..2 {
         let x = t.f32(&format!("step{step}.x")).unwrap();
         let xn = t.f32(&format!("step{step}.x_nn")).unwrap();
@@ -141,9 +224,23 @@ fn temi_loss_and_two_adamw_steps_match_pytorch() {
         let xnt: Tensor<2> = Tensor::from_data(TensorData::new(xn.data, [6, 8]), &device);
         let out = st.step(xt, xnt, &sc);
         let want_loss = t.f32(&format!("step{step}.loss")).unwrap().data[0];
-        assert!((out.loss - want_loss).abs() < 1e-5, "step {step}: loss {} vs {want_loss}", out.loss);
-        assert!(max_abs_diff(&out.head_losses, &t.f32(&format!("step{step}.head_losses")).unwrap().data) < 1e-5);
-        assert!(max_abs_diff(&out.weight, &t.f32(&format!("step{step}.weight")).unwrap().data) < 1e-5);
+        assert!(
+            (out.loss - want_loss).abs() < 1e-5,
+            "step {step}: loss {} vs {want_loss}",
+            out.loss
+        );
+        assert!(
+            max_abs_diff(
+                &out.head_losses,
+                &t.f32(&format!("step{step}.head_losses")).unwrap().data
+            ) < 1e-5
+        );
+        assert!(
+            max_abs_diff(
+                &out.weight,
+                &t.f32(&format!("step{step}.weight")).unwrap().data
+            ) < 1e-5
+        );
         let prior: Vec<f32> = st.prior.clone().into_data().try_into_vec().unwrap();
         assert!(max_abs_diff(&prior, &t.f32(&format!("step{step}.prior")).unwrap().data) < 1e-6);
         for (who, heads) in [("student", &st.student), ("teacher", &st.teacher)] {
@@ -162,13 +259,30 @@ fn temi_loss_and_two_adamw_steps_match_pytorch() {
 fn cluster_metrics_match_sklearn_and_scipy() {
     use cedm_nodes::metrics::scores;
     let t = fixture("cluster_metrics.safetensors");
-    for case in ["random", "overclustering", "noncontiguous", "underclustering", "large"] {
+    for case in [
+        "random",
+        "overclustering",
+        "noncontiguous",
+        "underclustering",
+        "large",
+    ] {
         let truth = t.i64(&format!("{case}.truth")).unwrap().data;
         let pred = t.i64(&format!("{case}.pred")).unwrap().data;
-        let want = t.get::<f64>(&format!("{case}.scores"), cedm_nodes::io::DType::F64).unwrap().data;
+        let want = t
+            .get::<f64>(&format!("{case}.scores"), cedm_nodes::io::DType::F64)
+            .unwrap()
+            .data;
         let s = scores(&truth, &pred);
-        for (name, got, w) in [("acc", s.acc, want[0]), ("nmi", s.nmi, want[1]), ("ami", s.ami, want[2]), ("ari", s.ari, want[3])] {
-            assert!((got - w).abs() < 1e-9, "{case} {name}: {got} vs sklearn {w}");
+        for (name, got, w) in [
+            ("acc", s.acc, want[0]),
+            ("nmi", s.nmi, want[1]),
+            ("ami", s.ami, want[2]),
+            ("ari", s.ari, want[3]),
+        ] {
+            assert!(
+                (got - w).abs() < 1e-9,
+                "{case} {name}: {got} vs sklearn {w}"
+            );
         }
     }
 }
@@ -203,9 +317,18 @@ fn songunet_and_edm_preconditioning_match_pytorch() {
         .collect();
     let net = cfg.init(0, &device).load_named(&params, &device).unwrap();
     // Every fixture parameter is used and nothing else exists.
-    assert_eq!(net.named_params().keys().collect::<Vec<_>>(), params.keys().collect::<Vec<_>>());
+    assert_eq!(
+        net.named_params().keys().collect::<Vec<_>>(),
+        params.keys().collect::<Vec<_>>()
+    );
     let x = t.f32("input.x").unwrap();
-    let sigma: Vec<f64> = t.f32("input.sigma").unwrap().data.iter().map(|&v| f64::from(v)).collect();
+    let sigma: Vec<f64> = t
+        .f32("input.sigma")
+        .unwrap()
+        .data
+        .iter()
+        .map(|&v| f64::from(v))
+        .collect();
     let labels = t.f32("input.labels").unwrap();
     let aug = t.f32("input.aug").unwrap();
     let xt: Tensor<4> = Tensor::from_data(TensorData::new(x.data.clone(), [3, 2, 8, 8]), &device);
@@ -213,13 +336,22 @@ fn songunet_and_edm_preconditioning_match_pytorch() {
     let at: Tensor<2> = Tensor::from_data(TensorData::new(aug.data.clone(), [3, 9]), &device);
     let cnoise: Vec<f32> = sigma.iter().map(|s| (s.ln() / 4.0) as f32).collect();
     let f: Vec<f32> = net
-        .forward(xt.clone(), Tensor::from_data(TensorData::new(cnoise, [3]), &device), Some(lt.clone()), Some(at.clone()), false)
+        .forward(
+            xt.clone(),
+            Tensor::from_data(TensorData::new(cnoise, [3]), &device),
+            Some(lt.clone()),
+            Some(at.clone()),
+            false,
+        )
         .into_data()
         .try_to_vec()
         .unwrap();
     let d = max_abs_diff(&f, &t.f32("output.F").unwrap().data);
     assert!(d < 1e-4, "F: max |Δ| = {d}");
-    let den: Vec<f32> = denoise(&net, xt, &sigma, Some(lt), Some(at), false).into_data().try_to_vec().unwrap();
+    let den: Vec<f32> = denoise(&net, xt, &sigma, Some(lt), Some(at), false)
+        .into_data()
+        .try_to_vec()
+        .unwrap();
     let d = max_abs_diff(&den, &t.f32("output.D").unwrap().data);
     assert!(d < 1e-4, "D: max |Δ| = {d}");
 }
@@ -228,9 +360,120 @@ fn songunet_and_edm_preconditioning_match_pytorch() {
 fn edm_geometric_augmentation_matches_pytorch_ops() {
     let t = fixture("augment.safetensors");
     let img = t.f32("image").unwrap().data;
-    let g = t.get::<f64>("g_inv", cedm_nodes::io::DType::F64).unwrap().data;
+    let g = t
+        .get::<f64>("g_inv", cedm_nodes::io::DType::F64)
+        .unwrap()
+        .data;
     let m = [[g[0], g[1], g[2]], [g[3], g[4], g[5]], [g[6], g[7], g[8]]];
     let got = cedm_nodes::augment::geometric(&img, 2, 10, 12, &m);
     let d = max_abs_diff(&got, &t.f32("out").unwrap().data);
     assert!(d < 1e-4, "max |Δ| = {d}");
+}
+
+fn fid_embed(images: &cedm_nodes::io::TensorIn<u8>) -> Vec<f32> {
+    let [n, c, h, w] = images.shape[..] else {
+        panic!("images must be NCHW")
+    };
+    let (mut embed, _) = cedm_nodes::fid::inception_embedder(
+        &asset("weights/inception-2015-12-05.safetensors"),
+        "cpu",
+        cedm_nodes::fid::FidResize::TfBilinear,
+        c,
+        h,
+        w,
+    )
+    .unwrap();
+    embed(&images.data, n).unwrap()
+}
+
+#[test]
+fn fid_inception_features_match_the_torchscript_network() {
+    let t = fixture("fid.safetensors");
+    let a = t.u8("images_a").unwrap();
+    let want = t.f32("features_a8").unwrap();
+    let eight = cedm_nodes::io::TensorIn {
+        shape: vec![8, 1, 28, 28],
+        data: a.data[..8 * 28 * 28].to_vec(),
+    };
+    let got = fid_embed(&eight);
+    let d = max_abs_diff(&got, &want.data);
+    assert!(d < 1e-3, "CPU kernels: max |Δ| = {d}");
+    eprintln!("Inception CPU kernels: max |Δ| = {d}");
+
+    // The burn executor (the GPU path), on the CPU backend, two images.
+    let w = Weights::load(&asset("weights/inception-2015-12-05.safetensors")).unwrap();
+    let dev = Device::flex();
+    let net = cedm_nodes::models::inception::InceptionBurn::load(&w, &dev).unwrap();
+    let x = imageops::preprocess(
+        &a.data[..2 * 28 * 28],
+        2,
+        1,
+        28,
+        28,
+        299,
+        imageops::Resample::TfBilinear,
+        [1.0 / 128.0; 3],
+        [-1.0; 3],
+    );
+    let y = net
+        .forward(Tensor::from_data(
+            TensorData::new(x, [2, 3, 299, 299]),
+            &dev,
+        ))
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let d = max_abs_diff(&y, &want.data[..2 * 2048]);
+    assert!(d < 1e-3, "burn executor: max |Δ| = {d}");
+}
+
+#[test]
+fn fid_of_two_real_image_sets_matches_pytorch_and_scipy() {
+    use cedm_nodes::fid::{Stats, frechet_distance};
+    let t = fixture("fid.safetensors");
+    let fa = fid_embed(&t.u8("images_a").unwrap());
+    let fb = fid_embed(&t.u8("images_b").unwrap());
+    let sa = Stats::from_features(&fa, 48, 2048).unwrap();
+    let sb = Stats::from_features(&fb, 48, 2048).unwrap();
+    let got = frechet_distance(&sa, &sb).unwrap();
+    let want = t
+        .get::<f64>("fid", cedm_nodes::io::DType::F64)
+        .unwrap()
+        .data[0];
+    let rel = (got - want).abs() / want;
+    assert!(
+        rel < 1e-3,
+        "FID {got} vs PyTorch + scipy {want} (rel {rel:e})"
+    );
+    eprintln!("FID {got} vs PyTorch + scipy {want} (rel {rel:e})");
+}
+
+#[test]
+fn frechet_distance_of_random_gaussians_matches_scipy() {
+    use cedm_nodes::fid::{Stats, frechet_distance};
+    use cedm_nodes::io::DType;
+    let t = fixture("fid.safetensors");
+    let g = |k: &str| t.get::<f64>(k, DType::F64).unwrap().data;
+    let d = 128;
+    let a = Stats {
+        n: 1000,
+        d,
+        mu: g("g_mu1"),
+        sigma: g("g_sigma1"),
+    };
+    let b = Stats {
+        n: 1000,
+        d,
+        mu: g("g_mu2"),
+        sigma: g("g_sigma2"),
+    };
+    let want = g("g_fd")[0];
+    let got = frechet_distance(&a, &b).unwrap();
+    let rel = (got - want).abs() / want;
+    assert!(rel < 1e-6, "FD {got} vs scipy {want} (rel {rel:e})");
+    eprintln!("FD {got} vs scipy {want} (rel {rel:e})");
+    // Symmetric in its arguments, zero against itself.
+    let back = frechet_distance(&b, &a).unwrap();
+    assert!((back - got).abs() / got < 1e-9);
+    assert!(frechet_distance(&a, &a).unwrap().abs() < 1e-9);
 }

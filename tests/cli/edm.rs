@@ -9,7 +9,10 @@ use crate::util::{Dir, events, output_digests, stderr, stdout};
 
 fn exp(duration: &str) -> String {
     let a = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/fashion-mnist");
-    assert!(a.join(".complete").exists(), "assets missing: run scripts/fetch_assets.sh");
+    assert!(
+        a.join(".complete").exists(),
+        "assets missing: run scripts/fetch_assets.sh"
+    );
     format!(
         "name: overfit
 nodes:
@@ -35,9 +38,19 @@ fn read_u8(path: &std::path::Path, name: &str) -> (Vec<usize>, Vec<u8>) {
     let bytes = std::fs::read(path).unwrap();
     let hlen = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + hlen]).unwrap();
-    let shape: Vec<usize> = header[name]["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let shape: Vec<usize> = header[name]["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
     let off = header[name]["data_offsets"].as_array().unwrap();
-    (shape, bytes[8 + hlen + off[0].as_u64().unwrap() as usize..8 + hlen + off[1].as_u64().unwrap() as usize].to_vec())
+    (
+        shape,
+        bytes[8 + hlen + off[0].as_u64().unwrap() as usize
+            ..8 + hlen + off[1].as_u64().unwrap() as usize]
+            .to_vec(),
+    )
 }
 
 #[test]
@@ -47,22 +60,73 @@ fn a_small_edm_overfits_four_images_and_samples_near_them() {
     let o = d.run(&["run", "exp.yaml"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = d.path().join("net");
-    assert!(d.run(&["cache", "export", "train", out.to_str().unwrap(), "--experiment", "exp.yaml"]).status.success());
-    let log: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("training.json")).unwrap()).unwrap();
-    let losses: Vec<f64> = log["loss"].as_array().unwrap().iter().map(|p| p["loss"].as_f64().unwrap()).collect();
+    assert!(
+        d.run(&[
+            "cache",
+            "export",
+            "train",
+            out.to_str().unwrap(),
+            "--experiment",
+            "exp.yaml"
+        ])
+        .status
+        .success()
+    );
+    let log: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("training.json")).unwrap()).unwrap();
+    let losses: Vec<f64> = log["loss"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["loss"].as_f64().unwrap())
+        .collect();
     let last = losses[losses.len() - 3..].iter().sum::<f64>() / 3.0;
-    assert!(losses[0] / last >= 5.0, "loss fell only {:.2}× ({losses:?})", losses[0] / last);
+    assert!(
+        losses[0] / last >= 5.0,
+        "loss fell only {:.2}× ({losses:?})",
+        losses[0] / last
+    );
     assert!(out.join("loss.png").exists());
     let smp = d.path().join("smp");
     let dat = d.path().join("dat");
-    assert!(d.run(&["cache", "export", "sample", smp.to_str().unwrap(), "--experiment", "exp.yaml"]).status.success());
-    assert!(d.run(&["cache", "export", "data", dat.to_str().unwrap(), "--experiment", "exp.yaml"]).status.success());
+    assert!(
+        d.run(&[
+            "cache",
+            "export",
+            "sample",
+            smp.to_str().unwrap(),
+            "--experiment",
+            "exp.yaml"
+        ])
+        .status
+        .success()
+    );
+    assert!(
+        d.run(&[
+            "cache",
+            "export",
+            "data",
+            dat.to_str().unwrap(),
+            "--experiment",
+            "exp.yaml"
+        ])
+        .status
+        .success()
+    );
     assert!(smp.join("grid.png").exists());
     let (s_shape, s) = read_u8(&smp.join("images.safetensors"), "images");
     let (_, t) = read_u8(&dat.join("images.safetensors"), "images");
     assert_eq!(s_shape, [16, 1, 16, 16]);
-    let rms = |a: &[u8], b: &[u8]| (a.iter().zip(b).map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2)).sum::<f64>() / a.len() as f64).sqrt();
-    let (s_img, t_img): (Vec<&[u8]>, Vec<&[u8]>) = (s.chunks(256).collect(), t.chunks(256).collect());
+    let rms = |a: &[u8], b: &[u8]| {
+        (a.iter()
+            .zip(b)
+            .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+            .sum::<f64>()
+            / a.len() as f64)
+            .sqrt()
+    };
+    let (s_img, t_img): (Vec<&[u8]>, Vec<&[u8]>) =
+        (s.chunks(256).collect(), t.chunks(256).collect());
     let mut pair = f64::INFINITY;
     for i in 0..4 {
         for j in i + 1..4 {
@@ -70,8 +134,14 @@ fn a_small_edm_overfits_four_images_and_samples_near_them() {
         }
     }
     for (k, si) in s_img.iter().enumerate() {
-        let near = t_img.iter().map(|ti| rms(si, ti)).fold(f64::INFINITY, f64::min);
-        assert!(near < pair / 2.0, "sample {k} is {near:.1} grey levels from the nearest training image (closest pair {pair:.1})");
+        let near = t_img
+            .iter()
+            .map(|ti| rms(si, ti))
+            .fold(f64::INFINITY, f64::min);
+        assert!(
+            near < pair / 2.0,
+            "sample {k} is {near:.1} grey levels from the nearest training image (closest pair {pair:.1})"
+        );
     }
 }
 
@@ -79,17 +149,33 @@ fn a_small_edm_overfits_four_images_and_samples_near_them() {
 fn a_killed_training_resumes_from_its_checkpoint_to_the_same_result() {
     let reference = Dir::new();
     reference.write("exp.yaml", &exp("1.6"));
-    assert!(reference.run(&["run", "exp.yaml", "--only", "train"]).status.success());
+    assert!(
+        reference
+            .run(&["run", "exp.yaml", "--only", "train"])
+            .status
+            .success()
+    );
     let want = output_digests(&reference, "exp.yaml");
 
     let d = Dir::new();
     d.write("exp.yaml", &exp("1.6"));
-    let mut child = d.cedm().args(["run", "exp.yaml", "--only", "train"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = d
+        .cedm()
+        .args(["run", "exp.yaml", "--only", "train"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     // Wait for the first checkpoint, then kill -9.
     let work = d.cache().join("work");
     let t0 = std::time::Instant::now();
     loop {
-        let found = std::fs::read_dir(&work).ok().into_iter().flatten().flatten().any(|e| e.path().join("checkpoint.safetensors").exists());
+        let found = std::fs::read_dir(&work)
+            .ok()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.path().join("checkpoint.safetensors").exists());
         if found || t0.elapsed() > Duration::from_secs(120) {
             break;
         }
@@ -99,7 +185,16 @@ fn a_killed_training_resumes_from_its_checkpoint_to_the_same_result() {
     let _ = child.wait();
     let o = d.run(&["run", "exp.yaml", "--only", "train", "--json", "-v"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let resumed = events(&o).iter().any(|e| e["event"] == "log" && e["line"].as_str().is_some_and(|l| l.starts_with("resuming from the checkpoint at")));
+    let resumed = events(&o).iter().any(|e| {
+        e["event"] == "log"
+            && e["line"]
+                .as_str()
+                .is_some_and(|l| l.starts_with("resuming from the checkpoint at"))
+    });
     assert!(resumed, "the re-run did not resume:\n{}", stdout(&o));
-    assert_eq!(output_digests(&d, "exp.yaml"), want, "a resumed training must equal an uninterrupted one");
+    assert_eq!(
+        output_digests(&d, "exp.yaml"),
+        want,
+        "a resumed training must equal an uninterrupted one"
+    );
 }

@@ -7,3 +7,4 @@ mod edm;
 mod engine;
 mod features;
 mod kinds;
+mod metrics;

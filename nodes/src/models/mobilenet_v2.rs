@@ -16,8 +16,15 @@ use super::weights::{Weights, WeightsError, tensor};
 use crate::cpu;
 
 /// torchvision's inverted-residual settings: (expansion t, channels c, repeats n, stride s).
-const SETTINGS: [(usize, usize, usize, usize); 7] =
-    [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)];
+const SETTINGS: [(usize, usize, usize, usize); 7] = [
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+];
 
 /// Conv with folded BatchNorm, optionally followed by ReLU6.
 #[derive(Module, Debug)]
@@ -27,10 +34,23 @@ pub struct ConvBn {
 }
 
 impl ConvBn {
-    fn new(cin: usize, cout: usize, k: usize, stride: usize, groups: usize, relu6: bool, device: &Device) -> ConvBn {
+    fn new(
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        groups: usize,
+        relu6: bool,
+        device: &Device,
+    ) -> ConvBn {
         let conv = Conv2dConfig::new([cin, cout], [k, k])
             .with_stride([stride, stride])
-            .with_padding(PaddingConfig2d::Explicit((k - 1) / 2, (k - 1) / 2, (k - 1) / 2, (k - 1) / 2))
+            .with_padding(PaddingConfig2d::Explicit(
+                (k - 1) / 2,
+                (k - 1) / 2,
+                (k - 1) / 2,
+                (k - 1) / 2,
+            ))
             .with_groups(groups)
             .with_bias(true)
             .init(device);
@@ -38,7 +58,13 @@ impl ConvBn {
     }
 
     /// Load `{conv}.weight` and fold the BatchNorm at `{bn}.{weight,bias,running_mean,running_var}`.
-    fn load(mut self, w: &Weights, conv: &str, bn: &str, device: &Device) -> Result<ConvBn, WeightsError> {
+    fn load(
+        mut self,
+        w: &Weights,
+        conv: &str,
+        bn: &str,
+        device: &Device,
+    ) -> Result<ConvBn, WeightsError> {
         let [cout, cin_g, kh, kw] = self.conv.weight.dims();
         let weight = w.values(&format!("{conv}.weight"), &[cout, cin_g, kh, kw])?;
         let gamma = w.values(&format!("{bn}.weight"), &[cout])?;
@@ -134,8 +160,16 @@ impl MobileNetV2Config {
                 cin = cout;
             }
         }
-        let last = if self.width_mult > 1.0 { self.ch(1280) } else { 1280 };
-        MobileNetV2 { stem, blocks, head: ConvBn::new(cin, last, 1, 1, 1, true, device) }
+        let last = if self.width_mult > 1.0 {
+            self.ch(1280)
+        } else {
+            1280
+        };
+        MobileNetV2 {
+            stem,
+            blocks,
+            head: ConvBn::new(cin, last, 1, 1, 1, true, device),
+        }
     }
 }
 
@@ -152,7 +186,11 @@ impl MobileNetV2 {
     ///
     /// # Errors
     /// A missing key or a shape mismatch, naming the file and key.
-    pub fn load(config: &MobileNetV2Config, w: &Weights, device: &Device) -> Result<MobileNetV2, WeightsError> {
+    pub fn load(
+        config: &MobileNetV2Config,
+        w: &Weights,
+        device: &Device,
+    ) -> Result<MobileNetV2, WeightsError> {
         let m = config.init(device);
         // features.0 = Conv2dNormActivation(3→32): .0 conv, .1 bn.
         let stem = m.stem.load(w, "features.0.0", "features.0.1", device)?;
@@ -163,17 +201,26 @@ impl MobileNetV2 {
                 // t = 1: conv.0 = depthwise (Conv2dNormActivation), conv.1 = project conv, conv.2 = bn.
                 None => (
                     None,
-                    b.depthwise.load(w, &format!("{p}.0.0"), &format!("{p}.0.1"), device)?,
-                    b.project.load(w, &format!("{p}.1"), &format!("{p}.2"), device)?,
+                    b.depthwise
+                        .load(w, &format!("{p}.0.0"), &format!("{p}.0.1"), device)?,
+                    b.project
+                        .load(w, &format!("{p}.1"), &format!("{p}.2"), device)?,
                 ),
                 // t > 1: conv.0 = expand, conv.1 = depthwise, conv.2 = project conv, conv.3 = bn.
                 Some(e) => (
                     Some(e.load(w, &format!("{p}.0.0"), &format!("{p}.0.1"), device)?),
-                    b.depthwise.load(w, &format!("{p}.1.0"), &format!("{p}.1.1"), device)?,
-                    b.project.load(w, &format!("{p}.2"), &format!("{p}.3"), device)?,
+                    b.depthwise
+                        .load(w, &format!("{p}.1.0"), &format!("{p}.1.1"), device)?,
+                    b.project
+                        .load(w, &format!("{p}.2"), &format!("{p}.3"), device)?,
                 ),
             };
-            blocks.push(InvertedResidual { expand, depthwise, project, residual: b.residual });
+            blocks.push(InvertedResidual {
+                expand,
+                depthwise,
+                project,
+                residual: b.residual,
+            });
         }
         // features.18 = Conv2dNormActivation(320→1280).
         let head = m.head.load(w, "features.18.0", "features.18.1", device)?;
@@ -204,7 +251,12 @@ pub struct MobileNetV2Cpu {
     head: cpu::Conv,
 }
 
-fn folded(w: &Weights, conv: &str, bn: &str, shape: [usize; 4]) -> Result<(Vec<f32>, Vec<f32>), WeightsError> {
+fn folded(
+    w: &Weights,
+    conv: &str,
+    bn: &str,
+    shape: [usize; 4],
+) -> Result<(Vec<f32>, Vec<f32>), WeightsError> {
     let [cout, cin_g, kh, kw] = shape;
     let mut fw = w.values(&format!("{conv}.weight"), &shape)?;
     let gamma = w.values(&format!("{bn}.weight"), &[cout])?;
@@ -228,9 +280,24 @@ impl MobileNetV2Cpu {
     /// A missing key or a shape mismatch.
     pub fn load(config: &MobileNetV2Config, w: &Weights) -> Result<MobileNetV2Cpu, WeightsError> {
         use cpu::{Act, Conv, Depthwise};
-        let pw = |conv: &str, bn: &str, cin: usize, cout: usize, act: Act| -> Result<Conv, WeightsError> {
+        let pw = |conv: &str,
+                  bn: &str,
+                  cin: usize,
+                  cout: usize,
+                  act: Act|
+         -> Result<Conv, WeightsError> {
             let (fw, fb) = folded(w, conv, bn, [cout, cin, 1, 1])?;
-            Ok(Conv::from_oihw(&fw, fb, cout, cin, 1, 1, (1, 1), (0, 0), act))
+            Ok(Conv::from_oihw(
+                &fw,
+                fb,
+                cout,
+                cin,
+                1,
+                1,
+                (1, 1),
+                (0, 0),
+                act,
+            ))
         };
         let stem_c = config.ch(32);
         let (fw, fb) = folded(w, "features.0.0", "features.0.1", [stem_c, 3, 3, 3])?;
@@ -245,10 +312,22 @@ impl MobileNetV2Cpu {
                 let hidden = cin * t;
                 let p = format!("features.{idx}.conv");
                 let (expand, dw_conv, dw_bn, proj_conv, proj_bn) = if t == 1 {
-                    (None, format!("{p}.0.0"), format!("{p}.0.1"), format!("{p}.1"), format!("{p}.2"))
+                    (
+                        None,
+                        format!("{p}.0.0"),
+                        format!("{p}.0.1"),
+                        format!("{p}.1"),
+                        format!("{p}.2"),
+                    )
                 } else {
                     (
-                        Some(pw(&format!("{p}.0.0"), &format!("{p}.0.1"), cin, hidden, Act::Relu6)?),
+                        Some(pw(
+                            &format!("{p}.0.0"),
+                            &format!("{p}.0.1"),
+                            cin,
+                            hidden,
+                            Act::Relu6,
+                        )?),
                         format!("{p}.1.0"),
                         format!("{p}.1.1"),
                         format!("{p}.2"),
@@ -263,8 +342,18 @@ impl MobileNetV2Cpu {
                 idx += 1;
             }
         }
-        let last = if config.width_mult > 1.0 { config.ch(1280) } else { 1280 };
-        let head = pw(&format!("features.{idx}.0"), &format!("features.{idx}.1"), cin, last, Act::Relu6)?;
+        let last = if config.width_mult > 1.0 {
+            config.ch(1280)
+        } else {
+            1280
+        };
+        let head = pw(
+            &format!("features.{idx}.0"),
+            &format!("features.{idx}.1"),
+            cin,
+            last,
+            Act::Relu6,
+        )?;
         Ok(MobileNetV2Cpu { stem, blocks, head })
     }
 

@@ -1,5 +1,6 @@
 //! burn models used by the node kinds, one file each, loading the original checkpoints.
 
+pub mod inception;
 pub mod mobilenet_v2;
 pub mod params;
 pub mod songunet;

@@ -2,8 +2,8 @@
 //! gradients, hand-written optimisers (Adam as PyTorch computes it) and EMA copies.
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
-use burn::tensor::Tensor;
 use burn::tensor::Gradients;
+use burn::tensor::Tensor;
 
 struct Collect {
     out: Vec<Tensor<1>>,
@@ -39,12 +39,18 @@ struct Assign {
 
 impl ModuleMapper for Assign {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let Some(v) = self.vals.next() else { return param };
+        let Some(v) = self.vals.next() else {
+            return param;
+        };
         let track = self.track;
         param.map(|t| {
             let dims = t.dims();
             let new = v.reshape(dims);
-            if track { new.autodiff().require_grad() } else { new }
+            if track {
+                new.autodiff().require_grad()
+            } else {
+                new
+            }
         })
     }
 }
@@ -58,7 +64,10 @@ pub fn flat<M: Module>(m: &M) -> Vec<Tensor<1>> {
 
 /// The gradient of every float parameter (None where it has none), flattened, in visit order.
 pub fn grads<M: Module>(m: &M, grads: &Gradients) -> Vec<Option<Tensor<1>>> {
-    let mut c = CollectGrads { grads, out: Vec::new() };
+    let mut c = CollectGrads {
+        grads,
+        out: Vec::new(),
+    };
     m.visit(&mut c);
     c.out
 }
@@ -66,7 +75,10 @@ pub fn grads<M: Module>(m: &M, grads: &Gradients) -> Vec<Option<Tensor<1>>> {
 /// Replace every float parameter by the flat values given in visit order (ids kept). With
 /// `track`, the new values become autodiff leaves that require gradients.
 pub fn assign<M: Module>(m: M, vals: Vec<Tensor<1>>, track: bool) -> M {
-    let mut a = Assign { vals: vals.into_iter(), track };
+    let mut a = Assign {
+        vals: vals.into_iter(),
+        track,
+    };
     m.map(&mut a)
 }
 
@@ -90,11 +102,23 @@ pub struct Adam {
 impl Adam {
     /// Zero state for these parameters.
     pub fn new(params: &[Tensor<1>], beta1: f64, beta2: f64, eps: f64) -> Adam {
-        Adam { m: params.iter().map(Tensor::zeros_like).collect(), v: params.iter().map(Tensor::zeros_like).collect(), step: 0, beta1, beta2, eps }
+        Adam {
+            m: params.iter().map(Tensor::zeros_like).collect(),
+            v: params.iter().map(Tensor::zeros_like).collect(),
+            step: 0,
+            beta1,
+            beta2,
+            eps,
+        }
     }
 
     /// One step: new parameter values from the current ones and their gradients.
-    pub fn update(&mut self, params: Vec<Tensor<1>>, grads: Vec<Option<Tensor<1>>>, lr: f64) -> Vec<Tensor<1>> {
+    pub fn update(
+        &mut self,
+        params: Vec<Tensor<1>>,
+        grads: Vec<Option<Tensor<1>>>,
+        lr: f64,
+    ) -> Vec<Tensor<1>> {
         self.step += 1;
         let t = self.step as i32;
         let bc1 = 1.0 - self.beta1.powi(t);

@@ -70,7 +70,12 @@ impl SongUNetConfig {
     }
     /// EDM's FFHQ-64 DDPM++ ([1, 2, 2, 2], dropout 0.05).
     pub fn ffhq64(label_dim: usize) -> SongUNetConfig {
-        SongUNetConfig { img_resolution: 64, channel_mult: vec![1, 2, 2, 2], dropout: 0.05, ..Self::cifar(label_dim) }
+        SongUNetConfig {
+            img_resolution: 64,
+            channel_mult: vec![1, 2, 2, 2],
+            dropout: 0.05,
+            ..Self::cifar(label_dim)
+        }
     }
     /// A small configuration that trains on a CPU (32 ch, [1, 2, 2], 1 block, attention at 8).
     pub fn small(img_resolution: usize, in_channels: usize, label_dim: usize) -> SongUNetConfig {
@@ -91,14 +96,24 @@ impl SongUNetConfig {
     /// Build with EDM's initialisation from `seed`.
     pub fn init(&self, seed: u64, device: &Device) -> SongUNet {
         let mut rng = Rng::new(seed);
-        let mut b = Builder { rng: &mut rng, device };
+        let mut b = Builder {
+            rng: &mut rng,
+            device,
+        };
         let noise_ch = self.model_channels;
         let emb_ch = self.model_channels * self.channel_mult_emb;
-        let block = |b: &mut Builder<'_>, cin: usize, cout: usize, up: bool, down: bool, attention: bool| -> UNetBlock {
+        let block = |b: &mut Builder<'_>,
+                     cin: usize,
+                     cout: usize,
+                     up: bool,
+                     down: bool,
+                     attention: bool|
+         -> UNetBlock {
             b.block(cin, cout, emb_ch, up, down, attention, self.dropout)
         };
         let map_label = (self.label_dim > 0).then(|| b.linear(self.label_dim, noise_ch, true, 1.0));
-        let map_augment = (self.augment_dim > 0).then(|| b.linear(self.augment_dim, noise_ch, false, 1.0));
+        let map_augment =
+            (self.augment_dim > 0).then(|| b.linear(self.augment_dim, noise_ch, false, 1.0));
         let map_layer0 = b.linear(noise_ch, emb_ch, true, 1.0);
         let map_layer1 = b.linear(emb_ch, emb_ch, true, 1.0);
         let mut enc = Vec::new();
@@ -109,16 +124,25 @@ impl SongUNetConfig {
             if level == 0 {
                 let cin = cout;
                 cout = self.model_channels;
-                enc.push((format!("{res}x{res}_conv"), EncLayer::Conv(b.conv(cin, cout, 3, 1.0))));
+                enc.push((
+                    format!("{res}x{res}_conv"),
+                    EncLayer::Conv(b.conv(cin, cout, 3, 1.0)),
+                ));
             } else {
-                enc.push((format!("{res}x{res}_down"), EncLayer::Block(block(&mut b, cout, cout, false, true, false))));
+                enc.push((
+                    format!("{res}x{res}_down"),
+                    EncLayer::Block(block(&mut b, cout, cout, false, true, false)),
+                ));
             }
             skips.push(cout);
             for idx in 0..self.num_blocks {
                 let cin = cout;
                 cout = self.model_channels * mult;
                 let attn = self.attn_resolutions.contains(&res);
-                enc.push((format!("{res}x{res}_block{idx}"), EncLayer::Block(block(&mut b, cin, cout, false, false, attn))));
+                enc.push((
+                    format!("{res}x{res}_block{idx}"),
+                    EncLayer::Block(block(&mut b, cin, cout, false, false, attn)),
+                ));
                 skips.push(cout);
             }
         }
@@ -127,16 +151,28 @@ impl SongUNetConfig {
         for (level, &mult) in self.channel_mult.iter().enumerate().rev() {
             let res = self.img_resolution >> level;
             if level == levels - 1 {
-                dec.push((format!("{res}x{res}_in0"), block(&mut b, cout, cout, false, false, true)));
-                dec.push((format!("{res}x{res}_in1"), block(&mut b, cout, cout, false, false, false)));
+                dec.push((
+                    format!("{res}x{res}_in0"),
+                    block(&mut b, cout, cout, false, false, true),
+                ));
+                dec.push((
+                    format!("{res}x{res}_in1"),
+                    block(&mut b, cout, cout, false, false, false),
+                ));
             } else {
-                dec.push((format!("{res}x{res}_up"), block(&mut b, cout, cout, true, false, false)));
+                dec.push((
+                    format!("{res}x{res}_up"),
+                    block(&mut b, cout, cout, true, false, false),
+                ));
             }
             for idx in 0..=self.num_blocks {
                 let cin = cout + skips.pop().unwrap_or(0);
                 cout = self.model_channels * mult;
                 let attn = idx == self.num_blocks && self.attn_resolutions.contains(&res);
-                dec.push((format!("{res}x{res}_block{idx}"), block(&mut b, cin, cout, false, false, attn)));
+                dec.push((
+                    format!("{res}x{res}_block{idx}"),
+                    block(&mut b, cin, cout, false, false, attn),
+                ));
             }
         }
         let res0 = self.img_resolution;
@@ -174,7 +210,9 @@ struct Builder<'a> {
 impl Builder<'_> {
     fn xavier(&mut self, n: usize, fan_in: usize, fan_out: usize, scale: f64) -> Vec<f32> {
         let bound = (6.0 / (fan_in + fan_out) as f64).sqrt();
-        (0..n).map(|_| ((self.rng.uniform() * 2.0 - 1.0) * bound * scale) as f32).collect()
+        (0..n)
+            .map(|_| ((self.rng.uniform() * 2.0 - 1.0) * bound * scale) as f32)
+            .collect()
     }
 
     fn linear(&mut self, din: usize, dout: usize, bias: bool, scale: f64) -> Linear {
@@ -186,8 +224,13 @@ impl Builder<'_> {
                 t[i * dout + o] = w[o * din + i];
             }
         }
-        let mut l = LinearConfig::new(din, dout).with_bias(bias).init(self.device);
-        l.weight = Param::from_tensor(Tensor::from_data(TensorData::new(t, [din, dout]), self.device));
+        let mut l = LinearConfig::new(din, dout)
+            .with_bias(bias)
+            .init(self.device);
+        l.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(t, [din, dout]),
+            self.device,
+        ));
         if bias {
             l.bias = Some(Param::from_tensor(Tensor::zeros([dout], self.device)));
         }
@@ -196,18 +239,34 @@ impl Builder<'_> {
 
     fn conv(&mut self, cin: usize, cout: usize, k: usize, scale: f64) -> Conv2d {
         let w = self.xavier(cout * cin * k * k, cin * k * k, cout * k * k, scale);
-        let mut c = Conv2dConfig::new([cin, cout], [k, k]).with_padding(PaddingConfig2d::Explicit(k / 2, k / 2, k / 2, k / 2)).init(self.device);
-        c.weight = Param::from_tensor(Tensor::from_data(TensorData::new(w, [cout, cin, k, k]), self.device));
+        let mut c = Conv2dConfig::new([cin, cout], [k, k])
+            .with_padding(PaddingConfig2d::Explicit(k / 2, k / 2, k / 2, k / 2))
+            .init(self.device);
+        c.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(w, [cout, cin, k, k]),
+            self.device,
+        ));
         c.bias = Some(Param::from_tensor(Tensor::zeros([cout], self.device)));
         c
     }
 
     fn group_norm(&mut self, c: usize) -> GroupNorm {
-        GroupNormConfig::new(32.min(c / 4).max(1), c).with_epsilon(1e-6).init(self.device)
+        GroupNormConfig::new(32.min(c / 4).max(1), c)
+            .with_epsilon(1e-6)
+            .init(self.device)
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn block(&mut self, cin: usize, cout: usize, emb: usize, up: bool, down: bool, attention: bool, dropout: f64) -> UNetBlock {
+    fn block(
+        &mut self,
+        cin: usize,
+        cout: usize,
+        emb: usize,
+        up: bool,
+        down: bool,
+        attention: bool,
+        dropout: f64,
+    ) -> UNetBlock {
         let norm0 = self.group_norm(cin);
         let conv0 = self.conv(cin, cout, 3, 1.0);
         let affine = self.linear(emb, cout, true, 1.0);
@@ -215,24 +274,46 @@ impl Builder<'_> {
         let conv1 = self.conv(cout, cout, 3, 1e-5);
         let skip = (cout != cin || up || down).then(|| self.conv(cin, cout, 1, 1.0));
         let (norm2, qkv, proj) = if attention {
-            (Some(self.group_norm(cout)), Some(self.conv(cout, cout * 3, 1, 0.2f64.sqrt())), Some(self.conv(cout, cout, 1, 1e-5)))
+            (
+                Some(self.group_norm(cout)),
+                Some(self.conv(cout, cout * 3, 1, 0.2f64.sqrt())),
+                Some(self.conv(cout, cout, 1, 1e-5)),
+            )
         } else {
             (None, None, None)
         };
-        UNetBlock { norm0, conv0, affine, norm1, conv1, skip, norm2, qkv, proj, up, down, dropout }
+        UNetBlock {
+            norm0,
+            conv0,
+            affine,
+            norm1,
+            conv1,
+            skip,
+            norm2,
+            qkv,
+            proj,
+            up,
+            down,
+            dropout,
+        }
     }
 }
 
 /// 2× nearest-neighbour upsampling (EDM's `[1,1]` resample filter, transposed conv).
 fn up2(x: Tensor<4>) -> Tensor<4> {
     let [n, c, h, w] = x.dims();
-    x.reshape([n, c, h, 1, w, 1]).expand([n, c, h, 2, w, 2]).reshape([n, c, h * 2, w * 2])
+    x.reshape([n, c, h, 1, w, 1])
+        .expand([n, c, h, 2, w, 2])
+        .reshape([n, c, h * 2, w * 2])
 }
 
 /// 2×2 average pooling (EDM's `[1,1]` resample filter, strided conv).
 fn down2(x: Tensor<4>) -> Tensor<4> {
     let [n, c, h, w] = x.dims();
-    x.reshape([n, c, h / 2, 2, w / 2, 2]).mean_dim(5).mean_dim(3).reshape([n, c, h / 2, w / 2])
+    x.reshape([n, c, h / 2, 2, w / 2, 2])
+        .mean_dim(5)
+        .mean_dim(3)
+        .reshape([n, c, h / 2, w / 2])
 }
 
 /// A UNet block (EDM's `UNetBlock` with `adaptive_scale=False`, one attention head).
@@ -267,7 +348,9 @@ impl UNetBlock {
     /// `x`: `[n, cin, h, w]`, `emb`: `[n, emb]` → `[n, cout, h', w']`
     pub fn forward(&self, x: Tensor<4>, emb: Tensor<2>, train: bool) -> Tensor<4> {
         let orig = x.clone();
-        let h = self.conv0.forward(self.resample(silu(self.norm0.forward(x))));
+        let h = self
+            .conv0
+            .forward(self.resample(silu(self.norm0.forward(x))));
         let [n, c, _, _] = h.dims();
         let params = self.affine.forward(emb).reshape([n, c, 1, 1]);
         let mut h = silu(self.norm1.forward(h + params));
@@ -286,7 +369,9 @@ impl UNetBlock {
         if let (Some(norm2), Some(qkv), Some(proj)) = (&self.norm2, &self.qkv, &self.proj) {
             let [n, c, hh, ww] = x.dims();
             // EDM reshapes [n, 3c, h, w] to [n, c, 3, hw]: q, k, v interleave per channel.
-            let t = qkv.forward(norm2.forward(x.clone())).reshape([n, c, 3, hh * ww]);
+            let t = qkv
+                .forward(norm2.forward(x.clone()))
+                .reshape([n, c, 3, hh * ww]);
             let q = t.clone().narrow(2, 0, 1).reshape([n, c, hh * ww]);
             let k = t.clone().narrow(2, 1, 1).reshape([n, c, hh * ww]);
             let v = t.narrow(2, 2, 1).reshape([n, c, hh * ww]);
@@ -333,7 +418,9 @@ pub struct SongUNet {
 pub fn positional_embedding(noise: Tensor<1>, channels: usize) -> Tensor<2> {
     let half = channels / 2;
     let dev = noise.device();
-    let freqs: Vec<f32> = (0..half).map(|i| (1.0f64 / 10000.0).powf(i as f64 / (half - 1).max(1) as f64) as f32).collect();
+    let freqs: Vec<f32> = (0..half)
+        .map(|i| (1.0f64 / 10000.0).powf(i as f64 / (half - 1).max(1) as f64) as f32)
+        .collect();
     let f = Tensor::<1>::from_data(TensorData::new(freqs, [half]), &dev);
     let n = noise.dims()[0];
     let x = noise.reshape([n, 1]) * f.reshape([1, half]);
@@ -348,7 +435,14 @@ impl SongUNet {
     /// - `class_labels`: `[n, label_dim]` (one-hot; zeros = no condition), when label_dim > 0
     /// - `augment_labels`: `[n, augment_dim]`, optional
     /// - returns `[n, c, r, r]`
-    pub fn forward(&self, x: Tensor<4>, noise_labels: Tensor<1>, class_labels: Option<Tensor<2>>, augment_labels: Option<Tensor<2>>, train: bool) -> Tensor<4> {
+    pub fn forward(
+        &self,
+        x: Tensor<4>,
+        noise_labels: Tensor<1>,
+        class_labels: Option<Tensor<2>>,
+        augment_labels: Option<Tensor<2>>,
+        train: bool,
+    ) -> Tensor<4> {
         let mut emb = positional_embedding(noise_labels, self.noise_channels);
         if let (Some(ml), Some(cl)) = (&self.map_label, class_labels) {
             emb = emb + ml.forward(cl * (self.label_dim as f64).sqrt());
@@ -381,47 +475,66 @@ impl SongUNet {
     pub fn named_params(&self) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
         let mut out = BTreeMap::new();
         let vals = |t: Tensor<1>| -> Vec<f32> { t.into_data().try_into_vec().unwrap_or_default() };
-        let put_linear = |out: &mut BTreeMap<String, (Vec<usize>, Vec<f32>)>, name: &str, l: &Linear| {
-            let [din, dout] = l.weight.dims();
-            let w: Vec<f32> = l.weight.val().into_data().try_into_vec().unwrap_or_default();
-            let mut t = vec![0f32; din * dout];
-            for i in 0..din {
-                for o in 0..dout {
-                    t[o * din + i] = w[i * dout + o];
+        let put_linear =
+            |out: &mut BTreeMap<String, (Vec<usize>, Vec<f32>)>, name: &str, l: &Linear| {
+                let [din, dout] = l.weight.dims();
+                let w: Vec<f32> = l
+                    .weight
+                    .val()
+                    .into_data()
+                    .try_into_vec()
+                    .unwrap_or_default();
+                let mut t = vec![0f32; din * dout];
+                for i in 0..din {
+                    for o in 0..dout {
+                        t[o * din + i] = w[i * dout + o];
+                    }
                 }
-            }
-            out.insert(format!("{name}.weight"), (vec![dout, din], t));
-            if let Some(b) = &l.bias {
-                out.insert(format!("{name}.bias"), (vec![dout], vals(b.val())));
-            }
-        };
-        let put_conv = |out: &mut BTreeMap<String, (Vec<usize>, Vec<f32>)>, name: &str, c: &Conv2d| {
-            out.insert(format!("{name}.weight"), (c.weight.dims().to_vec(), c.weight.val().into_data().try_into_vec().unwrap_or_default()));
-            if let Some(b) = &c.bias {
-                out.insert(format!("{name}.bias"), (b.dims().to_vec(), vals(b.val())));
-            }
-        };
-        let put_gn = |out: &mut BTreeMap<String, (Vec<usize>, Vec<f32>)>, name: &str, g: &GroupNorm| {
-            if let (Some(w), Some(b)) = (&g.gamma, &g.beta) {
-                out.insert(format!("{name}.weight"), (w.dims().to_vec(), vals(w.val())));
-                out.insert(format!("{name}.bias"), (b.dims().to_vec(), vals(b.val())));
-            }
-        };
-        let put_block = |out: &mut BTreeMap<String, (Vec<usize>, Vec<f32>)>, p: &str, b: &UNetBlock| {
-            put_gn(out, &format!("{p}.norm0"), &b.norm0);
-            put_conv(out, &format!("{p}.conv0"), &b.conv0);
-            put_linear(out, &format!("{p}.affine"), &b.affine);
-            put_gn(out, &format!("{p}.norm1"), &b.norm1);
-            put_conv(out, &format!("{p}.conv1"), &b.conv1);
-            if let Some(s) = &b.skip {
-                put_conv(out, &format!("{p}.skip"), s);
-            }
-            if let (Some(n2), Some(q), Some(pr)) = (&b.norm2, &b.qkv, &b.proj) {
-                put_gn(out, &format!("{p}.norm2"), n2);
-                put_conv(out, &format!("{p}.qkv"), q);
-                put_conv(out, &format!("{p}.proj"), pr);
-            }
-        };
+                out.insert(format!("{name}.weight"), (vec![dout, din], t));
+                if let Some(b) = &l.bias {
+                    out.insert(format!("{name}.bias"), (vec![dout], vals(b.val())));
+                }
+            };
+        let put_conv =
+            |out: &mut BTreeMap<String, (Vec<usize>, Vec<f32>)>, name: &str, c: &Conv2d| {
+                out.insert(
+                    format!("{name}.weight"),
+                    (
+                        c.weight.dims().to_vec(),
+                        c.weight
+                            .val()
+                            .into_data()
+                            .try_into_vec()
+                            .unwrap_or_default(),
+                    ),
+                );
+                if let Some(b) = &c.bias {
+                    out.insert(format!("{name}.bias"), (b.dims().to_vec(), vals(b.val())));
+                }
+            };
+        let put_gn =
+            |out: &mut BTreeMap<String, (Vec<usize>, Vec<f32>)>, name: &str, g: &GroupNorm| {
+                if let (Some(w), Some(b)) = (&g.gamma, &g.beta) {
+                    out.insert(format!("{name}.weight"), (w.dims().to_vec(), vals(w.val())));
+                    out.insert(format!("{name}.bias"), (b.dims().to_vec(), vals(b.val())));
+                }
+            };
+        let put_block =
+            |out: &mut BTreeMap<String, (Vec<usize>, Vec<f32>)>, p: &str, b: &UNetBlock| {
+                put_gn(out, &format!("{p}.norm0"), &b.norm0);
+                put_conv(out, &format!("{p}.conv0"), &b.conv0);
+                put_linear(out, &format!("{p}.affine"), &b.affine);
+                put_gn(out, &format!("{p}.norm1"), &b.norm1);
+                put_conv(out, &format!("{p}.conv1"), &b.conv1);
+                if let Some(s) = &b.skip {
+                    put_conv(out, &format!("{p}.skip"), s);
+                }
+                if let (Some(n2), Some(q), Some(pr)) = (&b.norm2, &b.qkv, &b.proj) {
+                    put_gn(out, &format!("{p}.norm2"), n2);
+                    put_conv(out, &format!("{p}.qkv"), q);
+                    put_conv(out, &format!("{p}.proj"), pr);
+                }
+            };
         if let Some(l) = &self.map_label {
             put_linear(&mut out, "map_label", l);
         }
@@ -439,8 +552,16 @@ impl SongUNet {
         for (name, b) in self.dec_names.iter().zip(&self.dec) {
             put_block(&mut out, &format!("dec.{name}"), b);
         }
-        put_gn(&mut out, &format!("dec.{}_aux_norm", self.out_prefix), &self.out_norm);
-        put_conv(&mut out, &format!("dec.{}_aux_conv", self.out_prefix), &self.out_conv);
+        put_gn(
+            &mut out,
+            &format!("dec.{}_aux_norm", self.out_prefix),
+            &self.out_norm,
+        );
+        put_conv(
+            &mut out,
+            &format!("dec.{}_aux_conv", self.out_prefix),
+            &self.out_conv,
+        );
         out
     }
 
@@ -448,15 +569,25 @@ impl SongUNet {
     ///
     /// # Errors
     /// A missing name or a shape mismatch.
-    pub fn load_named(mut self, p: &BTreeMap<String, (Vec<usize>, Vec<f32>)>, device: &Device) -> Result<SongUNet, String> {
+    pub fn load_named(
+        mut self,
+        p: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+        device: &Device,
+    ) -> Result<SongUNet, String> {
         let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>, String> {
-            let (s, v) = p.get(name).ok_or_else(|| format!("missing parameter `{name}`"))?;
+            let (s, v) = p
+                .get(name)
+                .ok_or_else(|| format!("missing parameter `{name}`"))?;
             if s != shape {
-                return Err(format!("parameter `{name}` has shape {s:?}, expected {shape:?}"));
+                return Err(format!(
+                    "parameter `{name}` has shape {s:?}, expected {shape:?}"
+                ));
             }
             Ok(v.clone())
         };
-        let t1 = |v: Vec<f32>, n: usize| Param::from_tensor(Tensor::<1>::from_data(TensorData::new(v, [n]), device));
+        let t1 = |v: Vec<f32>, n: usize| {
+            Param::from_tensor(Tensor::<1>::from_data(TensorData::new(v, [n]), device))
+        };
         let load_linear = |name: &str, l: &mut Linear| -> Result<(), String> {
             let [din, dout] = l.weight.dims();
             let w = get(&format!("{name}.weight"), &[dout, din])?;
@@ -466,7 +597,8 @@ impl SongUNet {
                     t[i * dout + o] = w[o * din + i];
                 }
             }
-            l.weight = Param::from_tensor(Tensor::from_data(TensorData::new(t, [din, dout]), device));
+            l.weight =
+                Param::from_tensor(Tensor::from_data(TensorData::new(t, [din, dout]), device));
             if l.bias.is_some() {
                 l.bias = Some(t1(get(&format!("{name}.bias"), &[dout])?, dout));
             }
@@ -474,7 +606,10 @@ impl SongUNet {
         };
         let load_conv = |name: &str, c: &mut Conv2d| -> Result<(), String> {
             let d = c.weight.dims();
-            c.weight = Param::from_tensor(Tensor::from_data(TensorData::new(get(&format!("{name}.weight"), &d)?, d), device));
+            c.weight = Param::from_tensor(Tensor::from_data(
+                TensorData::new(get(&format!("{name}.weight"), &d)?, d),
+                device,
+            ));
             c.bias = Some(t1(get(&format!("{name}.bias"), &[d[0]])?, d[0]));
             Ok(())
         };

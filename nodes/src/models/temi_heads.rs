@@ -66,7 +66,12 @@ impl HeadsConfig {
         for _ in 1..self.hidden_layers {
             k.extend([ParamKind::Weight, ParamKind::Bias]);
         }
-        k.extend([ParamKind::Weight, ParamKind::Bias, ParamKind::LastV, ParamKind::LastG]);
+        k.extend([
+            ParamKind::Weight,
+            ParamKind::Bias,
+            ParamKind::LastV,
+            ParamKind::LastG,
+        ]);
         k
     }
 
@@ -75,10 +80,23 @@ impl HeadsConfig {
     /// default `U(±1/√bottleneck)` for `v`, `g = 1`.
     pub fn init(&self, seed: u64, device: &Device) -> Heads {
         let mut rng = Rng::new(seed);
-        let mut tn = |n: usize| -> Vec<f32> { (0..n).map(|_| (rng.normal() * 0.02).clamp(-2.0, 2.0) as f32).collect() };
-        let (h, d, hid, bot, c) = (self.heads, self.input, self.hidden, self.bottleneck, self.clusters);
+        let mut tn = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| (rng.normal() * 0.02).clamp(-2.0, 2.0) as f32)
+                .collect()
+        };
+        let (h, d, hid, bot, c) = (
+            self.heads,
+            self.input,
+            self.hidden,
+            self.bottleneck,
+            self.clusters,
+        );
         let t = |v: Vec<f32>, s: [usize; 3]| Tensor::<3>::from_data(TensorData::new(v, s), device);
-        let mut params = vec![t(tn(d * h * hid), [1, d, h * hid]), t(vec![0.0; h * hid], [1, 1, h * hid])];
+        let mut params = vec![
+            t(tn(d * h * hid), [1, d, h * hid]),
+            t(vec![0.0; h * hid], [1, 1, h * hid]),
+        ];
         for _ in 1..self.hidden_layers {
             params.push(t(tn(h * hid * hid), [h, hid, hid]));
             params.push(t(vec![0.0; h * hid], [h, 1, hid]));
@@ -87,9 +105,17 @@ impl HeadsConfig {
         params.push(t(vec![0.0; h * bot], [h, 1, bot]));
         let bound = 1.0 / (bot as f64).sqrt();
         let mut r2 = Rng::new(seed ^ 0x5EED);
-        params.push(t((0..h * bot * c).map(|_| ((r2.uniform() * 2.0 - 1.0) * bound) as f32).collect(), [h, bot, c]));
+        params.push(t(
+            (0..h * bot * c)
+                .map(|_| ((r2.uniform() * 2.0 - 1.0) * bound) as f32)
+                .collect(),
+            [h, bot, c],
+        ));
         params.push(t(vec![1.0; h * c], [h, 1, c]));
-        Heads { config: *self, params }
+        Heads {
+            config: *self,
+            params,
+        }
     }
 }
 
@@ -101,9 +127,21 @@ impl Heads {
             .params
             .iter()
             .enumerate()
-            .map(|(i, p)| if i < 2 { p.clone().narrow(2, h * hid, hid) } else { p.clone().narrow(0, h, 1) })
+            .map(|(i, p)| {
+                if i < 2 {
+                    p.clone().narrow(2, h * hid, hid)
+                } else {
+                    p.clone().narrow(0, h, 1)
+                }
+            })
             .collect();
-        Heads { config: HeadsConfig { heads: 1, ..self.config }, params }
+        Heads {
+            config: HeadsConfig {
+                heads: 1,
+                ..self.config
+            },
+            params,
+        }
     }
 
     /// PyTorch shapes of the names [`to_torch`] produces.
@@ -114,13 +152,28 @@ impl Heads {
             out.insert(format!("heads.{hd}.mlp.0.weight"), vec![c.hidden, c.input]);
             out.insert(format!("heads.{hd}.mlp.0.bias"), vec![c.hidden]);
             for j in 1..c.hidden_layers {
-                out.insert(format!("heads.{hd}.mlp.{}.weight", 2 * j), vec![c.hidden, c.hidden]);
+                out.insert(
+                    format!("heads.{hd}.mlp.{}.weight", 2 * j),
+                    vec![c.hidden, c.hidden],
+                );
                 out.insert(format!("heads.{hd}.mlp.{}.bias", 2 * j), vec![c.hidden]);
             }
-            out.insert(format!("heads.{hd}.mlp.{}.weight", 2 * c.hidden_layers), vec![c.bottleneck, c.hidden]);
-            out.insert(format!("heads.{hd}.mlp.{}.bias", 2 * c.hidden_layers), vec![c.bottleneck]);
-            out.insert(format!("heads.{hd}.last_layer.weight_v"), vec![c.clusters, c.bottleneck]);
-            out.insert(format!("heads.{hd}.last_layer.weight_g"), vec![c.clusters, 1]);
+            out.insert(
+                format!("heads.{hd}.mlp.{}.weight", 2 * c.hidden_layers),
+                vec![c.bottleneck, c.hidden],
+            );
+            out.insert(
+                format!("heads.{hd}.mlp.{}.bias", 2 * c.hidden_layers),
+                vec![c.bottleneck],
+            );
+            out.insert(
+                format!("heads.{hd}.last_layer.weight_v"),
+                vec![c.clusters, c.bottleneck],
+            );
+            out.insert(
+                format!("heads.{hd}.last_layer.weight_g"),
+                vec![c.clusters, 1],
+            );
         }
         out
     }
@@ -143,7 +196,12 @@ pub fn forward(cfg: &HeadsConfig, p: &[Tensor<3>], x: Tensor<2>) -> Tensor<3> {
     }
     let z = y.matmul(p[i].clone()) + p[i + 1].clone(); // [H, n, bot]
     // F.normalize: x / max(‖x‖, 1e-12).
-    let zn = z.clone().powf_scalar(2.0).sum_dim(2).sqrt().clamp_min(1e-12);
+    let zn = z
+        .clone()
+        .powf_scalar(2.0)
+        .sum_dim(2)
+        .sqrt()
+        .clamp_min(1e-12);
     let z = z / zn;
     let v = p[i + 2].clone(); // [H, bot, C]
     let vn = v.clone().powf_scalar(2.0).sum_dim(1).sqrt(); // [H, 1, C]
@@ -233,7 +291,12 @@ impl TemiState {
         let c = heads.config.clusters;
         let dev = heads.params[0].device();
         let prior = Tensor::<3>::full([heads.config.heads, 1, c], 1.0 / c as f64, &dev);
-        TemiState { adam: AdamW::new(&heads.params), teacher: heads.clone(), student: heads, prior }
+        TemiState {
+            adam: AdamW::new(&heads.params),
+            teacher: heads.clone(),
+            student: heads,
+            prior,
+        }
     }
 
     /// One TEMI step on a batch of pairs (x, x′), each `[b, D]`.
@@ -244,12 +307,18 @@ impl TemiState {
         // Teacher: probabilities, prior update (before the loss), pair weights. No gradient.
         let t = forward(&cfg, &self.teacher.params, x2.clone());
         let pt = softmax(t / sc.temperature, 2); // [H, 2b, C]
-        self.prior = self.prior.clone() * sc.prior_momentum + pt.clone().mean_dim(1) * (1.0 - sc.prior_momentum);
+        self.prior = self.prior.clone() * sc.prior_momentum
+            + pt.clone().mean_dim(1) * (1.0 - sc.prior_momentum);
         let t1 = pt.clone().narrow(1, 0, b);
         let t2 = pt.narrow(1, b, b);
         let weight = (t1.clone() * t2.clone()).sum_dim(2).mean_dim(0); // [1, b, 1]
         // Student with gradients.
-        let leaves: Vec<Tensor<3>> = self.student.params.iter().map(|p| p.clone().autodiff().require_grad()).collect();
+        let leaves: Vec<Tensor<3>> = self
+            .student
+            .params
+            .iter()
+            .map(|p| p.clone().autodiff().require_grad())
+            .collect();
         let s = forward(&cfg, &leaves, x2.autodiff());
         let ps = softmax(s / sc.temperature, 2);
         let ps1 = ps.clone().narrow(1, 0, b);
@@ -266,7 +335,11 @@ impl TemiState {
         let head_losses = (mi(ps2, t1) + mi(ps1, t2)) * 0.5; // [H, 1, 1]
         let loss = head_losses.clone().mean();
         let grads = loss.backward();
-        let head_losses: Vec<f32> = head_losses.inner().into_data().try_into_vec().unwrap_or_default();
+        let head_losses: Vec<f32> = head_losses
+            .inner()
+            .into_data()
+            .try_into_vec()
+            .unwrap_or_default();
         let loss_v: f32 = loss.inner().into_scalar();
         // AdamW, as torch.optim.AdamW (decoupled decay first, then the bias-corrected step).
         let kinds = cfg.kinds();
@@ -297,7 +370,11 @@ impl TemiState {
             *tp = tp.clone() * m + sp.clone() * (1.0 - m);
         }
         let weight: Vec<f32> = weight.into_data().try_into_vec().unwrap_or_default();
-        StepOut { loss: loss_v, head_losses, weight }
+        StepOut {
+            loss: loss_v,
+            head_losses,
+            weight,
+        }
     }
 }
 
@@ -305,8 +382,18 @@ impl TemiState {
 ///
 /// # Errors
 /// A missing key.
-pub fn from_torch(cfg: &HeadsConfig, w: &HashMap<String, Vec<f32>>, device: &Device) -> Result<Heads, String> {
-    let (h, d, hid, bot, c) = (cfg.heads, cfg.input, cfg.hidden, cfg.bottleneck, cfg.clusters);
+pub fn from_torch(
+    cfg: &HeadsConfig,
+    w: &HashMap<String, Vec<f32>>,
+    device: &Device,
+) -> Result<Heads, String> {
+    let (h, d, hid, bot, c) = (
+        cfg.heads,
+        cfg.input,
+        cfg.hidden,
+        cfg.bottleneck,
+        cfg.clusters,
+    );
     let get = |k: &str| w.get(k).cloned().ok_or_else(|| format!("missing `{k}`"));
     let t = |v: Vec<f32>, s: [usize; 3]| Tensor::<3>::from_data(TensorData::new(v, s), device);
     let mut w_in = vec![0f32; d * h * hid];
@@ -331,7 +418,8 @@ pub fn from_torch(cfg: &HeadsConfig, w: &HashMap<String, Vec<f32>>, device: &Dev
                     wv[hd * din * dout + i * dout + o] = wt[o * din + i];
                 }
             }
-            bv[hd * dout..(hd + 1) * dout].copy_from_slice(&get(&format!("heads.{hd}.mlp.{idx}.bias"))?);
+            bv[hd * dout..(hd + 1) * dout]
+                .copy_from_slice(&get(&format!("heads.{hd}.mlp.{idx}.bias"))?);
         }
         Ok((t(wv, [h, din, dout]), t(bv, [h, 1, dout])))
     };
@@ -354,14 +442,27 @@ pub fn from_torch(cfg: &HeadsConfig, w: &HashMap<String, Vec<f32>>, device: &Dev
     }
     params.push(t(v, [h, bot, c]));
     params.push(t(g, [h, 1, c]));
-    Ok(Heads { config: *cfg, params })
+    Ok(Heads {
+        config: *cfg,
+        params,
+    })
 }
 
 /// Stacked parameters → the reference's per-head layout (name → values, PyTorch shapes).
 pub fn to_torch(heads: &Heads) -> HashMap<String, Vec<f32>> {
     let cfg = heads.config;
-    let (h, d, hid, bot, c) = (cfg.heads, cfg.input, cfg.hidden, cfg.bottleneck, cfg.clusters);
-    let vals: Vec<Vec<f32>> = heads.params.iter().map(|p| p.clone().into_data().try_into_vec().unwrap_or_default()).collect();
+    let (h, d, hid, bot, c) = (
+        cfg.heads,
+        cfg.input,
+        cfg.hidden,
+        cfg.bottleneck,
+        cfg.clusters,
+    );
+    let vals: Vec<Vec<f32>> = heads
+        .params
+        .iter()
+        .map(|p| p.clone().into_data().try_into_vec().unwrap_or_default())
+        .collect();
     let mut out = HashMap::new();
     for hd in 0..h {
         let mut wt = vec![0f32; hid * d];
@@ -371,7 +472,10 @@ pub fn to_torch(heads: &Heads) -> HashMap<String, Vec<f32>> {
             }
         }
         out.insert(format!("heads.{hd}.mlp.0.weight"), wt);
-        out.insert(format!("heads.{hd}.mlp.0.bias"), vals[1][hd * hid..(hd + 1) * hid].to_vec());
+        out.insert(
+            format!("heads.{hd}.mlp.0.bias"),
+            vals[1][hd * hid..(hd + 1) * hid].to_vec(),
+        );
         let mut put = |idx: usize, pi: usize, din: usize, dout: usize| {
             let mut wt = vec![0f32; dout * din];
             for o in 0..dout {
@@ -380,7 +484,10 @@ pub fn to_torch(heads: &Heads) -> HashMap<String, Vec<f32>> {
                 }
             }
             out.insert(format!("heads.{hd}.mlp.{idx}.weight"), wt);
-            out.insert(format!("heads.{hd}.mlp.{idx}.bias"), vals[pi + 1][hd * dout..(hd + 1) * dout].to_vec());
+            out.insert(
+                format!("heads.{hd}.mlp.{idx}.bias"),
+                vals[pi + 1][hd * dout..(hd + 1) * dout].to_vec(),
+            );
         };
         let mut pi = 2;
         for j in 1..cfg.hidden_layers {
@@ -396,7 +503,10 @@ pub fn to_torch(heads: &Heads) -> HashMap<String, Vec<f32>> {
             }
         }
         out.insert(format!("heads.{hd}.last_layer.weight_v"), vt);
-        out.insert(format!("heads.{hd}.last_layer.weight_g"), vals[pi + 1][hd * c..(hd + 1) * c].to_vec());
+        out.insert(
+            format!("heads.{hd}.last_layer.weight_g"),
+            vals[pi + 1][hd * c..(hd + 1) * c].to_vec(),
+        );
     }
     out
 }

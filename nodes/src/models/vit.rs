@@ -52,8 +52,26 @@ pub struct VitConfig {
 }
 
 impl VitConfig {
-    fn base(patch: usize, dim: usize, depth: usize, heads: usize, grid: usize, dinov2: bool) -> VitConfig {
-        VitConfig { patch, dim, depth, heads, mlp_ratio: 4.0, grid, layer_scale: dinov2, registers: 0, ffn: Ffn::Mlp, image_size: 224 }
+    fn base(
+        patch: usize,
+        dim: usize,
+        depth: usize,
+        heads: usize,
+        grid: usize,
+        dinov2: bool,
+    ) -> VitConfig {
+        VitConfig {
+            patch,
+            dim,
+            depth,
+            heads,
+            mlp_ratio: 4.0,
+            grid,
+            layer_scale: dinov2,
+            registers: 0,
+            ffn: Ffn::Mlp,
+            image_size: 224,
+        }
     }
     /// DINO ViT-S/16 (`dino_vits16`).
     pub fn dino_vits16() -> VitConfig {
@@ -85,7 +103,10 @@ impl VitConfig {
     }
     /// DINOv2 ViT-g/14 (SwiGLU FFN).
     pub fn dinov2_vitg14() -> VitConfig {
-        VitConfig { ffn: Ffn::SwiGlu, ..Self::base(14, 1536, 40, 24, 37, true) }
+        VitConfig {
+            ffn: Ffn::SwiGlu,
+            ..Self::base(14, 1536, 40, 24, 37, true)
+        }
     }
     /// A preset by name (`dino_vitb16`, `dinov2_vitl14`, …; `_reg` suffix adds 4 registers).
     pub fn preset(name: &str) -> Option<VitConfig> {
@@ -142,21 +163,38 @@ impl VitConfig {
         let blocks = (0..self.depth)
             .map(|_| Block {
                 norm1: ln(),
-                attn: Attention { qkv: LinearConfig::new(d, 3 * d).init(device), proj: LinearConfig::new(d, d).init(device), heads: self.heads },
-                ls1: self.layer_scale.then(|| Param::from_tensor(Tensor::ones([d], device))),
+                attn: Attention {
+                    qkv: LinearConfig::new(d, 3 * d).init(device),
+                    proj: LinearConfig::new(d, d).init(device),
+                    heads: self.heads,
+                },
+                ls1: self
+                    .layer_scale
+                    .then(|| Param::from_tensor(Tensor::ones([d], device))),
                 norm2: ln(),
                 mlp: match self.ffn {
-                    Ffn::Mlp => FeedForward::Mlp(Mlp { fc1: LinearConfig::new(d, self.hidden()).init(device), fc2: LinearConfig::new(self.hidden(), d).init(device) }),
-                    Ffn::SwiGlu => FeedForward::SwiGlu(SwiGlu { w12: LinearConfig::new(d, 2 * self.hidden()).init(device), w3: LinearConfig::new(self.hidden(), d).init(device) }),
+                    Ffn::Mlp => FeedForward::Mlp(Mlp {
+                        fc1: LinearConfig::new(d, self.hidden()).init(device),
+                        fc2: LinearConfig::new(self.hidden(), d).init(device),
+                    }),
+                    Ffn::SwiGlu => FeedForward::SwiGlu(SwiGlu {
+                        w12: LinearConfig::new(d, 2 * self.hidden()).init(device),
+                        w3: LinearConfig::new(self.hidden(), d).init(device),
+                    }),
                 },
-                ls2: self.layer_scale.then(|| Param::from_tensor(Tensor::ones([d], device))),
+                ls2: self
+                    .layer_scale
+                    .then(|| Param::from_tensor(Tensor::ones([d], device))),
             })
             .collect();
         Vit {
-            patch_embed: Conv2dConfig::new([3, d], [self.patch, self.patch]).with_stride([self.patch, self.patch]).init(device),
+            patch_embed: Conv2dConfig::new([3, d], [self.patch, self.patch])
+                .with_stride([self.patch, self.patch])
+                .init(device),
             cls_token: Param::from_tensor(Tensor::zeros([1, 1, d], device)),
             pos_embed: Param::from_tensor(Tensor::zeros([1, 1 + self.grid * self.grid, d], device)),
-            register_tokens: (self.registers > 0).then(|| Param::from_tensor(Tensor::zeros([1, self.registers, d], device))),
+            register_tokens: (self.registers > 0)
+                .then(|| Param::from_tensor(Tensor::zeros([1, self.registers, d], device))),
             blocks,
             norm: ln(),
             patch: self.patch,
@@ -179,7 +217,11 @@ impl Attention {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, n, d] = x.dims();
         let hd = d / self.heads;
-        let qkv = self.qkv.forward(x).reshape([b, n, 3, self.heads, hd]).permute([2, 0, 3, 1, 4]); // [3, b, h, n, hd]
+        let qkv = self
+            .qkv
+            .forward(x)
+            .reshape([b, n, 3, self.heads, hd])
+            .permute([2, 0, 3, 1, 4]); // [3, b, h, n, hd]
         let q = qkv.clone().narrow(0, 0, 1).reshape([b, self.heads, n, hd]);
         let k = qkv.clone().narrow(0, 1, 1).reshape([b, self.heads, n, hd]);
         let v = qkv.narrow(0, 2, 1).reshape([b, self.heads, n, hd]);
@@ -281,7 +323,15 @@ fn cubic_weights(t: f64) -> [f64; 4] {
 
 /// `F.interpolate(x, scale_factor=s, mode="bicubic", align_corners=False)` of a `[m, m, d]` grid
 /// to `[oh, ow, d]`: source position `(o + 0.5) / s − 0.5`, neighbours clamped at the border.
-pub fn bicubic_scale(src: &[f32], m: usize, d: usize, oh: usize, ow: usize, sh: f64, sw: f64) -> Vec<f32> {
+pub fn bicubic_scale(
+    src: &[f32],
+    m: usize,
+    d: usize,
+    oh: usize,
+    ow: usize,
+    sh: f64,
+    sw: f64,
+) -> Vec<f32> {
     let taps = |o: usize, s: f64| -> ([usize; 4], [f64; 4]) {
         let real = (o as f64 + 0.5) / s - 0.5;
         let i0 = real.floor();
@@ -315,7 +365,12 @@ impl Vit {
     /// # Errors
     /// A missing key or a shape mismatch, naming the file and key.
     pub fn load(config: &VitConfig, w: &mut Weights, device: &Device) -> Result<Vit, WeightsError> {
-        for prefix in ["teacher.backbone.", "student.backbone.", "module.", "backbone."] {
+        for prefix in [
+            "teacher.backbone.",
+            "student.backbone.",
+            "module.",
+            "backbone.",
+        ] {
             w.strip_prefix(prefix);
         }
         // DINOv2 checkpoints saved with block chunking name blocks `blocks.<chunk>.<i>.…`.
@@ -335,13 +390,21 @@ impl Vit {
             }
             let mut l = LinearConfig::new(din, dout).init(device);
             l.weight = Param::from_tensor(tensor(t, [din, dout], device));
-            l.bias = Some(Param::from_tensor(w.tensor(&format!("{name}.bias"), [dout], device)?));
+            l.bias = Some(Param::from_tensor(w.tensor(
+                &format!("{name}.bias"),
+                [dout],
+                device,
+            )?));
             Ok(l)
         };
         let ln = |name: &str| -> Result<LayerNorm, WeightsError> {
             let mut l = LayerNormConfig::new(d).with_epsilon(1e-6).init(device);
             l.gamma = Param::from_tensor(w.tensor(&format!("{name}.weight"), [d], device)?);
-            l.beta = Some(Param::from_tensor(w.tensor(&format!("{name}.bias"), [d], device)?));
+            l.beta = Some(Param::from_tensor(w.tensor(
+                &format!("{name}.bias"),
+                [d],
+                device,
+            )?));
             Ok(l)
         };
         let hidden = config.hidden();
@@ -350,25 +413,67 @@ impl Vit {
             let p = format!("blocks.{i}");
             blocks.push(Block {
                 norm1: ln(&format!("{p}.norm1"))?,
-                attn: Attention { qkv: lin(&format!("{p}.attn.qkv"), d, 3 * d)?, proj: lin(&format!("{p}.attn.proj"), d, d)?, heads: config.heads },
-                ls1: if config.layer_scale { Some(Param::from_tensor(w.tensor(&format!("{p}.ls1.gamma"), [d], device)?)) } else { None },
+                attn: Attention {
+                    qkv: lin(&format!("{p}.attn.qkv"), d, 3 * d)?,
+                    proj: lin(&format!("{p}.attn.proj"), d, d)?,
+                    heads: config.heads,
+                },
+                ls1: if config.layer_scale {
+                    Some(Param::from_tensor(w.tensor(
+                        &format!("{p}.ls1.gamma"),
+                        [d],
+                        device,
+                    )?))
+                } else {
+                    None
+                },
                 norm2: ln(&format!("{p}.norm2"))?,
                 mlp: match config.ffn {
-                    Ffn::Mlp => FeedForward::Mlp(Mlp { fc1: lin(&format!("{p}.mlp.fc1"), d, hidden)?, fc2: lin(&format!("{p}.mlp.fc2"), hidden, d)? }),
-                    Ffn::SwiGlu => FeedForward::SwiGlu(SwiGlu { w12: lin(&format!("{p}.mlp.w12"), d, 2 * hidden)?, w3: lin(&format!("{p}.mlp.w3"), hidden, d)? }),
+                    Ffn::Mlp => FeedForward::Mlp(Mlp {
+                        fc1: lin(&format!("{p}.mlp.fc1"), d, hidden)?,
+                        fc2: lin(&format!("{p}.mlp.fc2"), hidden, d)?,
+                    }),
+                    Ffn::SwiGlu => FeedForward::SwiGlu(SwiGlu {
+                        w12: lin(&format!("{p}.mlp.w12"), d, 2 * hidden)?,
+                        w3: lin(&format!("{p}.mlp.w3"), hidden, d)?,
+                    }),
                 },
-                ls2: if config.layer_scale { Some(Param::from_tensor(w.tensor(&format!("{p}.ls2.gamma"), [d], device)?)) } else { None },
+                ls2: if config.layer_scale {
+                    Some(Param::from_tensor(w.tensor(
+                        &format!("{p}.ls2.gamma"),
+                        [d],
+                        device,
+                    )?))
+                } else {
+                    None
+                },
             });
         }
         let mut patch_embed = m.patch_embed;
-        patch_embed.weight = Param::from_tensor(w.tensor("patch_embed.proj.weight", [d, 3, config.patch, config.patch], device)?);
-        patch_embed.bias = Some(Param::from_tensor(w.tensor("patch_embed.proj.bias", [d], device)?));
+        patch_embed.weight = Param::from_tensor(w.tensor(
+            "patch_embed.proj.weight",
+            [d, 3, config.patch, config.patch],
+            device,
+        )?);
+        patch_embed.bias = Some(Param::from_tensor(w.tensor(
+            "patch_embed.proj.bias",
+            [d],
+            device,
+        )?));
         Ok(Vit {
             patch_embed,
             cls_token: Param::from_tensor(w.tensor("cls_token", [1, 1, d], device)?),
-            pos_embed: Param::from_tensor(w.tensor("pos_embed", [1, 1 + config.grid * config.grid, d], device)?),
+            pos_embed: Param::from_tensor(w.tensor(
+                "pos_embed",
+                [1, 1 + config.grid * config.grid, d],
+                device,
+            )?),
             register_tokens: if config.registers > 0 {
-                Some(Param::from_tensor(w.tensor("register_tokens", [1, config.registers, d], device)?))
+                Some(Param::from_tensor(w.tensor(
+                    "register_tokens",
+                    [1, config.registers, d],
+                    device,
+                )?))
             } else {
                 None
             },
@@ -391,7 +496,15 @@ impl Vit {
         let device = pe.device();
         let data: Vec<f32> = pe.clone().into_data().try_into_vec().unwrap_or_default();
         let m = self.grid;
-        let patch = bicubic_scale(&data[d..n1 * d], m, d, gh, gw, (gh as f64 + 0.1) / m as f64, (gw as f64 + 0.1) / m as f64);
+        let patch = bicubic_scale(
+            &data[d..n1 * d],
+            m,
+            d,
+            gh,
+            gw,
+            (gh as f64 + 0.1) / m as f64,
+            (gw as f64 + 0.1) / m as f64,
+        );
         let mut all = data[..d].to_vec();
         all.extend(patch);
         Tensor::from_data(TensorData::new(all, [1, 1 + gh * gw, d]), &device)
@@ -412,7 +525,14 @@ impl Vit {
             // DINOv2 inserts registers after the CLS token, after the position embedding.
             let nr = r.val().dims()[1];
             let n = t.dims()[1];
-            t = Tensor::cat(vec![t.clone().narrow(1, 0, 1), r.val().expand([b, nr, d]), t.narrow(1, 1, n - 1)], 1);
+            t = Tensor::cat(
+                vec![
+                    t.clone().narrow(1, 0, 1),
+                    r.val().expand([b, nr, d]),
+                    t.narrow(1, 1, n - 1),
+                ],
+                1,
+            );
         }
         for blk in &self.blocks {
             t = blk.forward(t);
@@ -432,7 +552,11 @@ fn flatten_chunks(w: &mut Weights) {
     let mut renames = Vec::new();
     for k in keys {
         let parts: Vec<&str> = k.splitn(4, '.').collect();
-        if parts.len() == 4 && parts[0] == "blocks" && parts[1].parse::<usize>().is_ok() && parts[2].parse::<usize>().is_ok() {
+        if parts.len() == 4
+            && parts[0] == "blocks"
+            && parts[1].parse::<usize>().is_ok()
+            && parts[2].parse::<usize>().is_ok()
+        {
             renames.push((k.clone(), format!("blocks.{}.{}", parts[2], parts[3])));
         }
     }

@@ -18,7 +18,9 @@ pub enum WeightsError {
         message: String,
     },
     /// A key the model needs is absent.
-    #[error("{path}: no tensor `{key}` (is this the right checkpoint? it has {count} tensors, e.g. {example})")]
+    #[error(
+        "{path}: no tensor `{key}` (is this the right checkpoint? it has {count} tensors, e.g. {example})"
+    )]
     Missing {
         /// File.
         path: PathBuf,
@@ -53,6 +55,7 @@ impl From<WeightsError> for cedm_engine::NodeError {
 pub struct Weights {
     path: PathBuf,
     tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    metadata: HashMap<String, String>,
 }
 
 fn f16_to_f32(bits: u16) -> f32 {
@@ -80,12 +83,18 @@ fn f16_to_f32(bits: u16) -> f32 {
 
 fn to_f32(bytes: &[u8], dtype: &str) -> Option<Vec<f32>> {
     Some(match dtype {
-        "F32" => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        "F32" => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
         "F64" => bytes
             .chunks_exact(8)
             .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
             .collect(),
-        "F16" => bytes.chunks_exact(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect(),
+        "F16" => bytes
+            .chunks_exact(2)
+            .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
+            .collect(),
         "BF16" => bytes
             .chunks_exact(2)
             .map(|b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16))
@@ -105,12 +114,20 @@ impl Weights {
     /// # Errors
     /// When the file cannot be read.
     pub fn load(path: &Path) -> Result<Weights, WeightsError> {
-        let err = |m: String| WeightsError::Read { path: path.to_path_buf(), message: m };
+        let err = |m: String| WeightsError::Read {
+            path: path.to_path_buf(),
+            message: m,
+        };
         let mut tensors = HashMap::new();
+        let mut metadata = HashMap::new();
         let is_st = path.extension().is_some_and(|e| e == "safetensors");
         if is_st {
             let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-            let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err(format!("not a safetensors file: {e}")))?;
+            let st = safetensors::SafeTensors::deserialize(&bytes)
+                .map_err(|e| err(format!("not a safetensors file: {e}")))?;
+            if let Ok((_, m)) = safetensors::SafeTensors::read_metadata(&bytes) {
+                metadata = m.metadata().clone().unwrap_or_default();
+            }
             for (name, view) in st.tensors() {
                 let dtype = format!("{:?}", view.dtype());
                 if let Some(v) = to_f32(view.data(), &dtype) {
@@ -118,7 +135,8 @@ impl Weights {
                 }
             }
         } else {
-            let reader = burn::store::pytorch::PytorchReader::new(path).map_err(|e| err(format!("not a PyTorch checkpoint: {e}")))?;
+            let reader = burn::store::pytorch::PytorchReader::new(path)
+                .map_err(|e| err(format!("not a PyTorch checkpoint: {e}")))?;
             for (name, t) in reader.tensors() {
                 let dtype = format!("{:?}", t.dtype()).to_uppercase();
                 let bytes = t.read().map_err(|e| err(format!("tensor `{name}`: {e}")))?;
@@ -137,12 +155,25 @@ impl Weights {
         if tensors.is_empty() {
             return Err(err("holds no float tensors".into()));
         }
-        Ok(Weights { path: path.to_path_buf(), tensors })
+        Ok(Weights {
+            path: path.to_path_buf(),
+            tensors,
+            metadata,
+        })
     }
 
     /// Build from a map (tests).
     pub fn from_map(path: &str, tensors: HashMap<String, (Vec<usize>, Vec<f32>)>) -> Weights {
-        Weights { path: PathBuf::from(path), tensors }
+        Weights {
+            path: PathBuf::from(path),
+            tensors,
+            metadata: HashMap::new(),
+        }
+    }
+
+    /// The safetensors `__metadata__` (empty for other formats).
+    pub fn metadata(&self) -> &HashMap<String, String> {
+        &self.metadata
     }
 
     /// Keys present.
@@ -160,7 +191,12 @@ impl Weights {
     /// Remove every key starting with `prefix` and put it back without it (e.g. `module.`,
     /// `teacher.backbone.` in DINO training checkpoints).
     pub fn strip_prefix(&mut self, prefix: &str) {
-        let keys: Vec<String> = self.tensors.keys().filter(|k| k.starts_with(prefix)).cloned().collect();
+        let keys: Vec<String> = self
+            .tensors
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
         for k in keys {
             if let Some(v) = self.tensors.remove(&k) {
                 self.tensors.insert(k[prefix.len()..].to_string(), v);
@@ -182,15 +218,18 @@ impl Weights {
     /// # Errors
     /// When the key is missing.
     pub fn get(&self, key: &str) -> Result<(&[usize], &[f32]), WeightsError> {
-        self.tensors.get(key).map(|(s, v)| (s.as_slice(), v.as_slice())).ok_or_else(|| {
-            let keys = self.keys();
-            WeightsError::Missing {
-                path: self.path.clone(),
-                key: key.to_string(),
-                count: keys.len(),
-                example: keys.iter().take(3).copied().collect::<Vec<_>>().join(", "),
-            }
-        })
+        self.tensors
+            .get(key)
+            .map(|(s, v)| (s.as_slice(), v.as_slice()))
+            .ok_or_else(|| {
+                let keys = self.keys();
+                WeightsError::Missing {
+                    path: self.path.clone(),
+                    key: key.to_string(),
+                    count: keys.len(),
+                    example: keys.iter().take(3).copied().collect::<Vec<_>>().join(", "),
+                }
+            })
     }
 
     /// Values of a key, checking its shape.
@@ -200,7 +239,12 @@ impl Weights {
     pub fn values(&self, key: &str, shape: &[usize]) -> Result<Vec<f32>, WeightsError> {
         let (s, v) = self.get(key)?;
         if s != shape {
-            return Err(WeightsError::Shape { path: self.path.clone(), key: key.into(), have: s.to_vec(), want: shape.to_vec() });
+            return Err(WeightsError::Shape {
+                path: self.path.clone(),
+                key: key.into(),
+                have: s.to_vec(),
+                want: shape.to_vec(),
+            });
         }
         Ok(v.to_vec())
     }
@@ -209,7 +253,12 @@ impl Weights {
     ///
     /// # Errors
     /// When missing or of another shape.
-    pub fn tensor<const D: usize>(&self, key: &str, shape: [usize; D], device: &Device) -> Result<Tensor<D>, WeightsError> {
+    pub fn tensor<const D: usize>(
+        &self,
+        key: &str,
+        shape: [usize; D],
+        device: &Device,
+    ) -> Result<Tensor<D>, WeightsError> {
         let v = self.values(key, &shape)?;
         Ok(Tensor::from_data(TensorData::new(v, shape), device))
     }

@@ -1,0 +1,206 @@
+//! FID and FDD: the metric nodes in an experiment on real images (real Inception weights), the
+//! `cedm fid` command and its statistics files, and FDD on the tiny ViT parity checkpoint (no
+//! DINOv2 weights exist here).
+
+use std::path::PathBuf;
+
+use crate::util::{Dir, stderr, stdout};
+
+fn assets() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets");
+    assert!(
+        p.join("weights/inception-2015-12-05.safetensors").exists()
+            && p.join("fashion-mnist/.complete").exists(),
+        "assets missing: run scripts/fetch_assets.sh"
+    );
+    p
+}
+
+fn metrics(d: &Dir, label: &str) -> serde_json::Value {
+    let show = stdout(&d.run(&["cache", "show", label, "exp.yaml"]));
+    let line = show
+        .lines()
+        .find(|l| l.trim_start().starts_with("metrics.json"))
+        .unwrap_or_else(|| panic!("metrics.json in\n{show}"));
+    let path = line.split_whitespace().last().unwrap();
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn fid_nodes_compute_reference_once_and_report_runs() {
+    let a = assets();
+    let d = Dir::new();
+    let yaml = |repeats: usize| {
+        format!(
+            "name: fid
+vars: {{w: {a}/weights/inception-2015-12-05.safetensors}}
+nodes:
+  train:
+    kind: data/idx
+    params: {{images: {a}/fashion-mnist/train-images-idx3-ubyte.gz, limit: 40}}
+  other:
+    kind: data/idx
+    params: {{images: {a}/mnist/t10k-images-idx3-ubyte, limit: 40}}
+  ref:
+    kind: metrics/fid_ref
+    inputs: {{images: train}}
+    params: {{weights: \"${{w}}\"}}
+  fid_other:
+    kind: metrics/fid
+    inputs: {{samples: other, ref: ref}}
+    params: {{weights: \"${{w}}\", repeats: {repeats}}}
+  fid_self:
+    kind: metrics/fid
+    inputs: {{samples: train, ref: ref}}
+    params: {{weights: \"${{w}}\"}}
+",
+            a = a.display()
+        )
+    };
+    d.write("exp.yaml", &yaml(2));
+    let o = d.run(&["run", "exp.yaml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The results table shows the FIDs.
+    assert!(stdout(&o).contains("fid_min"), "{}", stdout(&o));
+    let m = metrics(&d, "fid_other");
+    let runs = m["fid_runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(m["samples_per_run"], 20);
+    let (r0, r1) = (runs[0].as_f64().unwrap(), runs[1].as_f64().unwrap());
+    assert!((m["fid_min"].as_f64().unwrap() - r0.min(r1)).abs() < 1e-9);
+    assert!((m["fid"].as_f64().unwrap() - (r0 + r1) / 2.0).abs() < 1e-9);
+    // MNIST digits are far from Fashion-MNIST; the training set against itself is at 0.
+    let self_fid = metrics(&d, "fid_self")["fid"].as_f64().unwrap();
+    assert!(
+        self_fid.abs() < 1e-6,
+        "FID of a set against its own statistics: {self_fid}"
+    );
+    assert!(r0 > 50.0 && r1 > 50.0, "{r0} {r1}");
+
+    // Another protocol recomputes only that node; the reference statistics stay cached.
+    d.write("exp.yaml", &yaml(1));
+    let s = stdout(&d.run(&["status", "exp.yaml"]));
+    let line = |id: &str| {
+        s.lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .unwrap_or_else(|| panic!("{id} in\n{s}"))
+            .to_string()
+    };
+    assert!(line("ref").contains("cached"), "{s}");
+    assert!(!line("fid_other").contains("cached"), "{s}");
+    assert!(line("fid_self").contains("cached"), "{s}");
+
+    // A reference of the wrong kind and a missing reference are clear errors.
+    let bad = yaml(1).replace(
+        "inputs: {samples: other, ref: ref}",
+        "inputs: {samples: other}",
+    );
+    d.write("exp.yaml", &bad);
+    let o = d.run(&["run", "exp.yaml"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no reference"), "{}", stderr(&o));
+}
+
+#[test]
+fn fid_command_matches_its_saved_statistics() {
+    let a = assets();
+    let d = Dir::new();
+    let fashion = a
+        .join("fashion-mnist/t10k-images-idx3-ubyte.gz")
+        .display()
+        .to_string();
+    let mnist = a.join("mnist/t10k-images-idx3-ubyte").display().to_string();
+    let w = a
+        .join("weights/inception-2015-12-05.safetensors")
+        .display()
+        .to_string();
+    let o = d.run(&["fid", &fashion, &mnist, "--limit", "24", "--weights", &w]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let direct = stdout(&o);
+    assert!(direct.starts_with("FID: "), "{direct}");
+    let stats = d.path().join("fashion.npz");
+    let o = d.run(&[
+        "fid",
+        "--save-stats",
+        &fashion,
+        &stats.display().to_string(),
+        "--limit",
+        "24",
+        "--weights",
+        &w,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = d.run(&[
+        "fid",
+        &stats.display().to_string(),
+        &mnist,
+        "--limit",
+        "24",
+        "--weights",
+        &w,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), direct, "FID from saved statistics differs");
+    // Statistics against themselves: 0.
+    let o = d.run(&[
+        "fid",
+        &stats.display().to_string(),
+        &stats.display().to_string(),
+    ]);
+    let v: f64 = stdout(&o)
+        .trim()
+        .trim_start_matches("FID: ")
+        .parse()
+        .unwrap();
+    assert!(v.abs() < 1e-6, "{v}");
+    // Without --weights, the default location is looked up and its absence explained.
+    let o = d.run(&["fid", &fashion, &mnist, "--limit", "2"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("fetch_assets.sh"), "{}", stderr(&o));
+    // FDD needs a checkpoint.
+    let o = d.run(&["fid", "--metric", "fdd", &fashion, &mnist]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("needs --weights"), "{}", stderr(&o));
+}
+
+#[test]
+fn fdd_nodes_run_a_custom_dinov2_checkpoint() {
+    let a = assets();
+    let fixture =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/parity/vit_dinov2_tiny.safetensors");
+    let d = Dir::new();
+    d.write(
+        "exp.yaml",
+        &format!(
+            "name: fdd
+nodes:
+  train:
+    kind: data/idx
+    params: {{images: {a}/fashion-mnist/train-images-idx3-ubyte.gz, limit: 200}}
+  other:
+    kind: data/idx
+    params: {{images: {a}/mnist/t10k-images-idx3-ubyte, limit: 200}}
+  ref:
+    kind: metrics/fdd_ref
+    inputs: {{images: train}}
+    params: {{model: custom, arch: {{patch: 7, dim: 32, depth: 2, heads: 4, grid: 6, layer_scale: true}}, weights: {w}, resolution: 28}}
+  fdd:
+    kind: metrics/fdd
+    inputs: {{samples: other, ref: ref}}
+    params: {{model: custom, arch: {{patch: 7, dim: 32, depth: 2, heads: 4, grid: 6, layer_scale: true}}, weights: {w}, resolution: 28}}
+  fdd_self:
+    kind: metrics/fdd
+    inputs: {{samples: train, ref: ref}}
+    params: {{model: custom, arch: {{patch: 7, dim: 32, depth: 2, heads: 4, grid: 6, layer_scale: true}}, weights: {w}, resolution: 28}}
+",
+            a = a.display(),
+            w = fixture.display()
+        ),
+    );
+    let o = d.run(&["run", "exp.yaml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let other = metrics(&d, "fdd")["fdd"].as_f64().unwrap();
+    let same = metrics(&d, "fdd_self")["fdd"].as_f64().unwrap();
+    assert!(same.abs() < 1e-6, "{same}");
+    assert!(other > 0.01, "{other}");
+}
