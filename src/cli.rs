@@ -233,9 +233,15 @@ pub struct RunArgs {
     /// Recompute these nodes even if cached.
     #[arg(long, value_name = "NODE", num_args = 1..)]
     pub force: Vec<String>,
-    /// Most nodes running at once.
-    #[arg(long, short, default_value_t = 2, value_name = "N")]
-    pub jobs: usize,
+    /// Most nodes running at once [default: 2 locally, 100 with --executor slurm].
+    #[arg(long, short, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Where nodes run: in this process, or as Slurm jobs (`cedm exec KEY` on compute nodes,
+    /// the cache on a shared filesystem).
+    #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
+    pub executor: ExecutorKind,
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
     /// Device for nodes that use one: cpu, wgpu[:N], cuda[:N] [default: the YAML's `device`, else cpu].
     #[arg(long, value_name = "DEVICE")]
     pub device: Option<String>,
@@ -244,6 +250,44 @@ pub struct RunArgs {
     pub dry_run: bool,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// Executors.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecutorKind {
+    /// Threads of this process.
+    Local,
+    /// One `sbatch` job per node (job arrays for a sweep's fan-out).
+    Slurm,
+}
+
+/// Options of `--executor slurm`.
+#[derive(Args, Debug, Clone)]
+pub struct SlurmArgs {
+    /// Slurm partition (a node's `resources: {partition}` wins).
+    #[arg(long, value_name = "P")]
+    pub partition: Option<String>,
+    /// Slurm account.
+    #[arg(long, value_name = "A")]
+    pub account: Option<String>,
+    /// Slurm QOS.
+    #[arg(long, value_name = "Q")]
+    pub qos: Option<String>,
+    /// Extra sbatch argument, verbatim (repeatable), e.g. `--sbatch-arg=--exclusive`.
+    #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub sbatch_args: Vec<String>,
+    /// Seconds between squeue polls.
+    #[arg(long, default_value_t = 5.0, value_name = "S")]
+    pub poll_seconds: f64,
+    /// Seconds before the time limit at which jobs are told to checkpoint (SIGUSR2).
+    #[arg(long, default_value_t = 120, value_name = "S")]
+    pub signal_seconds: u32,
+    /// Resubmissions of a job stopped at the time-limit warning.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub max_resubmits: u32,
+    /// Most array tasks of one submission running at once (`--array=…%P`); 0 = no limit.
+    #[arg(long, default_value_t = 0, value_name = "P")]
+    pub array_parallel: usize,
 }
 
 /// `cedm status`.
@@ -340,6 +384,9 @@ pub struct KindsArgs {
 pub struct ExecArgs {
     /// The key to compute.
     pub key: String,
+    /// Write the exit code here when done (what the Slurm executor polls for).
+    #[arg(long, value_name = "FILE")]
+    pub exit_code_file: Option<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -135,13 +135,18 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, CliError> {
         print_status(&plan, &statuses);
         return Ok(ExitCode::SUCCESS);
     }
+    let slurm = a.executor == crate::cli::ExecutorKind::Slurm;
     let opts = RunOptions {
         only: a.only.clone(),
         force: a.force.clone(),
-        jobs: a.jobs.max(1),
+        jobs: a.jobs.unwrap_or(if slurm { 100 } else { 2 }).max(1),
         device: a.device.clone(),
         stop: stop_flag(),
-        executor: "local".into(),
+        executor: if slurm {
+            "slurm".into()
+        } else {
+            "local".into()
+        },
     };
     let human = Human::new(a.output.verbose);
     let json = JsonLines::new();
@@ -151,7 +156,35 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, CliError> {
         registry: &reg,
         reporter,
     };
-    let summary = cedm_engine::run(&plan, &engine, &opts)?;
+    let summary = if slurm {
+        if !cedm_engine::slurm::available() {
+            return Err(CliError::Other(
+                "--executor slurm: `sinfo` does not answer here (is this a Slurm login node with the client tools on PATH?)".into(),
+            ));
+        }
+        let exe = std::env::current_exe()
+            .map_err(|e| CliError::Other(format!("cannot find the cedm binary: {e}")))?;
+        let mut so = cedm_engine::slurm::SlurmOptions::new(exe);
+        so.partition = a.slurm.partition.clone();
+        so.account = a.slurm.account.clone();
+        so.qos = a.slurm.qos.clone();
+        so.sbatch_args = a.slurm.sbatch_args.clone();
+        so.poll = std::time::Duration::from_secs_f64(a.slurm.poll_seconds.max(0.1));
+        so.signal_seconds = a.slurm.signal_seconds;
+        so.max_resubmits = a.slurm.max_resubmits;
+        so.array_parallel = a.slurm.array_parallel;
+        let executor = cedm_engine::slurm::SlurmExecutor::new(&cache, so)
+            .map_err(|e| CliError::Other(e.to_string()))?;
+        if !a.output.json {
+            eprintln!(
+                "Slurm: jobs write their scripts, logs and exit codes to {}",
+                executor.dir().display()
+            );
+        }
+        cedm_engine::run_with(&plan, &engine, &opts, &executor)?
+    } else {
+        cedm_engine::run(&plan, &engine, &opts)?
+    };
     if !a.output.json {
         human.finish();
         let ran = summary.count(|o| matches!(o, Outcome::Ran(_)));
@@ -176,6 +209,9 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, CliError> {
             }
         }
         render::results_table(&plan, &summary, &cache);
+        let records: Vec<Option<&cedm_cache::Record>> =
+            summary.outcomes.iter().map(|o| o.record()).collect();
+        render::summary_table(&plan, &records, &cache);
     }
     Ok(if summary.interrupted {
         ExitCode::from(130)
@@ -258,25 +294,53 @@ pub fn exec(cli: &Cli, a: &ExecArgs) -> Result<ExitCode, CliError> {
     let human = Human::new(a.output.verbose);
     let json = JsonLines::new();
     let reporter: &dyn Reporter = if a.output.json { &json } else { &human };
-    let executor = std::env::var("SLURM_JOB_ID")
-        .map(|j| format!("slurm:{j}"))
-        .unwrap_or_else(|_| "exec".into());
-    match cedm_engine::task::execute_locked(&task, &cache, &reg, reporter, &stop, &executor) {
+    let executor = match (
+        std::env::var("SLURM_ARRAY_JOB_ID"),
+        std::env::var("SLURM_ARRAY_TASK_ID"),
+        std::env::var("SLURM_JOB_ID"),
+    ) {
+        (Ok(a), Ok(t), _) => format!("slurm:{a}_{t}"),
+        (_, _, Ok(j)) => format!("slurm:{j}"),
+        _ => "exec".into(),
+    };
+    let code = exec_code(&task, &cache, &reg, reporter, &stop, &executor);
+    if let Some(f) = &a.exit_code_file {
+        // Written last, atomically: the Slurm driver takes the file's presence as "done".
+        let tmp = f.with_extension("exit.tmp");
+        let code_num = code.1;
+        if std::fs::write(&tmp, format!("{code_num}\n"))
+            .and_then(|()| std::fs::rename(&tmp, f))
+            .is_err()
+        {
+            eprintln!("cannot write the exit code to {}", f.display());
+        }
+    }
+    Ok(code.0)
+}
+
+fn exec_code(
+    task: &cedm_engine::Task,
+    cache: &cedm_cache::Cache,
+    reg: &cedm_engine::Registry,
+    reporter: &dyn Reporter,
+    stop: &std::sync::atomic::AtomicBool,
+    executor: &str,
+) -> (ExitCode, u8) {
+    match cedm_engine::task::execute_locked(task, cache, reg, reporter, stop, executor) {
         Ok(o) => {
             let r = o.record();
             eprintln!("{} {} {}", paint("✓", "32"), task.instance, r.key.short());
-            Ok(ExitCode::SUCCESS)
+            (ExitCode::SUCCESS, 0)
         }
-        Err(cedm_engine::TaskError::Interrupted) => Ok(ExitCode::from(130)),
+        Err(cedm_engine::TaskError::Interrupted) => (ExitCode::from(130), 130),
         Err(e) => {
             eprintln!("{} {} failed: {e}", paint("✗", "31"), task.instance);
-            Ok(ExitCode::from(
-                if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    130
-                } else {
-                    1
-                },
-            ))
+            let c = if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                130
+            } else {
+                1
+            };
+            (ExitCode::from(c), c)
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod key;
 pub mod node;
 pub mod plan;
 pub mod run;
+pub mod slurm;
 pub mod spec;
 pub mod task;
 pub mod toy;
@@ -28,8 +29,8 @@ use std::path::{Path, PathBuf};
 pub use diag::{Problem, SpecError};
 pub use event::{Event, EventKind, Reason, Reporter, Status};
 pub use node::{
-    Artifact, Checked, FileParam, Node, NodeError, ParamError, Progress, Registry, Resources,
-    RunContext, Slot, check_typed,
+    Artifact, BatchDefaults, Checked, FileParam, Node, NodeError, ParamError, Progress, Registry,
+    Resources, RunContext, Slot, check_typed,
 };
 pub use plan::{Instance, Plan, expand};
 pub use run::{
@@ -37,7 +38,7 @@ pub use run::{
     run, run_with, status,
 };
 pub use spec::Experiment;
-pub use task::{Task, TaskError, TaskOutcome, load_task, save_task};
+pub use task::{BatchResources, Task, TaskError, TaskOutcome, load_task, save_task};
 
 /// Errors of loading and planning an experiment.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]

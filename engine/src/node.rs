@@ -271,6 +271,32 @@ pub trait Node: Send + Sync {
     /// # Errors
     /// Anything that stops the node; nothing is published then.
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError>;
+    /// What a batch job of this kind reserves by default (CPU cores, memory, wall time);
+    /// `resources:` in the YAML overrides it per node.
+    fn batch_defaults(&self) -> BatchDefaults {
+        BatchDefaults::default()
+    }
+}
+
+/// A kind's default batch reservation (see [`Node::batch_defaults`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchDefaults {
+    /// CPU cores.
+    pub cpus: u32,
+    /// Memory in GiB.
+    pub mem_gb: u32,
+    /// Wall time in minutes.
+    pub minutes: u32,
+}
+
+impl Default for BatchDefaults {
+    fn default() -> Self {
+        BatchDefaults {
+            cpus: 2,
+            mem_gb: 8,
+            minutes: 60,
+        }
+    }
 }
 
 /// The list of known node kinds.

@@ -609,7 +609,10 @@ pub fn run_with(
                         interrupted = true;
                         continue;
                     }
-                    let needs_gpu = device.is_gpu() && inst.resources.gpus > 0;
+                    // Local runs share this machine's accelerator; a batch executor leaves GPUs
+                    // to the batch system.
+                    let needs_gpu =
+                        device.is_gpu() && inst.resources.gpus > 0 && opts.executor == "local";
                     let gpu_busy = needs_gpu
                         && gpus_in_use > 0
                         && gpus_in_use + inst.resources.gpus > gpu_capacity;
@@ -632,6 +635,11 @@ pub fn run_with(
                             .collect(),
                         device: device.to_string(),
                         reason,
+                        resources: crate::task::BatchResources::resolve(
+                            inst.kind,
+                            inst.resources.gpus,
+                            &inst.resource_spec,
+                        ),
                     };
                     state[i] = State::Running;
                     keys[i] = Some(key);
@@ -669,7 +677,7 @@ pub fn run_with(
             let Ok((i, out)) = rx.recv() else { break };
             running -= 1;
             let inst = &plan.instances[i];
-            if device.is_gpu() && inst.resources.gpus > 0 {
+            if device.is_gpu() && inst.resources.gpus > 0 && opts.executor == "local" {
                 gpus_in_use = gpus_in_use.saturating_sub(inst.resources.gpus);
             }
             match out {

@@ -39,6 +39,52 @@ pub struct Task {
     pub device: String,
     /// Why it runs (for the Started event).
     pub reason: Reason,
+    /// What a batch job for it reserves (the kind's defaults with the YAML's overrides).
+    #[serde(default)]
+    pub resources: BatchResources,
+}
+
+/// A batch job's reservation, resolved.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct BatchResources {
+    /// GPUs.
+    pub gpus: u32,
+    /// CPU cores.
+    pub cpus: u32,
+    /// Memory (Slurm syntax, e.g. `16G`).
+    pub mem: String,
+    /// Wall time (Slurm syntax, e.g. `4:00:00`).
+    pub time: String,
+    /// Partition.
+    pub partition: Option<String>,
+    /// Account.
+    pub account: Option<String>,
+    /// QOS.
+    pub qos: Option<String>,
+    /// Constraint.
+    pub constraint: Option<String>,
+}
+
+impl BatchResources {
+    /// The kind's defaults overridden by the YAML's `resources:`.
+    pub fn resolve(
+        kind: &dyn crate::node::Node,
+        gpus: u32,
+        spec: &crate::plan::ResourceSpec,
+    ) -> BatchResources {
+        let d = kind.batch_defaults();
+        let time = format!("{}:{:02}:00", d.minutes / 60, d.minutes % 60);
+        BatchResources {
+            gpus: spec.gpus.unwrap_or(gpus),
+            cpus: spec.cpus.unwrap_or(d.cpus),
+            mem: spec.mem.clone().unwrap_or_else(|| format!("{}G", d.mem_gb)),
+            time: spec.time.clone().unwrap_or(time),
+            partition: spec.partition.clone(),
+            account: spec.account.clone(),
+            qos: spec.qos.clone(),
+            constraint: spec.constraint.clone(),
+        }
+    }
 }
 
 /// How a task ended.

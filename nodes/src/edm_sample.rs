@@ -211,6 +211,13 @@ impl Node for EdmSample {
             resources: Resources { gpus: 1 },
         })
     }
+    fn batch_defaults(&self) -> cedm_engine::BatchDefaults {
+        cedm_engine::BatchDefaults {
+            cpus: 8,
+            mem_gb: 32,
+            minutes: 720,
+        }
+    }
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let p: Params = ctx.params()?;
         let comp = compute(ctx.device())?;

@@ -479,6 +479,13 @@ impl Node for EdmTrain {
             resources: Resources { gpus: 1 },
         })
     }
+    fn batch_defaults(&self) -> cedm_engine::BatchDefaults {
+        cedm_engine::BatchDefaults {
+            cpus: 8,
+            mem_gb: 64,
+            minutes: 2880,
+        }
+    }
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let p: Params = ctx.params()?;
         let set = ImageSet::read(ctx.require("images")?)?;

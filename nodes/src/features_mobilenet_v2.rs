@@ -148,6 +148,13 @@ impl Node for FeaturesMobileNetV2 {
             resources: Resources { gpus: 1 },
         })
     }
+    fn batch_defaults(&self) -> cedm_engine::BatchDefaults {
+        cedm_engine::BatchDefaults {
+            cpus: 8,
+            mem_gb: 32,
+            minutes: 240,
+        }
+    }
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let p: Params = ctx.params()?;
         let set = ImageSet::read(ctx.require("images")?)?;

@@ -225,6 +225,13 @@ impl Node for FeaturesKnn {
             resources: Resources::default(),
         })
     }
+    fn batch_defaults(&self) -> cedm_engine::BatchDefaults {
+        cedm_engine::BatchDefaults {
+            cpus: 8,
+            mem_gb: 64,
+            minutes: 120,
+        }
+    }
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let p: Params = ctx.params()?;
         let f = Features::read(ctx.require("features")?)?;

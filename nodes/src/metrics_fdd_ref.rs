@@ -140,6 +140,13 @@ impl Node for FddRef {
             resources: Resources { gpus: 1 },
         })
     }
+    fn batch_defaults(&self) -> cedm_engine::BatchDefaults {
+        cedm_engine::BatchDefaults {
+            cpus: 8,
+            mem_gb: 32,
+            minutes: 240,
+        }
+    }
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let p: Params = ctx.params()?;
         let set = ImageSet::read(ctx.require("images")?)?;

@@ -8,3 +8,4 @@ mod engine;
 mod features;
 mod kinds;
 mod metrics;
+mod slurm;
