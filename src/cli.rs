@@ -26,6 +26,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Print the expanded graph of an experiment.
     Dag(DagArgs),
+    /// Write a static HTML report of an experiment's cached results: FID against C, cluster
+    /// statistics, training curves, sample grids (no server; opens from disk).
+    Report(ReportArgs),
     /// Inspect and maintain the artifact cache.
     #[command(subcommand)]
     Cache(CacheCommand),
@@ -288,6 +291,16 @@ pub struct SlurmArgs {
     /// Most array tasks of one submission running at once (`--array=…%P`); 0 = no limit.
     #[arg(long, default_value_t = 0, value_name = "P")]
     pub array_parallel: usize,
+}
+
+/// `cedm report`.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Experiment YAML file.
+    pub file: PathBuf,
+    /// Output directory [default: `report-<name>/` beside the experiment file].
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
 }
 
 /// `cedm status`.

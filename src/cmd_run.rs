@@ -209,8 +209,11 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, CliError> {
             }
         }
         render::results_table(&plan, &summary, &cache);
-        let records: Vec<Option<&cedm_cache::Record>> =
-            summary.outcomes.iter().map(|o| o.record()).collect();
+        let records: Vec<Option<cedm_cache::Record>> = summary
+            .outcomes
+            .iter()
+            .map(|o| o.record().cloned())
+            .collect();
         render::summary_table(&plan, &records, &cache);
     }
     Ok(if summary.interrupted {

@@ -13,8 +13,11 @@ mod cli;
 mod cmd_bench;
 mod cmd_cache;
 mod cmd_kinds;
+mod cmd_report;
 mod cmd_run;
 mod render;
+mod results;
+mod svg;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -120,6 +123,7 @@ fn main() -> ExitCode {
         Command::Features(ref a) => cmd_bench::features(a),
         Command::Bench(ref b) => cmd_bench::bench(b),
         Command::Fid(ref a) => cmd_bench::fid(a),
+        Command::Report(ref a) => cmd_report::report(&cli, a),
     };
     match result {
         Ok(code) => code,

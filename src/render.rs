@@ -382,181 +382,33 @@ pub fn results_table(
     }
 }
 
-/// Where an EDM's conditioning labels came from, by the kind of the node that made them.
-fn label_source(plan: &cedm_engine::Plan, train: usize) -> (String, Option<usize>) {
-    match plan.instances[train].inputs.get("labels") {
-        None => ("unconditional".into(), None),
-        Some(&l) => {
-            let kind = plan.instances[l].kind.kind();
-            let name = match kind {
-                "cluster/temi" => "TEMI".to_string(),
-                "cluster/kmeans" => "k-means".to_string(),
-                k if k.starts_with("data/") => "ground truth".to_string(),
-                _ => plan.instances[l].node.clone(),
-            };
-            (name, Some(l))
-        }
-    }
-}
-
-/// The first instance of `kind` upstream of `from` (breadth-first), if any.
-fn upstream(plan: &cedm_engine::Plan, from: usize, kind: &str) -> Option<usize> {
-    let mut queue = std::collections::VecDeque::from([from]);
-    let mut seen = std::collections::BTreeSet::new();
-    while let Some(i) = queue.pop_front() {
-        if !seen.insert(i) {
-            continue;
-        }
-        if i != from && plan.instances[i].kind.kind() == kind {
-            return Some(i);
-        }
-        queue.extend(plan.instances[i].inputs.values().copied());
-    }
-    None
-}
-
 /// After a run: one table of the sample-quality metrics (FID / FDD) with, for each, the swept
 /// variables, where the EDM's labels came from, how samples were conditioned, and — joined from
 /// the clustering nodes and the `cluster/metrics` nodes that read them — C, C_u and
 /// ACC/NMI/ANMI against the ground truth.
 pub fn summary_table(
     plan: &cedm_engine::Plan,
-    records: &[Option<&cedm_cache::Record>],
+    records: &[Option<cedm_cache::Record>],
     cache: &cedm_cache::Cache,
 ) {
-    use std::collections::BTreeMap;
-    let metrics = |i: usize| -> Option<serde_json::Map<String, serde_json::Value>> {
-        let r = records.get(i).copied().flatten()?;
-        let m = r.outputs.get("metrics.json")?;
-        let bytes = cache.read_object(&m.digest).ok()?;
-        serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()?
-            .as_object()
-            .cloned()
-    };
-    let num = |m: &serde_json::Map<String, serde_json::Value>,
-               k: &str,
-               digits: usize|
-     -> Option<String> {
-        m.get(k)
-            .and_then(serde_json::Value::as_f64)
-            .map(|v| format!("{v:.digits$}"))
-    };
-    let mut var_names: Vec<String> = Vec::new();
-    let mut rows: Vec<BTreeMap<String, String>> = Vec::new();
-    for inst in &plan.instances {
-        let kind = inst.kind.kind();
-        let metric = match kind {
-            "metrics/fid" => "fid",
-            "metrics/fdd" => "fdd",
-            _ => continue,
-        };
-        let Some(m) = metrics(inst.index) else {
-            continue;
-        };
-        let mut row = BTreeMap::new();
-        row.insert("metric node".to_string(), inst.label.clone());
-        for (k, v) in &inst.vars {
-            if !var_names.contains(k) {
-                var_names.push(k.clone());
-            }
-            row.insert(
-                k.clone(),
-                v.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| v.to_string()),
-            );
-        }
-        let runs = m
-            .get(&format!("{metric}_runs"))
-            .and_then(|v| v.as_array())
-            .map_or(1, Vec::len);
-        if let Some(v) = num(&m, metric, 2) {
-            let cell = if runs > 1 {
-                format!(
-                    "{v} ± {}",
-                    num(&m, &format!("{metric}_std"), 2).unwrap_or_default()
-                )
-            } else {
-                v
-            };
-            row.insert(metric.to_uppercase(), cell);
-        }
-        if runs > 1 {
-            if let Some(v) = num(&m, &format!("{metric}_min"), 2) {
-                row.insert(format!("{} min", metric.to_uppercase()), v);
-            }
-        }
-        if let Some(sample) = upstream(plan, inst.index, "edm/sample") {
-            if let Some(train) = upstream(plan, sample, "edm/train") {
-                let (source, labels) = label_source(plan, train);
-                row.insert("labels".into(), source.clone());
-                if source != "unconditional" {
-                    let cond = plan.instances[sample]
-                        .params
-                        .get("condition")
-                        .and_then(|v| v.as_str())
-                        .unwrap_or("q");
-                    let cond = match plan.instances[sample]
-                        .params
-                        .get("class")
-                        .and_then(serde_json::Value::as_u64)
-                    {
-                        Some(k) => format!("class {k}"),
-                        None => cond.to_string(),
-                    };
-                    row.insert("sampling".into(), cond);
-                }
-                if let Some(l) = labels {
-                    if let Some(cm) = metrics(l) {
-                        if let Some(c) = cm.get("clusters") {
-                            row.insert("C".into(), c.to_string());
-                        }
-                        if let Some(c) = cm.get("used_clusters") {
-                            row.insert("C_u".into(), c.to_string());
-                        }
-                    }
-                    // ACC/NMI/ANMI from a cluster/metrics node that reads the same clusters.
-                    let scorer = plan.instances.iter().find(|s| {
-                        s.kind.kind() == "cluster/metrics" && s.inputs.get("clusters") == Some(&l)
-                    });
-                    if let Some(sm) = scorer.and_then(|s| metrics(s.index)) {
-                        for k in ["acc", "nmi", "anmi"] {
-                            if let Some(v) = num(&sm, k, 1) {
-                                row.insert(k.to_uppercase(), v);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        rows.push(row);
-    }
+    let rows = crate::results::rows(plan, records, cache);
     if rows.is_empty() {
         return;
     }
-    let mut cols: Vec<String> = vec!["metric node".into()];
-    cols.extend(var_names.iter().filter(|v| v.as_str() != "C").cloned());
-    for c in [
-        "labels", "sampling", "C", "C_u", "FID", "FID min", "FDD", "FDD min", "ACC", "NMI", "ANMI",
-    ] {
-        if rows.iter().any(|r| r.contains_key(c)) {
-            cols.push(c.to_string());
-        }
-    }
+    let (cols, cells) = summary_cells(&rows);
     let widths: Vec<usize> = cols
         .iter()
-        .map(|c| {
-            rows.iter()
-                .map(|r| r.get(c).map_or(1, |v| v.chars().count()))
+        .enumerate()
+        .map(|(j, c)| {
+            cells
+                .iter()
+                .map(|r| r[j].chars().count())
                 .max()
                 .unwrap_or(1)
                 .max(c.chars().count())
         })
         .collect();
-    crate::outln!();
-    crate::outln!("Summary");
-    let fmt_row = |cells: Vec<String>| -> String {
+    let fmt_row = |cells: &[String]| -> String {
         cells
             .iter()
             .zip(&widths)
@@ -571,15 +423,75 @@ pub fn summary_table(
             .collect::<Vec<_>>()
             .join("  ")
     };
-    crate::outln!("{}", fmt_row(cols.clone()));
-    for r in &rows {
-        crate::outln!(
-            "{}",
-            fmt_row(
-                cols.iter()
-                    .map(|c| r.get(c).cloned().unwrap_or_else(|| "-".into()))
-                    .collect()
-            )
-        );
+    crate::outln!();
+    crate::outln!("Summary");
+    crate::outln!("{}", fmt_row(&cols));
+    for r in &cells {
+        crate::outln!("{}", fmt_row(r));
     }
+}
+
+/// The summary as column names and text cells (also used by `cedm report`).
+pub fn summary_cells(rows: &[crate::results::Row]) -> (Vec<String>, Vec<Vec<String>>) {
+    let f = |v: Option<f64>, d: usize| v.map_or_else(|| "-".to_string(), |x| format!("{x:.d$}"));
+    let mut var_names: Vec<String> = Vec::new();
+    for r in rows {
+        for k in r.vars.keys() {
+            if k != "C" && !var_names.contains(k) {
+                var_names.push(k.clone());
+            }
+        }
+    }
+    let any = |p: &dyn Fn(&crate::results::Row) -> bool| rows.iter().any(p);
+    let mut cols: Vec<String> = vec!["metric node".into()];
+    cols.extend(var_names.iter().cloned());
+    let mut getters: Vec<Box<dyn Fn(&crate::results::Row) -> String>> = vec![];
+    cols.push("labels".into());
+    getters.push(Box::new(|r| r.source.clone()));
+    if any(&|r| r.sampling.is_some()) {
+        cols.push("sampling".into());
+        getters.push(Box::new(|r| {
+            r.sampling.clone().unwrap_or_else(|| "-".into())
+        }));
+    }
+    if any(&|r| r.c.is_some()) {
+        cols.push("C".into());
+        getters.push(Box::new(move |r| f(r.c, 0)));
+        cols.push("C_u".into());
+        getters.push(Box::new(move |r| f(r.c_u, 0)));
+    }
+    cols.push("metric".into());
+    getters.push(Box::new(|r| r.kind.to_uppercase()));
+    cols.push("value".into());
+    getters.push(Box::new(move |r| {
+        if r.runs > 1 {
+            format!("{} ± {}", f(r.value, 2), f(r.std, 2))
+        } else {
+            f(r.value, 2)
+        }
+    }));
+    if any(&|r| r.runs > 1) {
+        cols.push("min".into());
+        getters.push(Box::new(move |r| f(r.min, 2)));
+    }
+    if any(&|r| r.acc.is_some()) {
+        for (name, g) in [("ACC", 0), ("NMI", 1), ("ANMI", 2)] {
+            cols.push(name.into());
+            getters.push(Box::new(move |r| f([r.acc, r.nmi, r.anmi][g], 1)));
+        }
+    }
+    let cells = rows
+        .iter()
+        .map(|r| {
+            let mut c = vec![r.label.clone()];
+            c.extend(
+                var_names
+                    .iter()
+                    .map(|v| r.vars.get(v).cloned().unwrap_or_else(|| "-".into())),
+            );
+            c.extend(getters.iter().map(|g| g(r)));
+            c
+        })
+        .collect();
+    (cols, cells)
 }

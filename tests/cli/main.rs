@@ -8,4 +8,5 @@ mod engine;
 mod features;
 mod kinds;
 mod metrics;
+mod report;
 mod slurm;

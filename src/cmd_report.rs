@@ -1,0 +1,654 @@
+//! `cedm report FILE [-o DIR]`: a static HTML page of an experiment's cached results — FID/FDD
+//! against C per label source, cluster statistics against C, training curves, sample grids, the
+//! same noise across C, training images grouped by cluster — each figure with the cache keys it
+//! came from. Plots are inline SVG drawn here; images are PNG files next to the page; nothing is
+//! fetched when the page is viewed.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use cedm_cache::{Cache, Record};
+use cedm_engine::Plan;
+use cedm_nodes::images::{ImageSet, write_grid_rows};
+
+use crate::cli::{Cli, ReportArgs};
+use crate::results::{self, Row, cached_records, json_output};
+use crate::svg::{Series, Style, plot};
+use cedm_engine::load_plan;
+
+use crate::{CliError, cache_for, registry};
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Mean and sample standard deviation (None for one value).
+fn mean_std(v: &[f64]) -> (f64, Option<f64>) {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    if v.len() < 2 {
+        return (m, None);
+    }
+    (
+        m,
+        Some((v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0)).sqrt()),
+    )
+}
+
+struct Page {
+    body: String,
+    figures: usize,
+}
+
+impl Page {
+    fn section(&mut self, title: &str, intro: &str) {
+        let _ = write!(self.body, "<h2>{}</h2>", esc(title));
+        if !intro.is_empty() {
+            let _ = write!(self.body, "<p class=\"intro\">{}</p>", esc(intro));
+        }
+    }
+
+    /// A figure with its content (HTML), caption and the keys it came from.
+    fn figure(&mut self, content: &str, caption: &str, keys: &[(String, String)]) {
+        self.figures += 1;
+        let _ = write!(
+            self.body,
+            "<figure id=\"fig{}\">{content}<figcaption><b>Figure {}.</b> {}",
+            self.figures,
+            self.figures,
+            esc(caption)
+        );
+        if !keys.is_empty() {
+            let _ = write!(
+                self.body,
+                "<details><summary>cache keys ({})</summary><ul class=\"keys\">",
+                keys.len()
+            );
+            for (label, key) in keys {
+                let _ = write!(
+                    self.body,
+                    "<li><code>{}</code> {}</li>",
+                    esc(key),
+                    esc(label)
+                );
+            }
+            self.body.push_str("</ul></details>");
+        }
+        self.body.push_str("</figcaption></figure>");
+    }
+}
+
+fn keys_of(
+    plan: &Plan,
+    records: &[Option<Record>],
+    idx: impl IntoIterator<Item = usize>,
+) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = idx
+        .into_iter()
+        .filter_map(|i| {
+            results::key(records, i).map(|k| (plan.instances[i].label.clone(), k.to_string()))
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Series name of a row: label source and, for conditional models, the sampling rule.
+fn series_name(r: &Row) -> String {
+    match &r.sampling {
+        Some(s) if s != "q" => format!("{} ({s})", r.source),
+        _ => r.source.clone(),
+    }
+}
+
+fn metric_figures(page: &mut Page, plan: &Plan, records: &[Option<Record>], rows: &[Row]) {
+    for kind in ["fid", "fdd"] {
+        let rs: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.kind == kind && r.value.is_some())
+            .collect();
+        if rs.is_empty() {
+            continue;
+        }
+        let mut groups: BTreeMap<String, Vec<&Row>> = BTreeMap::new();
+        for r in &rs {
+            groups.entry(series_name(r)).or_default().push(r);
+        }
+        let mut series = Vec::new();
+        let mut cs: Vec<f64> = Vec::new();
+        for (name, g) in &groups {
+            let with_c: Vec<&&Row> = g.iter().filter(|r| r.c.is_some()).collect();
+            if with_c.is_empty() {
+                let vals: Vec<f64> = g.iter().filter_map(|r| r.value).collect();
+                let (m, s) = mean_std(&vals);
+                series.push(Series {
+                    name: format!("{name} (n={})", vals.len()),
+                    points: vec![(0.0, m, s)],
+                    style: Style::Baseline,
+                });
+                continue;
+            }
+            let mut by_c: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+            for r in with_c {
+                by_c.entry(r.c.unwrap_or(0.0) as i64)
+                    .or_default()
+                    .push(r.value.unwrap_or(f64::NAN));
+            }
+            let points: Vec<(f64, f64, Option<f64>)> = by_c
+                .iter()
+                .map(|(c, v)| {
+                    let (m, s) = mean_std(v);
+                    cs.push(*c as f64);
+                    (*c as f64, m, s)
+                })
+                .collect();
+            let style = if points.len() > 1 {
+                Style::Line
+            } else {
+                Style::Points
+            };
+            series.push(Series {
+                name: name.clone(),
+                points,
+                style,
+            });
+        }
+        let lo = cs.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = cs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let log_x = lo > 0.0 && hi / lo >= 20.0;
+        let label = kind.to_uppercase();
+        let svg = plot(
+            &format!("{label} against the number of clusters C"),
+            "C (clusters requested)",
+            &label,
+            &series,
+            log_x,
+        );
+        let seeds = rs
+            .iter()
+            .map(|r| r.vars.get("seed").cloned().unwrap_or_default())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        let caption = format!(
+            "{label} of each label source against C; points are means over {} seed(s) with ±1 std, dashed lines the models without clusters (band: ±1 std). Lower is better.",
+            seeds
+        );
+        let mut idx: Vec<usize> = rs.iter().map(|r| r.metric).collect();
+        idx.extend(rs.iter().filter_map(|r| r.labels));
+        page.figure(&svg, &caption, &keys_of(plan, records, idx));
+    }
+}
+
+fn cluster_figures(page: &mut Page, plan: &Plan, records: &[Option<Record>], cache: &Cache) {
+    // (node id) → C → stats over seeds.
+    let mut by_node: BTreeMap<String, BTreeMap<i64, Vec<BTreeMap<&'static str, f64>>>> =
+        BTreeMap::new();
+    let mut idx = Vec::new();
+    for inst in &plan.instances {
+        if !matches!(inst.kind.kind(), "cluster/temi" | "cluster/kmeans")
+            || records[inst.index].is_none()
+        {
+            continue;
+        }
+        let s = results::cluster_stats(plan, records, cache, inst.index);
+        let Some(c) = s.get("C").copied() else {
+            continue;
+        };
+        idx.push(inst.index);
+        by_node
+            .entry(inst.node.clone())
+            .or_default()
+            .entry(c as i64)
+            .or_default()
+            .push(s);
+    }
+    if by_node.is_empty() {
+        return;
+    }
+    let all_c: Vec<f64> = by_node
+        .values()
+        .flat_map(|m| m.keys().map(|c| *c as f64))
+        .collect();
+    let lo = all_c.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = all_c.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let log_x = lo > 0.0 && hi / lo >= 20.0;
+    let series_for = |stat: &str, suffix: bool| -> Vec<Series> {
+        by_node
+            .iter()
+            .filter_map(|(name, cs)| {
+                let points: Vec<(f64, f64, Option<f64>)> = cs
+                    .iter()
+                    .filter_map(|(c, runs)| {
+                        let v: Vec<f64> =
+                            runs.iter().filter_map(|s| s.get(stat).copied()).collect();
+                        if v.is_empty() {
+                            return None;
+                        }
+                        let (m, s) = mean_std(&v);
+                        Some((*c as f64, m, s))
+                    })
+                    .collect();
+                (!points.is_empty()).then(|| Series {
+                    name: if suffix {
+                        format!("{name} {stat}")
+                    } else {
+                        name.clone()
+                    },
+                    style: if points.len() > 1 {
+                        Style::Line
+                    } else {
+                        Style::Points
+                    },
+                    points,
+                })
+            })
+            .collect()
+    };
+    let keys = keys_of(plan, records, idx.clone());
+    let mut content = String::from("<div class=\"row\">");
+    content.push_str(&plot(
+        "Used clusters C_u against C",
+        "C",
+        "C_u",
+        &series_for("C_u", false),
+        log_x,
+    ));
+    content.push_str(&plot(
+        "Cluster imbalance KL(U‖p) against C",
+        "C",
+        "KL(U‖p)",
+        &series_for("KL", false),
+        log_x,
+    ));
+    content.push_str("</div>");
+    page.figure(&content, "Cluster statistics against C (means over seeds, ±1 std): C_u, the number of non-empty clusters, and KL(U‖p) of the cluster sizes.", &keys);
+    let mut scores = Vec::new();
+    for stat in ["ACC", "NMI", "ANMI"] {
+        scores.extend(series_for(stat, true));
+    }
+    if !scores.is_empty() {
+        let svg = plot(
+            "Clustering against the ground truth",
+            "C",
+            "score ×100",
+            &scores,
+            log_x,
+        );
+        page.figure(&svg, "ACC (Hungarian matching, majority for extra clusters), NMI and adjusted NMI of each clustering against the ground-truth labels, ×100.", &keys);
+    }
+}
+
+fn training_figure(page: &mut Page, plan: &Plan, records: &[Option<Record>], cache: &Cache) {
+    let mut series = Vec::new();
+    let mut idx = Vec::new();
+    for inst in plan
+        .instances
+        .iter()
+        .filter(|i| i.kind.kind() == "edm/train")
+    {
+        let Some(t) = json_output(cache, records[inst.index].as_ref(), "training.json") else {
+            continue;
+        };
+        let points: Vec<(f64, f64, Option<f64>)> = t["loss"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| Some((p["kimg"].as_f64()?, p["loss"].as_f64()?, None)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if points.is_empty() {
+            continue;
+        }
+        idx.push(inst.index);
+        series.push(Series {
+            name: inst.label.clone(),
+            points,
+            style: Style::Line,
+        });
+    }
+    if series.is_empty() {
+        return;
+    }
+    let svg = plot(
+        "EDM training loss",
+        "kimg (training images seen, thousands)",
+        "loss (per pixel)",
+        &series,
+        false,
+    );
+    page.figure(&svg, "Training loss of every EDM (EDM's weighted denoising loss, averaged over each logging interval).", &keys_of(plan, records, idx));
+}
+
+/// Write one strip of images (a single grid row) and return its file name.
+fn strip(
+    dir: &Path,
+    name: &str,
+    set: &ImageSet,
+    idx: &[usize],
+    cols: usize,
+) -> Result<String, CliError> {
+    let file = format!("img/{name}.png");
+    let row: Vec<Option<usize>> = idx.iter().map(|&i| Some(i)).collect();
+    write_grid_rows(&dir.join(&file), set, &[row], cols)
+        .map_err(|e| CliError::Other(e.to_string()))?;
+    Ok(file)
+}
+
+fn images_of(cache: &Cache, r: &Record) -> Option<ImageSet> {
+    let o = r.outputs.get("images.safetensors")?;
+    let mut set = ImageSet::read_file(&cache.object_path(&o.digest)).ok()?;
+    if let Some(l) = r.outputs.get("labels.safetensors") {
+        if let Ok(t) = cedm_nodes::io::Tensors::open(&cache.object_path(&l.digest)) {
+            set.labels = t.i64("labels").ok().map(|t| t.data);
+        }
+    }
+    Some(set)
+}
+
+fn file_slug(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+fn sample_figures(
+    page: &mut Page,
+    plan: &Plan,
+    records: &[Option<Record>],
+    cache: &Cache,
+    dir: &Path,
+) -> Result<(), CliError> {
+    let samples: Vec<usize> = plan
+        .instances
+        .iter()
+        .filter(|i| i.kind.kind() == "edm/sample" && records[i.index].is_some())
+        .map(|i| i.index)
+        .collect();
+    if samples.is_empty() {
+        return Ok(());
+    }
+    // Grids: one row per cluster, as edm/sample drew them.
+    let mut html = String::from("<div class=\"grids\">");
+    for &i in &samples {
+        let Some(r) = records[i].as_ref() else {
+            continue;
+        };
+        let Some(g) = r.outputs.get("grid.png") else {
+            continue;
+        };
+        let file = format!("img/grid_{}.png", file_slug(&plan.instances[i].label));
+        std::fs::copy(cache.object_path(&g.digest), dir.join(&file))
+            .map_err(|e| CliError::Other(format!("copying a grid: {e}")))?;
+        let _ = write!(
+            html,
+            "<div class=\"grid\"><img src=\"{file}\" alt=\"{0}\"><div>{0}</div></div>",
+            esc(&plan.instances[i].label)
+        );
+    }
+    html.push_str("</div>");
+    page.figure(&html, "Samples of every sampling node: one row per cluster (the largest first; condition fixed per row), columns are different seeds.", &keys_of(plan, records, samples.clone()));
+
+    // The same noise across C: sample nodes with the same seeds, grouped by the other sweep
+    // variables; one strip of the first samples per node.
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for &i in &samples {
+        let inst = &plan.instances[i];
+        let seeds = format!(
+            "{}:{}",
+            inst.params
+                .get("first_seed")
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            inst.params
+                .get("steps")
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        );
+        let others: Vec<String> = inst
+            .vars
+            .iter()
+            .filter(|(k, _)| k.as_str() != "C")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        groups
+            .entry(format!("{seeds}|{}", others.join(",")))
+            .or_default()
+            .push(i);
+    }
+    for (g, members) in groups {
+        if members.len() < 2 {
+            continue;
+        }
+        let mut table = String::from("<table class=\"strips\">");
+        for &i in &members {
+            let Some(set) = records[i].as_ref().and_then(|r| images_of(cache, r)) else {
+                continue;
+            };
+            let n = set.n.min(12);
+            let file = strip(
+                dir,
+                &format!("noise_{}", file_slug(&plan.instances[i].label)),
+                &set,
+                &(0..n).collect::<Vec<_>>(),
+                n,
+            )?;
+            let _ = write!(
+                table,
+                "<tr><th>{}</th><td><img src=\"{file}\" alt=\"{0}\"></td></tr>",
+                esc(&plan.instances[i].label)
+            );
+        }
+        table.push_str("</table>");
+        let others = g.split('|').nth(1).unwrap_or("");
+        page.figure(
+            &table,
+            &format!("The same noise (seeds of the first samples) through every model{}: each row is one model, each column one seed.", if others.is_empty() { String::new() } else { format!(" at {others}") }),
+            &keys_of(plan, records, members.clone()),
+        );
+    }
+    Ok(())
+}
+
+/// Training images grouped by cluster, for each clustering in the cache.
+fn cluster_image_figures(
+    page: &mut Page,
+    plan: &Plan,
+    records: &[Option<Record>],
+    cache: &Cache,
+    dir: &Path,
+) -> Result<(), CliError> {
+    let mut first = true;
+    for inst in plan
+        .instances
+        .iter()
+        .filter(|i| matches!(i.kind.kind(), "cluster/temi" | "cluster/kmeans"))
+    {
+        let Some(r) = records[inst.index].as_ref() else {
+            continue;
+        };
+        let Some(c) = r.outputs.get("clusters.safetensors") else {
+            continue;
+        };
+        let Ok(t) = cedm_nodes::io::Tensors::open(&cache.object_path(&c.digest)) else {
+            continue;
+        };
+        let (Ok(labels), Ok(counts)) = (t.i64("labels"), t.i64("counts")) else {
+            continue;
+        };
+        // The images the features came from.
+        let Some(data) = results::upstream(plan, inst.index, "features/mobilenet_v2")
+            .or_else(|| results::upstream(plan, inst.index, "features/vit"))
+            .and_then(|f| plan.instances[f].inputs.get("images").copied())
+        else {
+            continue;
+        };
+        let Some(set) = records[data].as_ref().and_then(|r| images_of(cache, r)) else {
+            continue;
+        };
+        if set.n != labels.data.len() {
+            continue;
+        }
+        let mut order: Vec<usize> = (0..counts.data.len()).collect();
+        order.sort_by_key(|&k| std::cmp::Reverse(counts.data[k]));
+        let mut table = String::from("<table class=\"strips\">");
+        for &k in order.iter().take(8) {
+            let members: Vec<usize> = labels
+                .data
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| **l == k as i64)
+                .map(|(i, _)| i)
+                .take(12)
+                .collect();
+            let file = strip(
+                dir,
+                &format!("cluster_{}_{k}", file_slug(&inst.label)),
+                &set,
+                &members,
+                12,
+            )?;
+            let truth = set.labels.as_ref().map(|l| {
+                let mut h: BTreeMap<i64, usize> = BTreeMap::new();
+                labels
+                    .data
+                    .iter()
+                    .zip(l)
+                    .filter(|(c, _)| **c == k as i64)
+                    .for_each(|(_, t)| *h.entry(*t).or_default() += 1);
+                let (top, n) = h
+                    .iter()
+                    .max_by_key(|(_, n)| **n)
+                    .map(|(t, n)| (*t, *n))
+                    .unwrap_or((0, 0));
+                format!(
+                    ", {:.0}% class {top}",
+                    100.0 * n as f64 / counts.data[k].max(1) as f64
+                )
+            });
+            let _ = write!(
+                table,
+                "<tr><th>cluster {k}<br><small>{} images{}</small></th><td><img src=\"{file}\" alt=\"cluster {k}\"></td></tr>",
+                counts.data[k],
+                truth.unwrap_or_default()
+            );
+        }
+        table.push_str("</table>");
+        let content = format!(
+            "<details{}><summary>{}</summary>{table}</details>",
+            if first { " open" } else { "" },
+            esc(&inst.label)
+        );
+        first = false;
+        page.figure(&content, &format!("Training images grouped by the clusters of {} (the 8 largest clusters, the first 12 members each).", inst.label), &keys_of(plan, records, [inst.index, data]));
+    }
+    Ok(())
+}
+
+const STYLE: &str = "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+h1{margin-bottom:0}.meta{color:#666}table.summary{border-collapse:collapse;font-size:13px}
+table.summary td,table.summary th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+table.summary td:first-child,table.summary th:first-child{text-align:left}
+figure{margin:1.5em 0;padding:1em;border:1px solid #e4e4e4;border-radius:6px}
+figcaption{font-size:13px;color:#444;margin-top:.5em}.row{display:flex;flex-wrap:wrap;gap:1em}
+.grids{display:flex;flex-wrap:wrap;gap:1em}.grid{text-align:center;font-size:12px}
+img{image-rendering:pixelated}.grid img{width:260px}table.strips th{text-align:right;font-size:12px;padding-right:8px}
+table.strips img{height:64px}ul.keys{font-size:12px}code{font-size:11px}";
+
+const CHECK: &str = "<script>
+// Self-check read by tests (and handy in a browser console): images loaded, plot points drawn.
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var broken = imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); }).length;
+  var b = document.body;
+  b.setAttribute('data-images', imgs.length);
+  b.setAttribute('data-broken', broken);
+  b.setAttribute('data-points', document.querySelectorAll('circle.pt').length);
+  b.setAttribute('data-ready', '1');
+});
+</script>";
+
+/// `cedm report`.
+pub fn report(cli: &Cli, a: &ReportArgs) -> Result<ExitCode, CliError> {
+    let reg = registry();
+    let plan = load_plan(&a.file, &reg)?;
+    let cache = cache_for(cli.cache.as_deref(), Some(&a.file))?;
+    let dir: PathBuf = a.output.clone().unwrap_or_else(|| {
+        let parent = a
+            .file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        parent.join(format!("report-{}", plan.experiment.name))
+    });
+    std::fs::create_dir_all(dir.join("img"))
+        .map_err(|e| CliError::Other(format!("creating {}: {e}", dir.display())))?;
+    let records = cached_records(&plan, &cache);
+    let cached = records.iter().filter(|r| r.is_some()).count();
+    let rows = results::rows(&plan, &records, &cache);
+    let mut page = Page {
+        body: String::new(),
+        figures: 0,
+    };
+
+    page.section(
+        "Summary",
+        "Every FID/FDD in the cache with its sweep point, label source and clustering scores.",
+    );
+    if rows.is_empty() {
+        page.body
+            .push_str("<p>No FID or FDD result is cached yet (run the experiment first).</p>");
+    } else {
+        let (cols, cells) = crate::render::summary_cells(&rows);
+        page.body.push_str("<table class=\"summary\"><tr>");
+        for c in &cols {
+            let _ = write!(page.body, "<th>{}</th>", esc(c));
+        }
+        page.body.push_str("</tr>");
+        for r in cells {
+            page.body.push_str("<tr>");
+            for c in r {
+                let _ = write!(page.body, "<td>{}</td>", esc(&c));
+            }
+            page.body.push_str("</tr>");
+        }
+        page.body.push_str("</table>");
+    }
+    page.section("Sample quality", "");
+    metric_figures(&mut page, &plan, &records, &rows);
+    page.section("Clusters", "");
+    cluster_figures(&mut page, &plan, &records, &cache);
+    cluster_image_figures(&mut page, &plan, &records, &cache, &dir)?;
+    page.section("Training", "");
+    training_figure(&mut page, &plan, &records, &cache);
+    page.section("Samples", "");
+    sample_figures(&mut page, &plan, &records, &cache, &dir)?;
+
+    let html = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>cedm report: {name}</title><style>{STYLE}</style></head><body><h1>{name}</h1><p class=\"meta\">{desc}<br>{file} · {cached}/{total} nodes cached · cache {cache_dir} · cedm {ver} · {time}</p>{body}{CHECK}</body></html>",
+        name = esc(&plan.experiment.name),
+        desc = esc(plan.experiment.description.as_deref().unwrap_or("")),
+        file = esc(&a.file.display().to_string()),
+        total = plan.instances.len(),
+        cache_dir = esc(&cache.root().display().to_string()),
+        ver = env!("CARGO_PKG_VERSION"),
+        time = cedm_cache::rfc3339_now(),
+        body = page.body,
+    );
+    let index = dir.join("index.html");
+    std::fs::write(&index, html)
+        .map_err(|e| CliError::Other(format!("writing {}: {e}", index.display())))?;
+    crate::outln!("{}", index.display());
+    eprintln!(
+        "report: {} figures from {cached} cached nodes of {}",
+        page.figures,
+        plan.instances.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,216 @@
+//! What an experiment's cached results say, joined across nodes: for every FID/FDD node, the
+//! sweep point, where the EDM's labels came from, how samples were conditioned, and the
+//! clustering's statistics and scores. Used by the summary table after a run and by
+//! `cedm report`.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use cedm_cache::{Cache, Digest, Record};
+use cedm_engine::Plan;
+
+/// One sample-quality measurement with its context.
+#[derive(Clone, Debug, Default)]
+pub struct Row {
+    /// The metric node's instance index.
+    pub metric: usize,
+    /// Its label (`fid_temi[C=10,seed=1]`).
+    pub label: String,
+    /// `fid` or `fdd`.
+    pub kind: &'static str,
+    /// Swept variables of the metric node.
+    pub vars: BTreeMap<String, String>,
+    /// `TEMI`, `k-means`, `ground truth`, `unconditional`, or a node id.
+    pub source: String,
+    /// `q`, `uniform`, `class k`; none for unconditional models.
+    pub sampling: Option<String>,
+    /// C of the clustering (requested clusters).
+    pub c: Option<f64>,
+    /// C_u (used clusters).
+    pub c_u: Option<f64>,
+    /// KL(U‖p) of the cluster sizes.
+    pub kl: Option<f64>,
+    /// Mean over runs.
+    pub value: Option<f64>,
+    /// Standard deviation over runs.
+    pub std: Option<f64>,
+    /// Minimum over runs.
+    pub min: Option<f64>,
+    /// Runs.
+    pub runs: usize,
+    /// ACC/NMI/ANMI ×100 of the clustering against ground truth.
+    pub acc: Option<f64>,
+    /// NMI.
+    pub nmi: Option<f64>,
+    /// ANMI.
+    pub anmi: Option<f64>,
+    /// The instances upstream: edm/sample, edm/train, the label source.
+    pub sample: Option<usize>,
+    /// edm/train.
+    pub train: Option<usize>,
+    /// The label-source instance.
+    pub labels: Option<usize>,
+}
+
+/// Records of the plan's instances that are in the cache.
+pub fn cached_records(plan: &Plan, cache: &Cache) -> Vec<Option<Record>> {
+    cedm_engine::status(plan, cache, &[])
+        .into_iter()
+        .map(|s| match s {
+            cedm_engine::Status::Cached { key } => cache.record(&key).ok().flatten(),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A JSON output of a record.
+pub fn json_output(cache: &Cache, r: Option<&Record>, name: &str) -> Option<serde_json::Value> {
+    let o = r?.outputs.get(name)?;
+    serde_json::from_slice(&cache.read_object(&o.digest).ok()?).ok()
+}
+
+/// Where an EDM's conditioning labels came from.
+pub fn label_source(plan: &Plan, train: usize) -> (String, Option<usize>) {
+    match plan.instances[train].inputs.get("labels") {
+        None => ("unconditional".into(), None),
+        Some(&l) => {
+            let name = match plan.instances[l].kind.kind() {
+                "cluster/temi" => "TEMI".to_string(),
+                "cluster/kmeans" => "k-means".to_string(),
+                k if k.starts_with("data/") => "ground truth".to_string(),
+                _ => plan.instances[l].node.clone(),
+            };
+            (name, Some(l))
+        }
+    }
+}
+
+/// The first instance of `kind` upstream of `from` (breadth-first).
+pub fn upstream(plan: &Plan, from: usize, kind: &str) -> Option<usize> {
+    let mut queue = VecDeque::from([from]);
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(i) = queue.pop_front() {
+        if !seen.insert(i) {
+            continue;
+        }
+        if i != from && plan.instances[i].kind.kind() == kind {
+            return Some(i);
+        }
+        queue.extend(plan.instances[i].inputs.values().copied());
+    }
+    None
+}
+
+/// Scores of a clustering instance: from its own metrics.json (C, C_u, KL) and a
+/// `cluster/metrics` node reading it (ACC/NMI/ANMI).
+pub fn cluster_stats(
+    plan: &Plan,
+    records: &[Option<Record>],
+    cache: &Cache,
+    l: usize,
+) -> BTreeMap<&'static str, f64> {
+    let mut out = BTreeMap::new();
+    let f = |v: &serde_json::Value, k: &str| v.get(k).and_then(serde_json::Value::as_f64);
+    if let Some(m) = json_output(cache, records[l].as_ref(), "metrics.json") {
+        for (k, name) in [
+            ("clusters", "C"),
+            ("used_clusters", "C_u"),
+            ("kl_uniform", "KL"),
+        ] {
+            if let Some(v) = f(&m, k) {
+                out.insert(name, v);
+            }
+        }
+    }
+    let scorer = plan
+        .instances
+        .iter()
+        .find(|s| s.kind.kind() == "cluster/metrics" && s.inputs.get("clusters") == Some(&l));
+    if let Some(sm) =
+        scorer.and_then(|s| json_output(cache, records[s.index].as_ref(), "metrics.json"))
+    {
+        for (k, name) in [("acc", "ACC"), ("nmi", "NMI"), ("anmi", "ANMI")] {
+            if let Some(v) = f(&sm, k) {
+                out.insert(name, v);
+            }
+        }
+    }
+    out
+}
+
+/// Every FID/FDD measurement in the cache, with its context.
+pub fn rows(plan: &Plan, records: &[Option<Record>], cache: &Cache) -> Vec<Row> {
+    let mut out = Vec::new();
+    for inst in &plan.instances {
+        let kind = match inst.kind.kind() {
+            "metrics/fid" => "fid",
+            "metrics/fdd" => "fdd",
+            _ => continue,
+        };
+        let Some(m) = json_output(cache, records[inst.index].as_ref(), "metrics.json") else {
+            continue;
+        };
+        let f = |k: &str| m.get(k).and_then(serde_json::Value::as_f64);
+        let mut row = Row {
+            metric: inst.index,
+            label: inst.label.clone(),
+            kind,
+            vars: inst
+                .vars
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
+                .collect(),
+            value: f(kind),
+            std: f(&format!("{kind}_std")),
+            min: f(&format!("{kind}_min")),
+            runs: m
+                .get(format!("{kind}_runs"))
+                .and_then(|v| v.as_array())
+                .map_or(1, Vec::len),
+            source: "?".into(),
+            ..Row::default()
+        };
+        if let Some(sample) = upstream(plan, inst.index, "edm/sample") {
+            row.sample = Some(sample);
+            if let Some(train) = upstream(plan, sample, "edm/train") {
+                row.train = Some(train);
+                let (source, labels) = label_source(plan, train);
+                if source != "unconditional" {
+                    let p = &plan.instances[sample].params;
+                    row.sampling = Some(match p.get("class").and_then(serde_json::Value::as_u64) {
+                        Some(k) => format!("class {k}"),
+                        None => p
+                            .get("condition")
+                            .and_then(|v| v.as_str())
+                            .unwrap_or("q")
+                            .to_string(),
+                    });
+                }
+                row.source = source;
+                row.labels = labels;
+                if let Some(l) = labels {
+                    let s = cluster_stats(plan, records, cache, l);
+                    row.c = s.get("C").copied();
+                    row.c_u = s.get("C_u").copied();
+                    row.kl = s.get("KL").copied();
+                    row.acc = s.get("ACC").copied();
+                    row.nmi = s.get("NMI").copied();
+                    row.anmi = s.get("ANMI").copied();
+                }
+            }
+        }
+        out.push(row);
+    }
+    out
+}
+
+/// The key of an instance's record, if cached.
+pub fn key(records: &[Option<Record>], i: usize) -> Option<Digest> {
+    records.get(i).and_then(|r| r.as_ref()).map(|r| r.key)
+}

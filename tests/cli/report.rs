@@ -1,0 +1,210 @@
+//! `cedm report` on a small real run (features → kNN → TEMI over C → EDM → samples → FID), opened
+//! in headless Chromium: every image loads and the plots show the expected points. Without
+//! Chromium (`.ci/run` installs Debian's), the browser half says so on stderr and is skipped.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::{Dir, stderr, stdout};
+
+fn assets() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets");
+    assert!(
+        p.join("weights/inception-2015-12-05.safetensors").exists(),
+        "assets missing: run scripts/fetch_assets.sh"
+    );
+    p
+}
+
+fn experiment(a: &Path) -> String {
+    format!(
+        "name: tiny
+sweep:
+  C: [4, 8]
+nodes:
+  train:
+    kind: data/idx
+    params: {{images: {a}/fashion-mnist/train-images-idx3-ubyte.gz, labels: {a}/fashion-mnist/train-labels-idx1-ubyte.gz, limit: 200}}
+  train16:
+    kind: data/idx
+    params: {{images: {a}/fashion-mnist/train-images-idx3-ubyte.gz, labels: {a}/fashion-mnist/train-labels-idx1-ubyte.gz, limit: 200, resolution: 16}}
+  feats:
+    kind: features/mobilenet_v2
+    inputs: {{images: train}}
+    params: {{weights: {a}/weights/mobilenet_v2-b0353104.pth, resolution: 32}}
+  knn:
+    kind: features/knn
+    inputs: {{features: feats}}
+    params: {{k: 10}}
+  temi:
+    kind: cluster/temi
+    inputs: {{features: feats, knn: knn}}
+    params: {{clusters: \"${{C}}\", heads: 1, epochs: 2, warmup_epochs: 1, batch_size: 64, knn: 10}}
+  scores:
+    kind: cluster/metrics
+    inputs: {{clusters: temi, truth: train}}
+  edm:
+    kind: edm/train
+    inputs: {{images: train16, labels: temi}}
+    params: &edm {{model: small, model_channels: 8, channel_mult: [1, 2], num_blocks: 1, attn_resolutions: [], dropout: 0.0,
+                  augment_p: 0.0, duration_kimg: 0.128, batch_size: 32, lr: 0.002, lr_rampup_kimg: 0.01, log_points: 4}}
+  edm_uncond:
+    kind: edm/train
+    inputs: {{images: train16}}
+    params: *edm
+  sample:
+    kind: edm/sample
+    inputs: {{network: edm}}
+    params: &s {{count: 12, steps: 4, grid_rows: 3, grid_cols: 4}}
+  sample_uncond:
+    kind: edm/sample
+    inputs: {{network: edm_uncond}}
+    params: *s
+  fid_ref:
+    kind: metrics/fid_ref
+    inputs: {{images: train16}}
+    params: {{weights: {a}/weights/inception-2015-12-05.safetensors}}
+  fid:
+    kind: metrics/fid
+    inputs: {{samples: sample, ref: fid_ref}}
+    params: {{weights: {a}/weights/inception-2015-12-05.safetensors}}
+  fid_uncond:
+    kind: metrics/fid
+    inputs: {{samples: sample_uncond, ref: fid_ref}}
+    params: {{weights: {a}/weights/inception-2015-12-05.safetensors}}
+",
+        a = a.display()
+    )
+}
+
+fn chromium() -> Option<PathBuf> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|c| {
+            let o = Command::new("sh")
+                .args(["-c", &format!("command -v {c}")])
+                .output()
+                .ok()?;
+            o.status
+                .success()
+                .then(|| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        })
+}
+
+fn headless(browser: &Path, profile: &Path) -> Command {
+    let mut c = Command::new(browser);
+    c.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--allow-file-access-from-files",
+        "--virtual-time-budget=10000",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()));
+    c
+}
+
+fn attr(dom: &str, name: &str) -> Option<String> {
+    let i = dom.find(&format!("{name}=\""))? + name.len() + 2;
+    Some(dom[i..].split('"').next()?.to_string())
+}
+
+#[test]
+fn report_of_a_small_run_renders_in_a_browser() {
+    let a = assets();
+    let d = Dir::new();
+    d.write("exp.yaml", &experiment(&a));
+    let o = d.run(&["run", "exp.yaml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = d.path().join("rep");
+    let o = d.run(&["report", "exp.yaml", "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let index = out.join("index.html");
+    assert_eq!(stdout(&o).trim(), index.display().to_string());
+    let html = std::fs::read_to_string(&index).unwrap();
+    // Static content: the FID plot has one point per C for TEMI and the unconditional baseline;
+    // keys are listed; nothing is fetched from the network.
+    assert_eq!(
+        html.matches("data-series=\"TEMI\"").count(),
+        2,
+        "FID against C: one point per C"
+    );
+    assert!(html.contains("data-series=\"unconditional (n=1)\""));
+    assert!(
+        !html.contains("http://")
+            || html.matches("http://").count()
+                == html.matches("http://www.w3.org/2000/svg").count(),
+        "external URL in the page"
+    );
+    assert!(!html.contains("https://"));
+    assert!(html.contains("cache keys"));
+    let imgs = html.matches("<img ").count();
+    assert!(imgs >= 2 + 2 + 2, "{imgs} images");
+    let points = html.matches("class=\"pt\"").count();
+
+    let Some(browser) = chromium() else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** REPORT BROWSER CHECK SKIPPED: no chromium on PATH (apt-get install chromium; .ci/run does). ***\n"
+        );
+        return;
+    };
+    let profile = d.path().join("chrome-profile");
+    let url = format!("file://{}", index.display());
+    let dom = headless(&browser, &profile)
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .expect("run chromium");
+    let dom_text = String::from_utf8_lossy(&dom.stdout).to_string();
+    assert_eq!(
+        attr(&dom_text, "data-ready").as_deref(),
+        Some("1"),
+        "the page's load handler did not run: {}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    assert_eq!(
+        attr(&dom_text, "data-broken").as_deref(),
+        Some("0"),
+        "broken images"
+    );
+    assert_eq!(
+        attr(&dom_text, "data-images").and_then(|v| v.parse::<usize>().ok()),
+        Some(imgs)
+    );
+    assert_eq!(
+        attr(&dom_text, "data-points").and_then(|v| v.parse::<usize>().ok()),
+        Some(points)
+    );
+    let shot = d.path().join("shot.png");
+    let s = headless(&browser, &profile)
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg("--window-size=1280,2400")
+        .arg(&url)
+        .output()
+        .expect("run chromium");
+    assert!(
+        shot.exists(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&s.stderr)
+    );
+    let img = image::open(&shot)
+        .expect("screenshot is an image")
+        .to_rgb8();
+    // Not a blank page: many distinct colours (plots, grids, text).
+    let mut colours = std::collections::HashSet::new();
+    for p in img.pixels().step_by(7) {
+        colours.insert(p.0);
+    }
+    assert!(
+        colours.len() > 50,
+        "screenshot looks blank ({} colours)",
+        colours.len()
+    );
+}
