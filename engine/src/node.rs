@@ -271,6 +271,11 @@ pub trait Node: Send + Sync {
     /// # Errors
     /// Anything that stops the node; nothing is published then.
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError>;
+    /// Params that say *how* to compute, not *what* (e.g. the devices of a data-parallel
+    /// training): the node sees them, the key leaves them out, so changing them reuses the cache.
+    fn unkeyed_params(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// What a batch job of this kind reserves by default (CPU cores, memory, wall time);
     /// `resources:` in the YAML overrides it per node.
     fn batch_defaults(&self) -> BatchDefaults {

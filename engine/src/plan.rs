@@ -684,6 +684,11 @@ pub fn expand(exp: Experiment, registry: &Registry) -> Result<Plan, SpecError> {
                     path: abs,
                 });
             }
+            if let Some(obj) = key_params.as_object_mut() {
+                for k in kind.unkeyed_params() {
+                    obj.remove(*k);
+                }
+            }
             let mut resources = checked.resources;
             let rspec = resource_specs.get(&ni).cloned().unwrap_or_default();
             if let Some(g) = rspec.gpus {

@@ -17,14 +17,24 @@
 //! Adam state, images seen, loss log) go to the node's work directory every
 //! `checkpoint_every_kimg`, and when the run is asked to stop (Ctrl-C, Slurm's warning signal).
 //!
+//! Precision (`precision`): `fp32`, or mixed precision — f32 master weights, Adam state and EMA,
+//! with the forward and backward pass run on f16 (or bf16) copies of the weights, as the paper
+//! trains in FP16. burn 0.22 has no autocast, so the cast is explicit: each step the weights are
+//! cast to the half type, the network computes in it, its output is cast back to f32 for the
+//! preconditioning and the loss, and the half-precision gradients are cast to f32 and unscaled.
+//! f16 uses dynamic loss scaling (PyTorch GradScaler's rule: halve and skip the step when a
+//! gradient or the loss is not finite, double after 2000 good steps; it starts at 2¹⁵ / pixels
+//! rather than 2¹⁶ because EDM's loss sums over pixels); the scale is part of the checkpoint. `auto` (the default) is f16 on GPUs and fp32 on the CPU.
+//!
 //! Port differences: EDM replaces NaN/±inf gradients by 0/±1e5 before the step; here a
-//! non-finite loss stops the run instead.
+//! non-finite loss stops a full-precision run instead (mixed precision skips the step and lowers
+//! the loss scale, and stops after 50 skipped steps in a row).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 use cedm_engine::{
     Artifact, Checked, Node, NodeError, ParamError, Resources, RunContext, Slot, check_typed,
 };
@@ -33,7 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::augment::{AUGMENT_DIM, AugmentConfig, augment};
 use crate::clusters::ClusterLabels;
-use crate::device::compute;
+use crate::device::{Compute, compute};
 use crate::edm::{denoise, loss_weight};
 use crate::images::ImageSet;
 use crate::io::{DType, TensorOut, Tensors, le_bytes, write_json, write_safetensors};
@@ -51,6 +61,91 @@ pub enum Preset {
     Cifar,
     /// EDM's FFHQ-64 DDPM++: 128 channels, [1, 2, 2, 2], 4 blocks, attention at 16 px.
     Ffhq64,
+}
+
+/// Numeric precision of training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f16 mixed precision on GPUs, fp32 on the CPU.
+    #[default]
+    Auto,
+    /// Everything in f32.
+    Fp32,
+    /// f32 master weights; forward/backward in f16 with dynamic loss scaling.
+    Fp16,
+    /// f32 master weights; forward/backward in bf16 (no loss scaling needed; not on wgpu).
+    Bf16,
+}
+
+impl Precision {
+    fn is_auto(&self) -> bool {
+        *self == Precision::Auto
+    }
+
+    /// The half type of the forward/backward pass on this device, if any.
+    pub fn half(self, comp: &Compute) -> Option<FloatDType> {
+        match (self, comp) {
+            (Precision::Auto, Compute::Gpu(..)) | (Precision::Fp16, _) => Some(FloatDType::F16),
+            (Precision::Bf16, _) => Some(FloatDType::BF16),
+            _ => None,
+        }
+    }
+}
+
+/// Dynamic loss scaling for f16 (torch.cuda.amp.GradScaler's defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+struct LossScale {
+    scale: f64,
+    /// Good steps since the last change.
+    good: u64,
+    /// Skipped steps in a row, and in total.
+    skipped_run: u64,
+    skipped: u64,
+}
+
+impl Default for LossScale {
+    fn default() -> Self {
+        LossScale {
+            scale: 65536.0,
+            good: 0,
+            skipped_run: 0,
+            skipped: 0,
+        }
+    }
+}
+
+impl LossScale {
+    const GROWTH_INTERVAL: u64 = 2000;
+
+    /// The initial scale for images of `pixels` values: GradScaler's 2¹⁶ is meant for a loss
+    /// that averages; EDM's sums over the pixels, so start at 2¹⁵ / pixels (a power of two, ≥ 1).
+    fn for_pixels(pixels: usize) -> LossScale {
+        let e = (32768.0 / pixels.max(1) as f64).log2().floor().max(0.0);
+        LossScale {
+            scale: 2f64.powf(e),
+            ..LossScale::default()
+        }
+    }
+    const MAX_SKIPPED_RUN: u64 = 50;
+
+    /// Record a step's outcome: finite gradients keep (or after enough good steps, double) the
+    /// scale; otherwise the step is skipped and the scale halved.
+    fn update(&mut self, finite: bool) {
+        if finite {
+            self.good += 1;
+            self.skipped_run = 0;
+            if self.good >= Self::GROWTH_INTERVAL {
+                self.scale *= 2.0;
+                self.good = 0;
+            }
+        } else {
+            self.scale /= 2.0;
+            self.good = 0;
+            self.skipped_run += 1;
+            self.skipped += 1;
+        }
+    }
 }
 
 /// Params of `edm/train` (defaults: C-EDM's CIFAR settings, seed Table 4).
@@ -108,6 +203,15 @@ pub struct Params {
     /// Loss-curve resolution: points in the training log. Default: 200.
     #[serde(default = "d_points")]
     pub log_points: usize,
+    /// `auto` (f16 mixed precision on GPUs, fp32 on the CPU), `fp32`, `fp16` or `bf16`.
+    /// Default: auto.
+    #[serde(default, skip_serializing_if = "Precision::is_auto")]
+    pub precision: Precision,
+    /// Train data parallel over these devices (e.g. `[cuda:0, cuda:1]`): the batch is split
+    /// across them and the gradients summed on the first. Empty: the run's device. Not part of
+    /// the key (results equal one device's up to floating-point order). Default: [].
+    #[serde(default)]
+    pub devices: Vec<String>,
 }
 
 fn cifar() -> Preset {
@@ -309,6 +413,8 @@ struct Checkpoint {
     /// The running loss sum and count of the current log interval (so a resumed run logs the
     /// same curve as an uninterrupted one).
     acc: (f64, u64),
+    /// Mixed precision's loss scale.
+    scale: LossScale,
 }
 
 fn save_checkpoint(
@@ -350,6 +456,10 @@ fn save_checkpoint(
         (
             "acc".to_string(),
             serde_json::to_string(&ck.acc).unwrap_or_default(),
+        ),
+        (
+            "loss_scale".to_string(),
+            serde_json::to_string(&ck.scale).unwrap_or_default(),
         ),
     ]
     .into();
@@ -417,6 +527,10 @@ fn load_checkpoint(
             .get("acc")
             .and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or((0.0, 0)),
+        scale: meta
+            .get("loss_scale")
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default(),
     };
     Ok((net, ema, adam, ck))
 }
@@ -473,11 +587,19 @@ impl Node for EdmTrain {
                 ));
             }
         }
+        for d in &p.devices {
+            cedm_engine::parse_device(d).map_err(|e| ParamError::invalid("devices", e))?;
+        }
         Ok(Checked {
             params,
             files: vec![],
-            resources: Resources { gpus: 1 },
+            resources: Resources {
+                gpus: p.devices.len().max(1) as u32,
+            },
         })
+    }
+    fn unkeyed_params(&self) -> &'static [&'static str] {
+        &["devices"]
     }
     fn batch_defaults(&self) -> cedm_engine::BatchDefaults {
         cedm_engine::BatchDefaults {
@@ -520,7 +642,16 @@ impl Node for EdmTrain {
             ),
         };
         let cfg = p.network(set.h, set.c, info.dim);
-        let comp = compute(ctx.device())?;
+        let names: Vec<String> = if p.devices.is_empty() {
+            vec![ctx.device().to_string()]
+        } else {
+            p.devices.clone()
+        };
+        let computes = names
+            .iter()
+            .map(|d| compute(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let comp = computes[0].clone();
         let dev = comp.device().clone();
         let ad = dev.clone().autodiff();
         let work = ctx.work_dir()?.to_path_buf();
@@ -544,6 +675,7 @@ impl Node for EdmTrain {
                     nimg: 0,
                     log: Vec::new(),
                     acc: (0.0, 0),
+                    scale: LossScale::for_pixels(set.c * set.h * set.w),
                 },
             )
         };
@@ -553,9 +685,24 @@ impl Node for EdmTrain {
         let ck_every = (p.checkpoint_every_kimg.unwrap_or(p.duration_kimg / 10.0) * 1000.0)
             .max(b as f64) as u64;
         let log_every = (total / p.log_points.max(1) as u64).max(b as u64);
+        let half_dtype = p.precision.half(&comp);
+        // Data parallel: replicas on the other listed devices (the first holds the master
+        // weights, Adam and the EMA).
+        let replicas: Vec<Device> = computes[1..]
+            .iter()
+            .map(|c| c.device().clone().autodiff())
+            .collect();
         ctx.log(format!(
-            "EDM on {}: {} images {}×{}×{}, label_dim {} ({}), {} parameters, {steps_total} steps of {b}",
+            "EDM on {} ({}): {} images {}×{}×{}, label_dim {} ({}), {} parameters, {steps_total} steps of {b}",
             comp.describe(),
+            match half_dtype {
+                None => "fp32".to_string(),
+                Some(h) => format!("mixed precision {h:?}, f32 master weights"),
+            } + &if replicas.is_empty() {
+                String::new()
+            } else {
+                format!(", data parallel over {}", p.devices.join(", "))
+            },
             set.n,
             set.c,
             set.h,
@@ -618,29 +765,55 @@ impl Node for EdmTrain {
             let noise: Vec<f32> = (0..b * il)
                 .map(|j| (rng.normal() * sigma[j / il]) as f32)
                 .collect();
-            let y = Tensor::<4>::from_data(TensorData::new(xb, [b, c, h, w]), &ad);
-            let n = Tensor::<4>::from_data(TensorData::new(noise, [b, c, h, w]), &ad);
-            let lt = (info.dim > 0)
-                .then(|| Tensor::<2>::from_data(TensorData::new(lb, [b, info.dim]), &ad));
-            let at = (p.augment_p > 0.0)
-                .then(|| Tensor::<2>::from_data(TensorData::new(ab, [b, AUGMENT_DIM]), &ad));
-            ad.seed(p.seed ^ step.wrapping_mul(0xA24B_AED4_963E_E407));
-            let d = denoise(&net, y.clone() + n, &sigma, lt, at, true);
             let wts: Vec<f32> = sigma.iter().map(|&s| loss_weight(s) as f32).collect();
-            let wt = Tensor::<4>::from_data(TensorData::new(wts, [b, 1, 1, 1]), &ad);
-            let loss = ((d - y).powf_scalar(2.0) * wt).sum() / b as f64;
-            let g = loss.backward();
-            let lv: f32 = loss.inner().into_scalar();
-            if !lv.is_finite() {
-                return Err(NodeError::msg(format!(
-                    "loss is {lv} at {:.1} kimg; stopping (lower lr?)",
-                    ck.nimg as f64 / 1000.0
-                )));
-            }
+            let batch = Batch {
+                x: &xb,
+                noise: &noise,
+                labels: &lb,
+                aug: &ab,
+                weights: &wts,
+                sigma: &sigma,
+                shape: [c, h, w],
+                label_dim: info.dim,
+                aug_dim: if p.augment_p > 0.0 { AUGMENT_DIM } else { 0 },
+            };
+            let seed = p.seed ^ step.wrapping_mul(0xA24B_AED4_963E_E407);
+            let scale = match half_dtype {
+                Some(FloatDType::F16) => ck.scale.scale,
+                _ => 1.0,
+            };
+            let (lv, gs) = data_parallel_step(&net, &replicas, half_dtype, scale, &batch, seed);
+            let gs = match half_dtype {
+                None => {
+                    if !lv.is_finite() {
+                        return Err(NodeError::msg(format!(
+                            "loss is {lv} at {:.1} kimg; stopping (lower lr?)",
+                            ck.nimg as f64 / 1000.0
+                        )));
+                    }
+                    Some(gs)
+                }
+                Some(_) => {
+                    let gs: Vec<Option<Tensor<1>>> =
+                        gs.into_iter().map(|g| g.map(|g| g / scale)).collect();
+                    let ok = lv.is_finite() && all_finite(&gs);
+                    ck.scale.update(ok);
+                    if ck.scale.skipped_run >= LossScale::MAX_SKIPPED_RUN {
+                        return Err(NodeError::msg(format!(
+                            "{} mixed-precision steps in a row had a non-finite loss or gradient (loss scale now {:e}) at {:.1} kimg; use `precision: fp32` or `bf16`",
+                            ck.scale.skipped_run,
+                            ck.scale.scale,
+                            ck.nimg as f64 / 1000.0
+                        )));
+                    }
+                    ok.then_some(gs)
+                }
+            };
             let lr = p.lr * (ck.nimg as f64 / (p.lr_rampup_kimg * 1000.0).max(1e-8)).min(1.0);
-            let gs = grads(&net, &g);
-            let new = adam.update(flat(&net), gs, lr);
-            net = assign(net, new, true);
+            if let Some(gs) = gs {
+                let new = adam.update(flat(&net), gs, lr);
+                net = assign(net, new, true);
+            }
             // EMA (EDM: half-life ramped by the images seen before this step).
             let mut half = p.ema_halflife_kimg * 1000.0;
             if p.ema_rampup_ratio > 0.0 {
@@ -654,8 +827,10 @@ impl Node for EdmTrain {
                 .collect();
             ema = assign(ema, ema_new, false);
             ck.nimg += b as u64;
-            ck.acc.0 += f64::from(lv) / (c * h * w) as f64;
-            ck.acc.1 += 1;
+            if lv.is_finite() {
+                ck.acc.0 += f64::from(lv) / (c * h * w) as f64;
+                ck.acc.1 += 1;
+            }
             if ck.nimg >= next_log || ck.nimg >= total {
                 ck.log
                     .push((ck.nimg as f64 / 1000.0, ck.acc.0 / ck.acc.1 as f64));
@@ -678,6 +853,10 @@ impl Node for EdmTrain {
             }
         }
         let secs = t0.elapsed().as_secs_f64();
+        if half_dtype.is_some() {
+            ctx.stat("loss_scale", ck.scale.scale);
+            ctx.stat("skipped_steps", ck.scale.skipped as f64);
+        }
         ctx.stat("train_seconds", secs);
         ctx.stat("img_per_s", (ck.nimg - start_nimg) as f64 / secs.max(1e-9));
         ctx.log(format!(
@@ -713,6 +892,181 @@ impl Node for EdmTrain {
             360,
         )
     }
+}
+
+/// One training batch on the host, row-major per sample.
+struct Batch<'a> {
+    x: &'a [f32],
+    noise: &'a [f32],
+    labels: &'a [f32],
+    aug: &'a [f32],
+    weights: &'a [f32],
+    sigma: &'a [f64],
+    shape: [usize; 3],
+    label_dim: usize,
+    aug_dim: usize,
+}
+
+/// Forward and backward of samples `lo..hi` of the batch on `net`'s device: the loss (the
+/// shard's part of the batch mean) and the gradients in f32, multiplied by `scale`. With `half`,
+/// the network runs on a copy of the f32 weights cast to that type (its output is cast back to
+/// f32 for the preconditioning and the loss).
+fn shard_step(
+    net: &SongUNet,
+    half: Option<FloatDType>,
+    scale: f64,
+    bt: &Batch<'_>,
+    lo: usize,
+    hi: usize,
+    dev: &Device,
+) -> (f32, Vec<Option<Tensor<1>>>) {
+    let [c, h, w] = bt.shape;
+    let (il, m, total) = (c * h * w, hi - lo, bt.sigma.len());
+    let y = Tensor::<4>::from_data(
+        TensorData::new(bt.x[lo * il..hi * il].to_vec(), [m, c, h, w]),
+        dev,
+    );
+    let n = Tensor::<4>::from_data(
+        TensorData::new(bt.noise[lo * il..hi * il].to_vec(), [m, c, h, w]),
+        dev,
+    );
+    let lt = (bt.label_dim > 0).then(|| {
+        Tensor::<2>::from_data(
+            TensorData::new(
+                bt.labels[lo * bt.label_dim..hi * bt.label_dim].to_vec(),
+                [m, bt.label_dim],
+            ),
+            dev,
+        )
+    });
+    let at = (bt.aug_dim > 0).then(|| {
+        Tensor::<2>::from_data(
+            TensorData::new(
+                bt.aug[lo * bt.aug_dim..hi * bt.aug_dim].to_vec(),
+                [m, bt.aug_dim],
+            ),
+            dev,
+        )
+    });
+    let wt = Tensor::<4>::from_data(
+        TensorData::new(bt.weights[lo..hi].to_vec(), [m, 1, 1, 1]),
+        dev,
+    );
+    let sigma = &bt.sigma[lo..hi];
+    let run = |net: &SongUNet| {
+        let d = denoise(
+            net,
+            y.clone() + n.clone(),
+            sigma,
+            lt.clone(),
+            at.clone(),
+            true,
+        );
+        let loss = ((d - y.clone()).powf_scalar(2.0) * wt.clone()).sum() / total as f64;
+        let g = if scale == 1.0 {
+            loss.backward()
+        } else {
+            (loss.clone() * scale).backward()
+        };
+        let lv: f32 = loss.inner().into_scalar();
+        (lv, grads(net, &g))
+    };
+    match half {
+        None => run(net),
+        Some(hd) => {
+            let hnet = assign(
+                net.clone(),
+                flat(net).into_iter().map(|t| t.cast(hd)).collect(),
+                true,
+            );
+            let (lv, gs) = run(&hnet);
+            (
+                lv,
+                gs.into_iter()
+                    .map(|g| g.map(|g| g.cast(FloatDType::F32)))
+                    .collect(),
+            )
+        }
+    }
+}
+
+/// A step's loss and gradients (on the master's device, scaled by `scale`): on one device, or
+/// data parallel — the batch split into contiguous shards, one per device, each replica a copy
+/// of the master weights computing its shard on a thread of its own, the gradients summed on
+/// the master's device (the loss is a batch mean, so the sum of the shards' gradients is the
+/// whole batch's gradient, up to floating-point order).
+fn data_parallel_step(
+    net: &SongUNet,
+    replicas: &[Device],
+    half: Option<FloatDType>,
+    scale: f64,
+    bt: &Batch<'_>,
+    seed: u64,
+) -> (f32, Vec<Option<Tensor<1>>>) {
+    let master = net
+        .devices()
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| Device::flex().autodiff());
+    let b = bt.sigma.len();
+    let k = replicas.len() + 1;
+    let bounds: Vec<(usize, usize)> = (0..k).map(|i| (i * b / k, (i + 1) * b / k)).collect();
+    master.seed(seed);
+    if replicas.is_empty() {
+        return shard_step(net, half, scale, bt, 0, b, &master);
+    }
+    let copies: Vec<SongUNet> = replicas
+        .iter()
+        .map(|d| {
+            d.seed(seed ^ 0x5851_F42D_4C95_7F2D);
+            let inner = d.clone().inner();
+            assign(
+                net.clone(),
+                flat(net).into_iter().map(|t| t.to_device(&inner)).collect(),
+                true,
+            )
+        })
+        .collect();
+    let (mut lv, mut gs, others) = std::thread::scope(|s| {
+        let handles: Vec<_> = copies
+            .iter()
+            .zip(replicas)
+            .zip(&bounds[1..])
+            .map(|((m, d), &(lo, hi))| s.spawn(move || shard_step(m, half, scale, bt, lo, hi, d)))
+            .collect();
+        let (lv, gs) = shard_step(net, half, scale, bt, bounds[0].0, bounds[0].1, &master);
+        let others: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+        (lv, gs, others)
+    });
+    let inner = master.clone().inner();
+    for r in others {
+        let Ok((l, g)) = r else {
+            return (f32::NAN, gs);
+        };
+        lv += l;
+        for (acc, gi) in gs.iter_mut().zip(g) {
+            *acc = match (acc.take(), gi) {
+                (Some(a), Some(gi)) => Some(a + gi.to_device(&inner)),
+                (a, gi) => a.or_else(|| gi.map(|t| t.to_device(&inner))),
+            };
+        }
+    }
+    (lv, gs)
+}
+
+/// Whether every gradient entry is finite (one read-back: a non-finite or overflowing entry
+/// makes the sum of squares non-finite).
+fn all_finite(gs: &[Option<Tensor<1>>]) -> bool {
+    let sq: Vec<Tensor<1>> = gs
+        .iter()
+        .flatten()
+        .map(|g| g.clone().powf_scalar(2.0).sum())
+        .collect();
+    if sq.is_empty() {
+        return true;
+    }
+    let total: f32 = Tensor::cat(sq, 0).sum().into_scalar();
+    total.is_finite()
 }
 
 /// Position `i` of a seeded pseudo-random permutation of `0..n` (a Feistel-style bijection by

@@ -356,7 +356,8 @@ impl UNetBlock {
         let mut h = silu(self.norm1.forward(h + params));
         if train && self.dropout > 0.0 {
             let keep = 1.0 - self.dropout;
-            let mask = Tensor::<4>::random(h.dims(), Distribution::Bernoulli(keep), &h.device());
+            let mask = Tensor::<4>::random(h.dims(), Distribution::Bernoulli(keep), &h.device())
+                .cast(h.dtype());
             h = h * mask / keep;
         }
         let h = self.conv1.forward(h);
@@ -443,12 +444,17 @@ impl SongUNet {
         augment_labels: Option<Tensor<2>>,
         train: bool,
     ) -> Tensor<4> {
-        let mut emb = positional_embedding(noise_labels, self.noise_channels);
+        // Mixed precision: the parameters' dtype (f16/bf16 copies of f32 master weights during
+        // training) decides the compute dtype; inputs are cast to it, the output back.
+        let pd = self.map_layer0.weight.val().dtype();
+        let xd = x.dtype();
+        let x = x.cast(pd);
+        let mut emb = positional_embedding(noise_labels, self.noise_channels).cast(pd);
         if let (Some(ml), Some(cl)) = (&self.map_label, class_labels) {
-            emb = emb + ml.forward(cl * (self.label_dim as f64).sqrt());
+            emb = emb + ml.forward(cl.cast(pd) * (self.label_dim as f64).sqrt());
         }
         if let (Some(ma), Some(al)) = (&self.map_augment, augment_labels) {
-            emb = emb + ma.forward(al);
+            emb = emb + ma.forward(al.cast(pd));
         }
         let emb = silu(self.map_layer1.forward(silu(self.map_layer0.forward(emb))));
         let mut skips = Vec::new();
@@ -468,7 +474,9 @@ impl SongUNet {
             }
             x = b.forward(x, emb.clone(), train);
         }
-        self.out_conv.forward(silu(self.out_norm.forward(x)))
+        self.out_conv
+            .forward(silu(self.out_norm.forward(x)))
+            .cast(xd)
     }
 
     /// Parameters by EDM's names, PyTorch layout (for saving, and for parity fixtures).
