@@ -153,6 +153,60 @@ pub enum BenchCommand {
         #[command(flatten)]
         reference: ReferenceArgs,
     },
+    /// One EDM training step (SongUNet forward/backward, EDM loss, Adam) in img/s, against
+    /// PyTorch on the same config (reference: benches/songunet.py).
+    Edm {
+        /// Network preset: cifar (EDM's CIFAR-10 DDPM++, 55.7 M parameters), ffhq64, small.
+        #[arg(long, default_value = "cifar")]
+        preset: String,
+        /// Label dimension (clusters).
+        #[arg(long, default_value_t = 10)]
+        label_dim: usize,
+        /// Images per step.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Timed steps.
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// Untimed steps first (shader compilation and autotuning on GPUs).
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// cedm's device: cpu, wgpu[:N], cuda[:N].
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// fp32, or fp16 (mixed precision on both sides).
+        #[arg(long, default_value = "fp32")]
+        precision: String,
+        /// PyTorch's device: cpu, cuda.
+        #[arg(long, default_value = "cpu")]
+        torch_device: String,
+        #[command(flatten)]
+        reference: ReferenceArgs,
+    },
+    /// A TEMI epoch (all heads, student and teacher, loss, AdamW, EMA) against the same heads in
+    /// PyTorch (reference: benches/temi.py).
+    Temi {
+        /// Heads.
+        #[arg(long, default_value_t = 50)]
+        heads: usize,
+        /// Pairs per step.
+        #[arg(long, default_value_t = 512)]
+        batch: usize,
+        /// Feature dimension.
+        #[arg(long, default_value_t = 1280)]
+        dim: usize,
+        /// Clusters.
+        #[arg(long, default_value_t = 100)]
+        clusters: usize,
+        /// Items per epoch.
+        #[arg(long, default_value_t = 60000)]
+        items: usize,
+        /// Timed steps.
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        #[command(flatten)]
+        reference: ReferenceArgs,
+    },
     /// Fréchet distance at 2048-d against scipy.linalg.sqrtm (reference: benches/frechet.py).
     Frechet {
         /// Dimension.

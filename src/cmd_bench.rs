@@ -86,6 +86,51 @@ pub fn bench(b: &BenchCommand) -> Result<ExitCode, CliError> {
             .map_err(node_err)?;
             print(&r, reference.json);
         }
+        BenchCommand::Edm {
+            preset,
+            label_dim,
+            batch,
+            steps,
+            warmup,
+            device,
+            precision,
+            torch_device,
+            reference,
+        } => {
+            let o = bench::EdmBench {
+                preset: preset.clone(),
+                label_dim: *label_dim,
+                batch: *batch,
+                steps: *steps,
+                warmup: *warmup,
+                device: device.clone(),
+                precision: precision.clone(),
+                torch_device: torch_device.clone(),
+            };
+            let r = bench::edm(&o, reference.python.as_deref()).map_err(node_err)?;
+            print(&r, reference.json);
+        }
+        BenchCommand::Temi {
+            heads,
+            batch,
+            dim,
+            clusters,
+            items,
+            steps,
+            reference,
+        } => {
+            let r = bench::temi(
+                *heads,
+                *batch,
+                *dim,
+                *clusters,
+                *items,
+                *steps,
+                reference.python.as_deref(),
+            )
+            .map_err(node_err)?;
+            print(&r, reference.json);
+        }
         BenchCommand::Frechet { d, n, reference } => {
             let r = bench::frechet(*d, *n, reference.python.as_deref()).map_err(node_err)?;
             print(&r, reference.json);

@@ -514,3 +514,253 @@ pub fn frechet(d: usize, n: usize, python: Option<&Path>) -> Result<Report, Node
         notes,
     })
 }
+
+/// Options of [`edm`].
+#[derive(Clone, Debug)]
+pub struct EdmBench {
+    /// `cifar`, `ffhq64` or `small`.
+    pub preset: String,
+    /// Label dimension (clusters).
+    pub label_dim: usize,
+    /// Images per step.
+    pub batch: usize,
+    /// Timed steps.
+    pub steps: usize,
+    /// Untimed steps first (kernel compilation and autotuning on GPUs).
+    pub warmup: usize,
+    /// cedm's device (`cpu`, `wgpu:0`, `cuda:0`).
+    pub device: String,
+    /// `fp32` or `fp16` (mixed precision), on both sides.
+    pub precision: String,
+    /// The reference's device (`cpu`, `cuda`).
+    pub torch_device: String,
+}
+
+/// One EDM training step (SongUNet forward and backward with EDM's preconditioning and loss,
+/// Adam) at a preset's config, in images per second, against PyTorch on the same config
+/// (benches/songunet.py). Dropout is off on both sides.
+///
+/// # Errors
+/// Unknown preset or device, failing reference.
+pub fn edm(o: &EdmBench, python: Option<&Path>) -> Result<Report, NodeError> {
+    use crate::models::params::{Adam, flat};
+    use crate::models::songunet::SongUNetConfig;
+    use burn::tensor::FloatDType;
+    let mut cfg = match o.preset.as_str() {
+        "cifar" => SongUNetConfig::cifar(o.label_dim),
+        "ffhq64" => SongUNetConfig::ffhq64(o.label_dim),
+        "small" => SongUNetConfig::small(32, 3, o.label_dim),
+        p => {
+            return Err(NodeError::msg(format!(
+                "unknown preset `{p}` (cifar, ffhq64, small)"
+            )));
+        }
+    };
+    cfg.dropout = 0.0;
+    let half = match o.precision.as_str() {
+        "fp32" => None,
+        "fp16" => Some(FloatDType::F16),
+        p => {
+            return Err(NodeError::msg(format!(
+                "unknown precision `{p}` (fp32, fp16)"
+            )));
+        }
+    };
+    let comp = crate::device::compute(&o.device)?;
+    let ad = comp.device().clone().autodiff();
+    let mut net = cfg.init(0, &ad);
+    let mut adam = Adam::new(&flat(&net), 0.9, 0.999, 1e-8);
+    let (b, r, c, ld) = (o.batch, cfg.img_resolution, cfg.in_channels, cfg.label_dim);
+    let il = c * r * r;
+    let mut rng = crate::rng::Rng::new(1);
+    let mut run = |net: crate::models::songunet::SongUNet, adam: &mut Adam| {
+        let x: Vec<f32> = (0..b * il)
+            .map(|_| (rng.uniform() * 2.0 - 1.0) as f32)
+            .collect();
+        let sigma: Vec<f64> = (0..b).map(|_| (rng.normal() * 1.2 - 1.2).exp()).collect();
+        let noise: Vec<f32> = (0..b * il)
+            .map(|j| (rng.normal() * sigma[j / il]) as f32)
+            .collect();
+        let mut labels = vec![0f32; b * ld];
+        for i in 0..b {
+            labels[i * ld + (rng.uniform() * ld as f64) as usize % ld.max(1)] = 1.0;
+        }
+        let aug = vec![0f32; b * 9];
+        let weights: Vec<f32> = sigma
+            .iter()
+            .map(|&s| crate::edm::loss_weight(s) as f32)
+            .collect();
+        let bt = crate::edm_train::Batch {
+            x: &x,
+            noise: &noise,
+            labels: &labels,
+            aug: &aug,
+            weights: &weights,
+            sigma: &sigma,
+            shape: [c, r, r],
+            label_dim: ld,
+            aug_dim: 9,
+        };
+        crate::edm_train::bench_step(net, adam, half, &bt, 1e-4).map_err(NodeError::msg)
+    };
+    for _ in 0..o.warmup {
+        net = run(net, &mut adam)?.0;
+    }
+    let t = Instant::now();
+    let mut loss = f32::NAN;
+    for _ in 0..o.steps {
+        let (n, l) = run(net, &mut adam)?;
+        net = n;
+        loss = l;
+    }
+    // The loss was read back each step, so the device has finished.
+    let secs = t.elapsed().as_secs_f64();
+    let params = burn::module::Module::num_params(&net);
+    let ours = Measurement {
+        implementation: format!("cedm (burn, {}, {})", comp.describe(), o.precision),
+        seconds: secs,
+        rate: Some((o.steps * b) as f64 / secs),
+    };
+    let mut notes = vec![format!("{params} parameters; last loss {loss:.3}")];
+    let reference = match python {
+        Some(py) => {
+            let mut args = vec![
+                "--preset".to_string(),
+                o.preset.clone(),
+                "--label-dim".into(),
+                o.label_dim.to_string(),
+                "--batch".into(),
+                b.to_string(),
+                "--steps".into(),
+                o.steps.to_string(),
+                "--warmup".into(),
+                o.warmup.to_string(),
+                "--device".into(),
+                o.torch_device.clone(),
+            ];
+            if half.is_some() {
+                args.push("--fp16".into());
+            }
+            let v = run_reference(py, "songunet.py", &args)?;
+            let theirs = field(&v, "params");
+            if theirs as usize != params {
+                notes.push(format!(
+                    "PyTorch network has {theirs} parameters (cedm {params})"
+                ));
+            }
+            Some(Measurement {
+                implementation: implementation(&v),
+                seconds: field(&v, "seconds"),
+                rate: Some(field(&v, "rate")),
+            })
+        }
+        None => None,
+    };
+    Ok(Report {
+        name: "edm".into(),
+        setup: format!(
+            "EDM training step (SongUNet {} at {r} px, label_dim {ld}, dropout off, Adam), batch {b}, {} timed steps after {} warm-up",
+            o.preset, o.steps, o.warmup
+        ),
+        unit: "img/s".into(),
+        ours,
+        reference,
+        notes,
+    })
+}
+
+/// One TEMI training step (H heads, student and teacher, loss with γ = 0.6, AdamW, teacher EMA)
+/// on random pairs, reported per epoch of `items` (steps of `batch`), against the same heads in
+/// PyTorch CPU (benches/temi.py).
+///
+/// # Errors
+/// Failing reference.
+pub fn temi(
+    heads: usize,
+    batch: usize,
+    dim: usize,
+    clusters: usize,
+    items: usize,
+    steps: usize,
+    python: Option<&Path>,
+) -> Result<Report, NodeError> {
+    use crate::models::temi_heads::{HeadsConfig, StepConfig, TemiState};
+    use burn::tensor::{Device, Tensor, TensorData};
+    let cfg = HeadsConfig {
+        heads,
+        input: dim,
+        hidden: 512,
+        hidden_layers: 2,
+        bottleneck: 256,
+        clusters,
+    };
+    let dev = Device::flex();
+    let mut st = TemiState::new(cfg.init(0, &dev));
+    let mut rng = crate::rng::Rng::new(0);
+    let x: Vec<f32> = (0..batch * dim).map(|_| rng.normal() as f32).collect();
+    let xn: Vec<f32> = x.iter().map(|v| v + 0.1 * rng.normal() as f32).collect();
+    let sc = StepConfig {
+        temperature: 0.1,
+        gamma: 0.6,
+        prior_momentum: 0.9,
+        teacher_momentum: 0.996,
+        lr: 2e-4,
+        weight_decay: 1e-4,
+        freeze_last: false,
+    };
+    let mut step = || {
+        let a = Tensor::<2>::from_data(TensorData::new(x.clone(), [batch, dim]), &dev);
+        let b = Tensor::<2>::from_data(TensorData::new(xn.clone(), [batch, dim]), &dev);
+        st.step(a, b, &sc).loss
+    };
+    step();
+    let t = Instant::now();
+    for _ in 0..steps {
+        step();
+    }
+    let per_step = t.elapsed().as_secs_f64() / steps.max(1) as f64;
+    let per_epoch = items / batch.max(1);
+    let reference = match python {
+        Some(py) => {
+            let v = run_reference(
+                py,
+                "temi.py",
+                &[
+                    "--heads".into(),
+                    heads.to_string(),
+                    "--batch".into(),
+                    batch.to_string(),
+                    "--dim".into(),
+                    dim.to_string(),
+                    "--clusters".into(),
+                    clusters.to_string(),
+                    "--items".into(),
+                    items.to_string(),
+                    "--steps".into(),
+                    steps.to_string(),
+                ],
+            )?;
+            Some(Measurement {
+                implementation: implementation(&v),
+                seconds: field(&v, "seconds"),
+                rate: Some(field(&v, "steps_per_epoch") / field(&v, "seconds")),
+            })
+        }
+        None => None,
+    };
+    Ok(Report {
+        name: "temi".into(),
+        setup: format!(
+            "TEMI epoch of {items} items: {per_epoch} steps of {batch} pairs, {heads} heads {dim}→512→512→256→{clusters}, {} threads",
+            rayon::current_num_threads()
+        ),
+        unit: "step/s".into(),
+        ours: Measurement {
+            implementation: "cedm (burn flex, stacked heads)".into(),
+            seconds: per_step * per_epoch as f64,
+            rate: Some(1.0 / per_step),
+        },
+        reference,
+        notes: vec![],
+    })
+}

@@ -685,7 +685,34 @@ impl Node for EdmTrain {
         let ck_every = (p.checkpoint_every_kimg.unwrap_or(p.duration_kimg / 10.0) * 1000.0)
             .max(b as f64) as u64;
         let log_every = (total / p.log_points.max(1) as u64).max(b as u64);
-        let half_dtype = p.precision.half(&comp);
+        let mut half_dtype = p.precision.half(&comp);
+        if let Some(h) = half_dtype {
+            for c in &computes {
+                if let Err(e) = supports(c.device(), h) {
+                    // Device errors run to dozens of lines; the useful one says what is missing.
+                    let e = e
+                        .lines()
+                        .map(str::trim)
+                        .find(|l| l.contains("not supported") || l.contains("unsupported"))
+                        .or_else(|| e.lines().next())
+                        .unwrap_or("")
+                        .to_string();
+                    if p.precision == Precision::Auto {
+                        ctx.log(format!(
+                            "{} cannot compute in {h:?} ({e}); training in fp32",
+                            c.describe()
+                        ));
+                        half_dtype = None;
+                        break;
+                    }
+                    return Err(NodeError::msg(format!(
+                        "precision {:?}: {} cannot compute in {h:?} ({e}); use `precision: fp32`",
+                        p.precision,
+                        c.describe()
+                    )));
+                }
+            }
+        }
         // Data parallel: replicas on the other listed devices (the first holds the master
         // weights, Adam and the EMA).
         let replicas: Vec<Device> = computes[1..]
@@ -782,7 +809,13 @@ impl Node for EdmTrain {
                 Some(FloatDType::F16) => ck.scale.scale,
                 _ => 1.0,
             };
-            let (lv, gs) = data_parallel_step(&net, &replicas, half_dtype, scale, &batch, seed);
+            let (lv, gs) = data_parallel_step(&net, &replicas, half_dtype, scale, &batch, seed)
+                .map_err(|e| {
+                    NodeError::msg(format!(
+                        "training step at {:.1} kimg: {e}",
+                        ck.nimg as f64 / 1000.0
+                    ))
+                })?;
             let gs = match half_dtype {
                 None => {
                     if !lv.is_finite() {
@@ -796,7 +829,7 @@ impl Node for EdmTrain {
                 Some(_) => {
                     let gs: Vec<Option<Tensor<1>>> =
                         gs.into_iter().map(|g| g.map(|g| g / scale)).collect();
-                    let ok = lv.is_finite() && all_finite(&gs);
+                    let ok = lv.is_finite() && all_finite(&gs).map_err(NodeError::msg)?;
                     ck.scale.update(ok);
                     if ck.scale.skipped_run >= LossScale::MAX_SKIPPED_RUN {
                         return Err(NodeError::msg(format!(
@@ -895,16 +928,44 @@ impl Node for EdmTrain {
 }
 
 /// One training batch on the host, row-major per sample.
-struct Batch<'a> {
-    x: &'a [f32],
-    noise: &'a [f32],
-    labels: &'a [f32],
-    aug: &'a [f32],
-    weights: &'a [f32],
-    sigma: &'a [f64],
-    shape: [usize; 3],
-    label_dim: usize,
-    aug_dim: usize,
+pub(crate) struct Batch<'a> {
+    pub x: &'a [f32],
+    pub noise: &'a [f32],
+    pub labels: &'a [f32],
+    pub aug: &'a [f32],
+    pub weights: &'a [f32],
+    pub sigma: &'a [f64],
+    pub shape: [usize; 3],
+    pub label_dim: usize,
+    pub aug_dim: usize,
+}
+
+/// One optimiser step exactly as `edm/train` takes it (loss, backward, with `half` the
+/// mixed-precision casts, unscaling and the finiteness check; Adam; no EMA), for `cedm bench
+/// edm`. Returns the updated network and the loss.
+pub(crate) fn bench_step(
+    net: SongUNet,
+    adam: &mut Adam,
+    half: Option<FloatDType>,
+    bt: &Batch<'_>,
+    lr: f64,
+) -> Result<(SongUNet, f32), String> {
+    let scale = if half == Some(FloatDType::F16) {
+        1024.0
+    } else {
+        1.0
+    };
+    let (lv, gs) = data_parallel_step(&net, &[], half, scale, bt, 0)?;
+    let gs: Vec<Option<Tensor<1>>> = if scale == 1.0 {
+        gs
+    } else {
+        gs.into_iter().map(|g| g.map(|g| g / scale)).collect()
+    };
+    if half.is_some() && !all_finite(&gs)? {
+        return Ok((net, f32::NAN));
+    }
+    let new = adam.update(flat(&net), gs, lr);
+    Ok((assign(net, new, true), lv))
 }
 
 /// Forward and backward of samples `lo..hi` of the batch on `net`'s device: the loss (the
@@ -919,7 +980,7 @@ fn shard_step(
     lo: usize,
     hi: usize,
     dev: &Device,
-) -> (f32, Vec<Option<Tensor<1>>>) {
+) -> Result<(f32, Vec<Option<Tensor<1>>>), String> {
     let [c, h, w] = bt.shape;
     let (il, m, total) = (c * h * w, hi - lo, bt.sigma.len());
     let y = Tensor::<4>::from_data(
@@ -968,8 +1029,8 @@ fn shard_step(
         } else {
             (loss.clone() * scale).backward()
         };
-        let lv: f32 = loss.inner().into_scalar();
-        (lv, grads(net, &g))
+        let lv = read_scalar(loss.inner())?;
+        Ok((lv, grads(net, &g)))
     };
     match half {
         None => run(net),
@@ -979,15 +1040,43 @@ fn shard_step(
                 flat(net).into_iter().map(|t| t.cast(hd)).collect(),
                 true,
             );
-            let (lv, gs) = run(&hnet);
-            (
+            let (lv, gs) = run(&hnet)?;
+            Ok((
                 lv,
                 gs.into_iter()
                     .map(|g| g.map(|g| g.cast(FloatDType::F32)))
                     .collect(),
-            )
+            ))
         }
     }
+}
+
+/// Read a one-element tensor back, turning a device failure into an error (burn's
+/// `into_scalar` panics).
+fn read_scalar(t: Tensor<1>) -> Result<f32, String> {
+    t.try_into_vec_as::<f32>()
+        .map_err(|e| format!("the device failed: {e}"))?
+        .first()
+        .copied()
+        .ok_or_else(|| "empty read-back".to_string())
+}
+
+/// Whether the device computes in `half`: a tiny cast, product and read-back (Vulkan through
+/// OpenGL fallbacks and some drivers lack WGSL's f16 extension).
+fn supports(dev: &Device, half: FloatDType) -> Result<(), String> {
+    let d = dev.clone();
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let t = Tensor::<1>::from_floats([1.0f32, 2.0], &d).cast(half);
+        read_scalar((t.clone() * t).sum().cast(FloatDType::F32))
+    }))
+    .map_err(|_| "panicked".to_string())?
+    .and_then(|v| {
+        if v == 5.0 {
+            Ok(())
+        } else {
+            Err(format!("1²+2² came back as {v}"))
+        }
+    })
 }
 
 /// A step's loss and gradients (on the master's device, scaled by `scale`): on one device, or
@@ -1002,7 +1091,7 @@ fn data_parallel_step(
     scale: f64,
     bt: &Batch<'_>,
     seed: u64,
-) -> (f32, Vec<Option<Tensor<1>>>) {
+) -> Result<(f32, Vec<Option<Tensor<1>>>), String> {
     let master = net
         .devices()
         .into_iter()
@@ -1034,15 +1123,13 @@ fn data_parallel_step(
             .zip(&bounds[1..])
             .map(|((m, d), &(lo, hi))| s.spawn(move || shard_step(m, half, scale, bt, lo, hi, d)))
             .collect();
-        let (lv, gs) = shard_step(net, half, scale, bt, bounds[0].0, bounds[0].1, &master);
+        let first = shard_step(net, half, scale, bt, bounds[0].0, bounds[0].1, &master);
         let others: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
-        (lv, gs, others)
-    });
+        first.map(|(lv, gs)| (lv, gs, others))
+    })?;
     let inner = master.clone().inner();
-    for r in others {
-        let Ok((l, g)) = r else {
-            return (f32::NAN, gs);
-        };
+    for (k, r) in others.into_iter().enumerate() {
+        let (l, g) = r.map_err(|_| format!("the replica on device {} panicked", k + 1))??;
         lv += l;
         for (acc, gi) in gs.iter_mut().zip(g) {
             *acc = match (acc.take(), gi) {
@@ -1051,22 +1138,21 @@ fn data_parallel_step(
             };
         }
     }
-    (lv, gs)
+    Ok((lv, gs))
 }
 
 /// Whether every gradient entry is finite (one read-back: a non-finite or overflowing entry
 /// makes the sum of squares non-finite).
-fn all_finite(gs: &[Option<Tensor<1>>]) -> bool {
+fn all_finite(gs: &[Option<Tensor<1>>]) -> Result<bool, String> {
     let sq: Vec<Tensor<1>> = gs
         .iter()
         .flatten()
         .map(|g| g.clone().powf_scalar(2.0).sum())
         .collect();
     if sq.is_empty() {
-        return true;
+        return Ok(true);
     }
-    let total: f32 = Tensor::cat(sq, 0).sum().into_scalar();
-    total.is_finite()
+    Ok(read_scalar(Tensor::cat(sq, 0).sum())?.is_finite())
 }
 
 /// Position `i` of a seeded pseudo-random permutation of `0..n` (a Feistel-style bijection by

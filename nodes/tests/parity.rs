@@ -81,7 +81,7 @@ fn mobilenet_v2_matches_torchvision_on_real_images() {
     let d_in = max_abs_diff(&input, &want_input.data);
     assert!(d_in < 1e-4, "preprocessing: max |Δ| = {d_in}");
 
-    let device = Device::default();
+    let device = Device::flex();
     let weights = Weights::load(&asset("weights/mobilenet_v2-b0353104.pth")).unwrap();
     let model = MobileNetV2::load(&MobileNetV2Config::imagenet(), &weights, &device).unwrap();
     let x: Tensor<4> = Tensor::from_data(
@@ -112,7 +112,7 @@ fn vit_case(file: &str, config: cedm_nodes::models::vit::VitConfig, sizes: &[usi
         .join("../tests/parity")
         .join(file);
     let mut w = Weights::load(&path).unwrap();
-    let device = Device::default();
+    let device = Device::flex();
     let model = Vit::load(&config, &mut w, &device).unwrap();
     let t = fixture(file);
     for s in sizes {
@@ -188,7 +188,7 @@ fn temi_loss_and_two_adamw_steps_match_pytorch() {
     use std::collections::HashMap;
     let t = fixture("temi.safetensors");
     let names = t.names();
-    let device = Device::default();
+    let device = Device::flex();
     let cfg = HeadsConfig {
         heads: 2,
         input: 8,
@@ -293,7 +293,7 @@ fn songunet_and_edm_preconditioning_match_pytorch() {
     use cedm_nodes::models::songunet::SongUNetConfig;
     use std::collections::BTreeMap;
     let t = fixture("songunet.safetensors");
-    let device = Device::default();
+    let device = Device::flex();
     let cfg = SongUNetConfig {
         img_resolution: 8,
         in_channels: 2,

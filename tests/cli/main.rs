@@ -3,6 +3,8 @@
 mod util;
 
 mod crash;
+#[cfg(not(feature = "wgpu"))]
+mod devices;
 mod edm;
 mod engine;
 mod features;
@@ -10,3 +12,5 @@ mod kinds;
 mod metrics;
 mod report;
 mod slurm;
+#[cfg(feature = "wgpu")]
+mod wgpu;

@@ -20,7 +20,6 @@ from safetensors.numpy import save_file
 
 from common import HERE
 
-torch.manual_seed(0)
 CFG = dict(img_resolution=8, in_channels=2, label_dim=3, augment_dim=9, model_channels=16,
            channel_mult=[1, 2], channel_mult_emb=2, num_blocks=1, attn_resolutions=[4], dropout=0.0)
 
@@ -144,7 +143,7 @@ class Net:
     def forward(self, x, noise, labels, aug):
         mc = self.cfg["model_channels"]
         half = mc // 2
-        freqs = (1 / 10000) ** (torch.arange(half, dtype=torch.float32) / (half - 1))
+        freqs = (1 / 10000) ** (torch.arange(half, dtype=torch.float32, device=noise.device) / (half - 1))
         e = noise[:, None] * freqs[None]
         emb = torch.cat([e.sin(), e.cos()], dim=1)  # [cos, sin] swapped, as EDM's forward does
         emb = emb + self.lin("map_label", labels * math.sqrt(self.cfg["label_dim"]))
@@ -173,19 +172,25 @@ def precond(net, x, sigma, labels, aug, sd=0.5):
     return c_skip * x + c_out * net.forward(c_in * x, c_noise.flatten(), labels, aug)
 
 
-g = torch.Generator().manual_seed(1)
-net = Net(CFG, g)
-x = torch.randn(3, 2, 8, 8, generator=g)
-sigma = torch.tensor([0.05, 1.0, 20.0])
-labels = F.one_hot(torch.tensor([0, 2, 1]), 3).float()
-labels[2] = 0  # an unconditional row (all-zero label)
-aug = torch.randn(3, 9, generator=g) * 0.5
-with torch.no_grad():
-    f_out = net.forward(x, sigma.log() / 4, labels, aug)
-    d_out = precond(net, x, sigma, labels, aug)
-out = {k: v.numpy().astype(np.float32) for k, v in net.p.items()}
-out.update({"input.x": x.numpy(), "input.sigma": sigma.numpy(), "input.labels": labels.numpy(), "input.aug": aug.numpy(),
-            "output.F": f_out.numpy(), "output.D": d_out.numpy()})
-save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}, os.path.join(HERE, "songunet.safetensors"),
-          metadata={"script": "tests/parity/songunet.py", "torch": torch.__version__, "config": str(CFG)})
-print("F", f_out.abs().mean().item(), "D", d_out.abs().mean().item(), len(net.p), "params")
+def main():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    net = Net(CFG, g)
+    x = torch.randn(3, 2, 8, 8, generator=g)
+    sigma = torch.tensor([0.05, 1.0, 20.0])
+    labels = F.one_hot(torch.tensor([0, 2, 1]), 3).float()
+    labels[2] = 0  # an unconditional row (all-zero label)
+    aug = torch.randn(3, 9, generator=g) * 0.5
+    with torch.no_grad():
+        f_out = net.forward(x, sigma.log() / 4, labels, aug)
+        d_out = precond(net, x, sigma, labels, aug)
+    out = {k: v.numpy().astype(np.float32) for k, v in net.p.items()}
+    out.update({"input.x": x.numpy(), "input.sigma": sigma.numpy(), "input.labels": labels.numpy(), "input.aug": aug.numpy(),
+                "output.F": f_out.numpy(), "output.D": d_out.numpy()})
+    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}, os.path.join(HERE, "songunet.safetensors"),
+              metadata={"script": "tests/parity/songunet.py", "torch": torch.__version__, "config": str(CFG)})
+    print("F", f_out.abs().mean().item(), "D", d_out.abs().mean().item(), len(net.p), "params")
+
+
+if __name__ == "__main__":
+    main()
