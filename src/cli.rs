@@ -156,7 +156,8 @@ pub enum BenchCommand {
     /// One EDM training step (SongUNet forward/backward, EDM loss, Adam) in img/s, against
     /// PyTorch on the same config (reference: benches/songunet.py).
     Edm {
-        /// Network preset: cifar (EDM's CIFAR-10 DDPM++, 55.7 M parameters), ffhq64, small.
+        /// Network preset: cifar (EDM's CIFAR-10 DDPM++, 55.7 M parameters), ffhq64, small,
+        /// quickstart (the quickstart's 16 px EDM).
         #[arg(long, default_value = "cifar")]
         preset: String,
         /// Label dimension (clusters).

@@ -550,9 +550,16 @@ pub fn edm(o: &EdmBench, python: Option<&Path>) -> Result<Report, NodeError> {
         "cifar" => SongUNetConfig::cifar(o.label_dim),
         "ffhq64" => SongUNetConfig::ffhq64(o.label_dim),
         "small" => SongUNetConfig::small(32, 3, o.label_dim),
+        // experiments/quickstart.yaml's EDM (16 px grey Fashion-MNIST).
+        "quickstart" => SongUNetConfig {
+            model_channels: 16,
+            channel_mult: vec![1, 2],
+            attn_resolutions: vec![],
+            ..SongUNetConfig::small(16, 1, o.label_dim)
+        },
         p => {
             return Err(NodeError::msg(format!(
-                "unknown preset `{p}` (cifar, ffhq64, small)"
+                "unknown preset `{p}` (cifar, ffhq64, small, quickstart)"
             )));
         }
     };
