@@ -53,33 +53,37 @@ fn read_u8(path: &std::path::Path, name: &str) -> (Vec<usize>, Vec<u8>) {
     )
 }
 
-#[test]
-fn a_small_edm_overfits_four_images_and_samples_near_them() {
-    let d = Dir::new();
-    d.write("exp.yaml", &exp("4"));
+/// Run `exp.yaml`, export its `train` node to `DIR/net`, and return that folder and the logged
+/// loss curve.
+fn train_and_export(d: &Dir) -> (PathBuf, Vec<f64>) {
     let o = d.run(&["run", "exp.yaml"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = d.path().join("net");
-    assert!(
-        d.run(&[
-            "cache",
-            "export",
-            "train",
-            out.to_str().unwrap(),
-            "--experiment",
-            "exp.yaml"
-        ])
-        .status
-        .success()
-    );
+    let e = d.run(&[
+        "cache",
+        "export",
+        "train",
+        out.to_str().unwrap(),
+        "--experiment",
+        "exp.yaml",
+    ]);
+    assert!(e.status.success(), "{}", stderr(&e));
     let log: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("training.json")).unwrap()).unwrap();
-    let losses: Vec<f64> = log["loss"]
+    let losses = log["loss"]
         .as_array()
         .unwrap()
         .iter()
         .map(|p| p["loss"].as_f64().unwrap())
         .collect();
+    (out, losses)
+}
+
+#[test]
+fn a_small_edm_overfits_four_images_and_samples_near_them() {
+    let d = Dir::new();
+    d.write("exp.yaml", &exp("4"));
+    let (out, losses) = train_and_export(&d);
     let last = losses[losses.len() - 3..].iter().sum::<f64>() / 3.0;
     assert!(
         losses[0] / last >= 5.0,
@@ -225,32 +229,10 @@ nodes:
                 a = a.display()
             ),
         );
-        let o = d.run(&["run", "exp.yaml"]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        let out = d.path().join("net");
-        assert!(
-            d.run(&[
-                "cache",
-                "export",
-                "train",
-                out.to_str().unwrap(),
-                "--experiment",
-                "exp.yaml"
-            ])
-            .status
-            .success()
-        );
-        let log: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.join("training.json")).unwrap()).unwrap();
-        let show = stdout(&d.run(&["cache", "show", "train", "exp.yaml"]));
+        let (_, losses) = train_and_export(&d);
         (
-            log["loss"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| p["loss"].as_f64().unwrap())
-                .collect(),
-            show,
+            losses,
+            stdout(&d.run(&["cache", "show", "train", "exp.yaml"])),
         )
     };
     let (full, _) = curve("fp32");
@@ -326,29 +308,7 @@ nodes:
         )
     };
     let train = |d: &Dir| {
-        let o = d.run(&["run", "exp.yaml"]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        let out = d.path().join("net");
-        assert!(
-            d.run(&[
-                "cache",
-                "export",
-                "train",
-                out.to_str().unwrap(),
-                "--experiment",
-                "exp.yaml"
-            ])
-            .status
-            .success()
-        );
-        let log: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.join("training.json")).unwrap()).unwrap();
-        let losses: Vec<f64> = log["loss"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["loss"].as_f64().unwrap())
-            .collect();
+        let (out, losses) = train_and_export(d);
         (
             losses,
             f32_tensors(&out.join("network.safetensors")),
