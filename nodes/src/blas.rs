@@ -14,43 +14,55 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-type Sgemm = unsafe extern "C" fn(
+/// CBLAS `?gemm`: (order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc).
+type Gemm<T> = unsafe extern "C" fn(
     c_int,
     c_int,
     c_int,
     c_int,
     c_int,
     c_int,
-    f32,
-    *const f32,
+    T,
+    *const T,
     c_int,
-    *const f32,
+    *const T,
     c_int,
-    f32,
-    *mut f32,
-    c_int,
-);
-type Dgemm = unsafe extern "C" fn(
-    c_int,
-    c_int,
-    c_int,
-    c_int,
-    c_int,
-    c_int,
-    f64,
-    *const f64,
-    c_int,
-    *const f64,
-    c_int,
-    f64,
-    *mut f64,
+    T,
+    *mut T,
     c_int,
 );
 
+/// Element types with a CBLAS GEMM (f32: `sgemm`, f64: `dgemm`), shared by the GEMMs of
+/// [`crate::cpu::gemm`].
+pub trait Element: Copy + Send + Sync + 'static {
+    /// 0.
+    const ZERO: Self;
+    /// 1.
+    const ONE: Self;
+    /// This type's entry point of the library.
+    fn entry(lib: &Blas) -> Gemm<Self>;
+}
+
+impl Element for f32 {
+    const ZERO: f32 = 0.0;
+    const ONE: f32 = 1.0;
+    fn entry(lib: &Blas) -> Gemm<f32> {
+        lib.sgemm
+    }
+}
+
+impl Element for f64 {
+    const ZERO: f64 = 0.0;
+    const ONE: f64 = 1.0;
+    fn entry(lib: &Blas) -> Gemm<f64> {
+        lib.dgemm
+    }
+}
+
 /// The loaded library's entry points.
 pub struct Blas {
-    sgemm: Sgemm,
-    dgemm: Dgemm,
+    sgemm: Gemm<f32>,
+    dgemm: Gemm<f64>,
     name: String,
     _lib: libloading::Library,
 }
@@ -75,8 +87,8 @@ fn load() -> Option<Blas> {
         };
         // SAFETY: the symbols are the standard CBLAS ones with the signatures declared above.
         let syms = unsafe {
-            let s = lib.get::<Sgemm>(b"cblas_sgemm\0").map(|f| *f);
-            let d = lib.get::<Dgemm>(b"cblas_dgemm\0").map(|f| *f);
+            let s = lib.get::<Gemm<f32>>(b"cblas_sgemm\0").map(|f| *f);
+            let d = lib.get::<Gemm<f64>>(b"cblas_dgemm\0").map(|f| *f);
             if let Ok(set) = lib.get::<unsafe extern "C" fn(c_int)>(b"openblas_set_num_threads\0") {
                 set(1);
             }
@@ -131,19 +143,20 @@ fn dims(m: usize, k: usize, n: usize) -> Option<(c_int, c_int, c_int)> {
 }
 
 impl Blas {
-    /// `c = a·b (+ c)`, row-major, the same contract as [`crate::cpu::gemm`]. Returns false
-    /// (doing nothing) when a dimension does not fit the C interface.
+    /// `c = a·b (+ c)`, row-major, the same contract as [`crate::cpu::gemm`], in slabs of rows
+    /// over rayon's threads. Returns false (doing nothing) when a dimension does not fit the C
+    /// interface.
     #[allow(clippy::too_many_arguments)]
-    pub fn sgemm(
+    pub fn gemm<T: Element>(
         &self,
         m: usize,
         k: usize,
         n: usize,
-        a: &[f32],
+        a: &[T],
         a_t: bool,
-        b: &[f32],
+        b: &[T],
         b_t: bool,
-        c: &mut [f32],
+        c: &mut [T],
         accumulate: bool,
     ) -> bool {
         let Some((mi, ki, ni)) = dims(m, k, n) else {
@@ -151,11 +164,12 @@ impl Blas {
         };
         assert!(
             a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
-            "sgemm: buffers too small"
+            "blas gemm: buffers too small"
         );
+        let f = T::entry(self);
         let (ta, lda) = if a_t { (TRANS, mi) } else { (NO_TRANS, ki) };
         let (tb, ldb) = if b_t { (TRANS, ki) } else { (NO_TRANS, ni) };
-        let beta = if accumulate { 1.0 } else { 0.0 };
+        let beta = if accumulate { T::ONE } else { T::ZERO };
         let rows = slab_rows(m);
         c[..m * n]
             .par_chunks_mut(rows * n)
@@ -168,69 +182,14 @@ impl Blas {
                 // SAFETY: the leading dimensions and the assert above bound every access: rows
                 // r0..r0+mr of a and of c, all of b; c's slabs are disjoint.
                 unsafe {
-                    (self.sgemm)(
+                    f(
                         ROW_MAJOR,
                         ta,
                         tb,
                         mr as c_int,
                         ni,
                         ki,
-                        1.0,
-                        a[a0..].as_ptr(),
-                        lda,
-                        b.as_ptr(),
-                        ldb,
-                        beta,
-                        cs.as_mut_ptr(),
-                        ni,
-                    )
-                };
-            });
-        true
-    }
-
-    /// The f64 version of [`Blas::sgemm`].
-    #[allow(clippy::too_many_arguments)]
-    pub fn dgemm(
-        &self,
-        m: usize,
-        k: usize,
-        n: usize,
-        a: &[f64],
-        a_t: bool,
-        b: &[f64],
-        b_t: bool,
-        c: &mut [f64],
-        accumulate: bool,
-    ) -> bool {
-        let Some((mi, ki, ni)) = dims(m, k, n) else {
-            return false;
-        };
-        assert!(
-            a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
-            "dgemm: buffers too small"
-        );
-        let (ta, lda) = if a_t { (TRANS, mi) } else { (NO_TRANS, ki) };
-        let (tb, ldb) = if b_t { (TRANS, ki) } else { (NO_TRANS, ni) };
-        let beta = if accumulate { 1.0 } else { 0.0 };
-        let rows = slab_rows(m);
-        c[..m * n]
-            .par_chunks_mut(rows * n)
-            .enumerate()
-            .for_each(|(i, cs)| {
-                let r0 = i * rows;
-                let mr = cs.len() / n;
-                let a0 = if a_t { r0 } else { r0 * k };
-                // SAFETY: as in sgemm.
-                unsafe {
-                    (self.dgemm)(
-                        ROW_MAJOR,
-                        ta,
-                        tb,
-                        mr as c_int,
-                        ni,
-                        ki,
-                        1.0,
+                        T::ONE,
                         a[a0..].as_ptr(),
                         lda,
                         b.as_ptr(),

@@ -13,17 +13,19 @@
 use rayon::prelude::*;
 
 /// `c[m×n] (+)= a[m×k] · b[k×n]`, all row-major unless `*_t` says the operand is stored
-/// transposed (`a_t`: a is stored k×m; `b_t`: b is stored n×k). Multi-threaded.
+/// transposed (`a_t`: a is stored k×m; `b_t`: b is stored n×k). Multi-threaded. f32 or f64:
+/// large products go to the run-time BLAS when there is one ([`crate::blas`]), the rest to the
+/// `gemm` crate.
 #[allow(clippy::too_many_arguments)]
-pub fn gemm(
+pub fn gemm<T: crate::blas::Element>(
     m: usize,
     k: usize,
     n: usize,
-    a: &[f32],
+    a: &[T],
     a_t: bool,
-    b: &[f32],
+    b: &[T],
     b_t: bool,
-    c: &mut [f32],
+    c: &mut [T],
     accumulate: bool,
 ) {
     assert!(
@@ -35,7 +37,7 @@ pub fn gemm(
     }
     if k == 0 {
         if !accumulate {
-            c[..m * n].fill(0.0);
+            c[..m * n].fill(T::ZERO);
         }
         return;
     }
@@ -52,7 +54,7 @@ pub fn gemm(
     let threads = rayon::current_num_threads();
     if crate::blas::worth_it(m, k, n) {
         if let Some(lib) = crate::blas::get() {
-            if lib.sgemm(m, k, n, a, a_t, b, b_t, c, accumulate) {
+            if lib.gemm(m, k, n, a, a_t, b, b_t, c, accumulate) {
                 return;
             }
         }
@@ -79,8 +81,8 @@ pub fn gemm(
             b.as_ptr(),
             b_cs,
             b_rs,
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
+            if accumulate { T::ONE } else { T::ZERO },
+            T::ONE,
             false,
             false,
             false,

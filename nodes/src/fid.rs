@@ -19,10 +19,11 @@ use std::path::Path;
 use cedm_engine::NodeError;
 use rayon::prelude::*;
 
+use crate::cpu::gemm;
 use crate::device::{Compute, compute};
 use crate::imageops::{Filter, Resample, preprocess};
 use crate::io::{DType, TensorOut, Tensors, le_bytes, write_safetensors};
-use crate::linalg::{gemm_f64, trace_sqrt_product};
+use crate::linalg::trace_sqrt_product;
 use crate::models::inception::{self, InceptionBurn, InceptionCpu};
 use crate::models::weights::{Weights, tensor};
 
@@ -72,7 +73,7 @@ impl Stats {
                         .zip(&mu)
                         .for_each(|((c, &x), m)| *c = f64::from(x) - m);
                 });
-            gemm_f64(
+            gemm(
                 d,
                 rows,
                 d,

@@ -1,82 +1,10 @@
-//! Dense float64 linear algebra for the Fréchet distance: GEMM, pivoted Cholesky, Householder
-//! tridiagonalisation and implicit QL eigenvalues of symmetric matrices. Row-major throughout.
+//! Dense float64 linear algebra for the Fréchet distance: pivoted Cholesky, Householder
+//! tridiagonalisation and implicit QL eigenvalues of symmetric matrices (products through
+//! [`crate::cpu::gemm`]). Row-major throughout.
 
 use rayon::prelude::*;
 
-/// `c[m×n] = a[m×k] · b[k×n]` (`a_t`: a stored k×m; `b_t`: b stored n×k), f64, multi-threaded.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_f64(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[f64],
-    a_t: bool,
-    b: &[f64],
-    b_t: bool,
-    c: &mut [f64],
-    accumulate: bool,
-) {
-    assert!(
-        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
-        "gemm_f64: buffers too small"
-    );
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            c[..m * n].fill(0.0);
-        }
-        return;
-    }
-    let (a_rs, a_cs) = if a_t {
-        (1isize, m as isize)
-    } else {
-        (k as isize, 1isize)
-    };
-    let (b_rs, b_cs) = if b_t {
-        (1isize, k as isize)
-    } else {
-        (n as isize, 1isize)
-    };
-    if crate::blas::worth_it(m, k, n) {
-        if let Some(lib) = crate::blas::get() {
-            if lib.dgemm(m, k, n, a, a_t, b, b_t, c, accumulate) {
-                return;
-            }
-        }
-    }
-    let threads = rayon::current_num_threads();
-    let par = if m * n * k < 64 * 64 * 64 || threads <= 1 {
-        gemm::Parallelism::None
-    } else {
-        gemm::Parallelism::Rayon(threads)
-    };
-    // SAFETY: the assert bounds every index the strides reach; c does not alias a or b.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
-    }
-}
+use crate::cpu::gemm;
 
 /// Pivoted Cholesky of a symmetric positive semi-definite `a` (n×n): returns `l` (n×r,
 /// row-major) with `a ≈ l·lᵀ`, stopping when the largest remaining pivot is below
@@ -287,9 +215,9 @@ pub fn trace_sqrt_product(a: &[f64], b: &[f64], n: usize) -> Result<f64, String>
         return Ok(0.0);
     }
     let mut bl = vec![0f64; n * r];
-    gemm_f64(n, n, r, b, false, &l, false, &mut bl, false);
+    gemm(n, n, r, b, false, &l, false, &mut bl, false);
     let mut m = vec![0f64; r * r];
-    gemm_f64(r, n, r, &l, true, &bl, false, &mut m, false);
+    gemm(r, n, r, &l, true, &bl, false, &mut m, false);
     for i in 0..r {
         for j in 0..i {
             let s = 0.5 * (m[i * r + j] + m[j * r + i]);
@@ -315,7 +243,7 @@ mod tests {
         };
         let x: Vec<f64> = (0..n * rank).map(|_| next()).collect();
         let mut a = vec![0f64; n * n];
-        gemm_f64(n, rank, n, &x, false, &x, true, &mut a, false);
+        gemm(n, rank, n, &x, false, &x, true, &mut a, false);
         a
     }
 
@@ -326,7 +254,7 @@ mod tests {
             let (l, r) = pivoted_cholesky(&a, n);
             assert_eq!(r, rank.min(n), "n={n} rank={rank}");
             let mut back = vec![0f64; n * n];
-            gemm_f64(n, r, n, &l, false, &l, true, &mut back, false);
+            gemm(n, r, n, &l, false, &l, true, &mut back, false);
             let err = a
                 .iter()
                 .zip(&back)
@@ -350,9 +278,9 @@ mod tests {
             dm[i * n + i] = (i + 1) as f64;
         }
         let mut t = vec![0f64; n * n];
-        gemm_f64(n, n, n, &h, false, &dm, false, &mut t, false);
+        gemm(n, n, n, &h, false, &dm, false, &mut t, false);
         let mut a = vec![0f64; n * n];
-        gemm_f64(n, n, n, &t, false, &h, true, &mut a, false);
+        gemm(n, n, n, &t, false, &h, true, &mut a, false);
         let mut ev = symmetric_eigenvalues(&a, n).unwrap();
         ev.sort_by(f64::total_cmp);
         for (i, e) in ev.iter().enumerate() {
