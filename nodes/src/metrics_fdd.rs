@@ -2,20 +2,16 @@
 //! (dgm-eval's FD on DINOv2 ViT-L/14 CLS features), with the same run protocol as
 //! `metrics/fid` (`repeats` disjoint runs of `num`; mean, min, std).
 
-use std::path::Path;
-
-use cedm_engine::{
-    Checked, FileParam, Node, NodeError, ParamError, Resources, RunContext, Slot, check_typed,
-};
+use cedm_engine::{Checked, Node, NodeError, ParamError, Resources, RunContext, Slot, check_typed};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::features_vit::Arch;
-use crate::fid::{Stats, frechet_distance};
+use crate::fid::frechet_distance;
 use crate::images::ImageSet;
 use crate::io::write_json;
 use crate::metrics_fdd_ref::{Params as Encoder, check_encoder, fdd_stats};
-use crate::metrics_fid::{runs, summarize};
+use crate::metrics_fid::{check_protocol, reference_stats, runs, summarize};
 
 /// Params of `metrics/fdd`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -106,22 +102,7 @@ impl Node for Fdd {
     fn check(&self, params: &serde_json::Value) -> Result<Checked, ParamError> {
         let (p, params) = check_typed::<Params>(params)?;
         check_encoder(&p.encoder())?;
-        if p.repeats == 0 {
-            return Err(ParamError::invalid("repeats", "must be at least 1"));
-        }
-        if p.num.is_some_and(|n| n < 2) {
-            return Err(ParamError::invalid("num", "must be at least 2"));
-        }
-        let mut files = vec![FileParam {
-            param: "weights".into(),
-            path: p.weights.into(),
-        }];
-        if let Some(r) = p.ref_stats {
-            files.push(FileParam {
-                param: "ref_stats".into(),
-                path: r.into(),
-            });
-        }
+        let files = check_protocol(&p.weights, p.ref_stats.as_deref(), p.num, p.repeats)?;
         Ok(Checked {
             params,
             files,
@@ -137,20 +118,7 @@ impl Node for Fdd {
     }
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let p: Params = ctx.params()?;
-        let reference = match (ctx.input("ref"), &p.ref_stats) {
-            (Some(a), None) => Stats::read(a.path("stats.safetensors")?)?,
-            (None, Some(f)) => Stats::read(Path::new(f))?,
-            (Some(_), Some(_)) => {
-                return Err(NodeError::msg(
-                    "give the reference either as the `ref` input or as `ref_stats`, not both",
-                ));
-            }
-            (None, None) => {
-                return Err(NodeError::msg(
-                    "no reference: add a `ref` input (a metrics/fdd_ref node) or the `ref_stats` param",
-                ));
-            }
-        };
+        let reference = reference_stats(ctx, p.ref_stats.as_deref(), "metrics/fdd_ref")?;
         let set = ImageSet::read(ctx.require("samples")?)?;
         let runs = runs(set.n, p.num, p.repeats).map_err(NodeError::msg)?;
         let mut fdds = Vec::new();

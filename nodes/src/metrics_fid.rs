@@ -46,6 +46,58 @@ fn one() -> usize {
     1
 }
 
+/// The run protocol's checks and the file params shared by `metrics/fid` and `metrics/fdd`:
+/// `repeats` ≥ 1, `num` ≥ 2, the network weights and the optional reference file.
+///
+/// # Errors
+/// A bad `repeats` or `num`.
+pub fn check_protocol(
+    weights: &str,
+    ref_stats: Option<&str>,
+    num: Option<usize>,
+    repeats: usize,
+) -> Result<Vec<FileParam>, ParamError> {
+    if repeats == 0 {
+        return Err(ParamError::invalid("repeats", "must be at least 1"));
+    }
+    if num.is_some_and(|n| n < 2) {
+        return Err(ParamError::invalid("num", "must be at least 2"));
+    }
+    let mut files = vec![FileParam {
+        param: "weights".into(),
+        path: weights.into(),
+    }];
+    if let Some(r) = ref_stats {
+        files.push(FileParam {
+            param: "ref_stats".into(),
+            path: r.into(),
+        });
+    }
+    Ok(files)
+}
+
+/// The reference statistics: the `ref` input (written by `ref_kind`) or the `ref_stats` file,
+/// exactly one of them.
+///
+/// # Errors
+/// Both or neither given; an unreadable file.
+pub fn reference_stats(
+    ctx: &RunContext<'_>,
+    ref_stats: Option<&str>,
+    ref_kind: &str,
+) -> Result<Stats, NodeError> {
+    match (ctx.input("ref"), ref_stats) {
+        (Some(a), None) => Stats::read(a.path("stats.safetensors")?),
+        (None, Some(f)) => Stats::read(Path::new(f)),
+        (Some(_), Some(_)) => Err(NodeError::msg(
+            "give the reference either as the `ref` input or as `ref_stats`, not both",
+        )),
+        (None, None) => Err(NodeError::msg(format!(
+            "no reference: add a `ref` input (a {ref_kind} node) or the `ref_stats` param"
+        ))),
+    }
+}
+
 /// Split `n` samples into `repeats` runs of `num`; errors name what is missing.
 ///
 /// # Errors
@@ -123,22 +175,7 @@ impl Node for Fid {
         if p.batch_size == 0 {
             return Err(ParamError::invalid("batch_size", "must be at least 1"));
         }
-        if p.repeats == 0 {
-            return Err(ParamError::invalid("repeats", "must be at least 1"));
-        }
-        if p.num.is_some_and(|n| n < 2) {
-            return Err(ParamError::invalid("num", "must be at least 2"));
-        }
-        let mut files = vec![FileParam {
-            param: "weights".into(),
-            path: p.weights.into(),
-        }];
-        if let Some(r) = p.ref_stats {
-            files.push(FileParam {
-                param: "ref_stats".into(),
-                path: r.into(),
-            });
-        }
+        let files = check_protocol(&p.weights, p.ref_stats.as_deref(), p.num, p.repeats)?;
         Ok(Checked {
             params,
             files,
@@ -154,20 +191,7 @@ impl Node for Fid {
     }
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let p: Params = ctx.params()?;
-        let reference = match (ctx.input("ref"), &p.ref_stats) {
-            (Some(a), None) => Stats::read(a.path("stats.safetensors")?)?,
-            (None, Some(f)) => Stats::read(Path::new(f))?,
-            (Some(_), Some(_)) => {
-                return Err(NodeError::msg(
-                    "give the reference either as the `ref` input or as `ref_stats`, not both",
-                ));
-            }
-            (None, None) => {
-                return Err(NodeError::msg(
-                    "no reference: add a `ref` input (a metrics/fid_ref node) or the `ref_stats` param",
-                ));
-            }
-        };
+        let reference = reference_stats(ctx, p.ref_stats.as_deref(), "metrics/fid_ref")?;
         if reference.d != DIM {
             return Err(NodeError::msg(format!(
                 "the reference statistics are {}-d; FID needs Inception's {DIM}-d (FDD statistics?)",
