@@ -105,11 +105,17 @@ fn field(v: &serde_json::Value, k: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn implementation(v: &serde_json::Value) -> String {
-    v.get("impl")
-        .and_then(|s| s.as_str())
-        .unwrap_or("reference")
-        .to_string()
+/// The reference's measurement from its JSON line (`impl`, `seconds`) and a rate.
+fn measured(v: &serde_json::Value, rate: Option<f64>) -> Measurement {
+    Measurement {
+        implementation: v
+            .get("impl")
+            .and_then(|s| s.as_str())
+            .unwrap_or("reference")
+            .to_string(),
+        seconds: field(v, "seconds"),
+        rate,
+    }
 }
 
 /// MobileNetV2 feature extraction throughput on random images at `resolution`.
@@ -159,11 +165,7 @@ pub fn features(
                     done.to_string(),
                 ],
             )?;
-            Some(Measurement {
-                implementation: implementation(&v),
-                seconds: field(&v, "seconds"),
-                rate: Some(field(&v, "img_per_s")),
-            })
+            Some(measured(&v, Some(field(&v, "img_per_s"))))
         }
         None => None,
     };
@@ -232,11 +234,7 @@ pub fn knn(n: usize, d: usize, k: usize, python: Option<&Path>) -> Result<Report
                     100.0 * same as f64 / (n * k) as f64
                 ));
             }
-            Some(Measurement {
-                implementation: implementation(&v),
-                seconds: field(&v, "seconds"),
-                rate: None,
-            })
+            Some(measured(&v, None))
         }
         None => None,
     };
@@ -350,11 +348,7 @@ pub fn kmeans(
                 field(&v, "iterations"),
                 field(&v, "inertia")
             ));
-            Some(Measurement {
-                implementation: implementation(&v),
-                seconds: field(&v, "seconds"),
-                rate: None,
-            })
+            Some(measured(&v, None))
         }
         None => None,
     };
@@ -426,11 +420,7 @@ pub fn inception(
                     done.to_string(),
                 ],
             )?;
-            Some(Measurement {
-                implementation: implementation(&v),
-                seconds: field(&v, "seconds"),
-                rate: Some(field(&v, "img_per_s")),
-            })
+            Some(measured(&v, Some(field(&v, "img_per_s"))))
         }
         None => None,
     };
@@ -490,11 +480,7 @@ pub fn frechet(d: usize, n: usize, python: Option<&Path>) -> Result<Report, Node
                 "scipy: FD {theirs:.10} (relative difference {:.2e})",
                 (fd - theirs).abs() / theirs.abs()
             ));
-            Some(Measurement {
-                implementation: implementation(&v),
-                seconds: field(&v, "seconds"),
-                rate: None,
-            })
+            Some(measured(&v, None))
         }
         None => None,
     };
@@ -655,11 +641,7 @@ pub fn edm(o: &EdmBench, python: Option<&Path>) -> Result<Report, NodeError> {
                     "PyTorch network has {theirs} parameters (cedm {params})"
                 ));
             }
-            Some(Measurement {
-                implementation: implementation(&v),
-                seconds: field(&v, "seconds"),
-                rate: Some(field(&v, "rate")),
-            })
+            Some(measured(&v, Some(field(&v, "rate"))))
         }
         None => None,
     };
@@ -747,11 +729,10 @@ pub fn temi(
                     steps.to_string(),
                 ],
             )?;
-            Some(Measurement {
-                implementation: implementation(&v),
-                seconds: field(&v, "seconds"),
-                rate: Some(field(&v, "steps_per_epoch") / field(&v, "seconds")),
-            })
+            Some(measured(
+                &v,
+                Some(field(&v, "steps_per_epoch") / field(&v, "seconds")),
+            ))
         }
         None => None,
     };
