@@ -594,7 +594,7 @@ pub fn edm(o: &EdmBench, python: Option<&Path>) -> Result<Report, NodeError> {
             label_dim: ld,
             aug_dim: 9,
         };
-        crate::edm_train::bench_step(net, adam, half, &bt, 1e-4).map_err(NodeError::msg)
+        crate::edm_train::bench_step(net, &ad, adam, half, &bt, 1e-4).map_err(NodeError::msg)
     };
     for _ in 0..o.warmup {
         net = run(net, &mut adam)?.0;

@@ -809,13 +809,15 @@ impl Node for EdmTrain {
                 Some(FloatDType::F16) => ck.scale.scale,
                 _ => 1.0,
             };
-            let (lv, gs) = data_parallel_step(&net, &replicas, half_dtype, scale, &batch, seed)
-                .map_err(|e| {
-                    NodeError::msg(format!(
-                        "training step at {:.1} kimg: {e}",
-                        ck.nimg as f64 / 1000.0
-                    ))
-                })?;
+            let (lv, gs) = data_parallel_step(
+                &net, &ad, &replicas, half_dtype, scale, &batch, seed,
+            )
+            .map_err(|e| {
+                NodeError::msg(format!(
+                    "training step at {:.1} kimg: {e}",
+                    ck.nimg as f64 / 1000.0
+                ))
+            })?;
             let gs = match half_dtype {
                 None => {
                     if !lv.is_finite() {
@@ -942,9 +944,11 @@ pub(crate) struct Batch<'a> {
 
 /// One optimiser step exactly as `edm/train` takes it (loss, backward, with `half` the
 /// mixed-precision casts, unscaling and the finiteness check; Adam; no EMA), for `cedm bench
-/// edm`. Returns the updated network and the loss.
+/// edm`. `device` is the autodiff device `net` lives on. Returns the updated network and the
+/// loss.
 pub(crate) fn bench_step(
     net: SongUNet,
+    device: &Device,
     adam: &mut Adam,
     half: Option<FloatDType>,
     bt: &Batch<'_>,
@@ -955,7 +959,7 @@ pub(crate) fn bench_step(
     } else {
         1.0
     };
-    let (lv, gs) = data_parallel_step(&net, &[], half, scale, bt, 0)?;
+    let (lv, gs) = data_parallel_step(&net, device, &[], half, scale, bt, 0)?;
     let gs: Vec<Option<Tensor<1>>> = if scale == 1.0 {
         gs
     } else {
@@ -1086,23 +1090,19 @@ fn supports(dev: &Device, half: FloatDType) -> Result<(), String> {
 /// whole batch's gradient, up to floating-point order).
 fn data_parallel_step(
     net: &SongUNet,
+    master: &Device,
     replicas: &[Device],
     half: Option<FloatDType>,
     scale: f64,
     bt: &Batch<'_>,
     seed: u64,
 ) -> Result<(f32, Vec<Option<Tensor<1>>>), String> {
-    let master = net
-        .devices()
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| Device::flex().autodiff());
     let b = bt.sigma.len();
     let k = replicas.len() + 1;
     let bounds: Vec<(usize, usize)> = (0..k).map(|i| (i * b / k, (i + 1) * b / k)).collect();
     master.seed(seed);
     if replicas.is_empty() {
-        return shard_step(net, half, scale, bt, 0, b, &master);
+        return shard_step(net, half, scale, bt, 0, b, master);
     }
     let copies: Vec<SongUNet> = replicas
         .iter()
@@ -1123,7 +1123,7 @@ fn data_parallel_step(
             .zip(&bounds[1..])
             .map(|((m, d), &(lo, hi))| s.spawn(move || shard_step(m, half, scale, bt, lo, hi, d)))
             .collect();
-        let first = shard_step(net, half, scale, bt, bounds[0].0, bounds[0].1, &master);
+        let first = shard_step(net, half, scale, bt, bounds[0].0, bounds[0].1, master);
         let others: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
         first.map(|(lv, gs)| (lv, gs, others))
     })?;
