@@ -70,7 +70,7 @@ pub struct FeaturesArgs {
     pub batch_size: usize,
     /// Device: cpu, wgpu[:N], cuda[:N].
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: cedm_engine::DeviceSpec,
 }
 
 /// Which Fréchet distance.
@@ -110,7 +110,7 @@ pub struct FidArgs {
     pub batch_size: usize,
     /// Device: cpu, wgpu[:N], cuda[:N].
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: cedm_engine::DeviceSpec,
 }
 
 /// `cedm bench …`.
@@ -174,7 +174,7 @@ pub enum BenchCommand {
         warmup: usize,
         /// cedm's device: cpu, wgpu[:N], cuda[:N].
         #[arg(long, default_value = "cpu")]
-        device: String,
+        device: cedm_engine::DeviceSpec,
         /// fp32, or fp16 (mixed precision on both sides).
         #[arg(long, default_value = "fp32")]
         precision: String,
@@ -302,7 +302,7 @@ pub struct RunArgs {
     pub slurm: SlurmArgs,
     /// Device for nodes that use one: cpu, wgpu[:N], cuda[:N] [default: the YAML's `device`, else cpu].
     #[arg(long, value_name = "DEVICE")]
-    pub device: Option<String>,
+    pub device: Option<cedm_engine::DeviceSpec>,
     /// Show what would run, and why, without running anything.
     #[arg(long)]
     pub dry_run: bool,

@@ -2,9 +2,19 @@
 
 use std::process::ExitCode;
 
-use cedm_nodes::bench::{self, Report};
-use cedm_nodes::imageops::Filter;
+use cedm_nodes::algorithms::frechet::frechet_distance;
+use cedm_nodes::artifacts::safetensors::Tensors;
+use cedm_nodes::artifacts::stats::Stats;
+use cedm_nodes::datasets::load_images;
+use cedm_nodes::device::compute;
+use cedm_nodes::encoders::inception::{FidResize, Inception};
+use cedm_nodes::encoders::mobilenet_v2::MobileNetV2;
+use cedm_nodes::encoders::vit::Vit;
+use cedm_nodes::encoders::{Encoder, extract_batches};
+use cedm_nodes::kernels::imageops::Filter;
 use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::bench::{self, Report};
 
 use crate::cli::{BenchCommand, FeaturesArgs, FidArgs, FidMetric};
 use crate::render::secs;
@@ -164,56 +174,55 @@ pub fn bench(b: &BenchCommand) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `cedm features`.
-pub fn features(a: &FeaturesArgs) -> Result<ExitCode, CliError> {
-    let set = cedm_nodes::load_images(&a.input).map_err(node_err)?;
-    let (mut embed, d, desc) = if a.model == "mobilenet_v2" {
-        let (e, desc) = cedm_nodes::features_mobilenet_v2::embedder(
-            &a.weights,
-            &a.device,
-            a.resolution,
-            Filter::Bilinear,
-            set.c,
-            set.h,
-            set.w,
-        )
-        .map_err(node_err)?;
-        (e, 1280, desc)
-    } else {
-        cedm_nodes::features_vit::embedder(
-            &a.model,
-            None,
-            &a.weights,
-            &a.device,
-            a.resolution,
-            Filter::Bicubic,
-            set.c,
-            set.h,
-            set.w,
-        )
-        .map_err(node_err)?
-    };
-    eprintln!(
-        "{} on {desc}: {} images {}×{}×{} → {} px",
-        a.model, set.n, set.c, set.h, set.w, a.resolution
-    );
-    let pb = ProgressBar::new(set.n as u64);
+/// A progress bar over `n` images, for the standalone commands.
+fn image_bar(n: usize) -> ProgressBar {
+    let pb = ProgressBar::new(n as u64);
     pb.set_style(
         ProgressStyle::with_template("[{bar:30.cyan/blue}] {pos}/{len} img ({per_sec}, ETA {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
+    pb
+}
+
+/// `cedm features`.
+pub fn features(a: &FeaturesArgs) -> Result<ExitCode, CliError> {
+    let set = load_images(&a.input).map_err(node_err)?;
+    let comp = compute(a.device).map_err(node_err)?;
+    let enc: Box<dyn Encoder> = if a.model == "mobilenet_v2" {
+        Box::new(
+            MobileNetV2::load(&a.weights, &comp, a.resolution, Filter::Bilinear)
+                .map_err(node_err)?,
+        )
+    } else {
+        Box::new(
+            Vit::load(
+                &a.model,
+                None,
+                &a.weights,
+                &comp,
+                a.resolution,
+                Filter::Bicubic,
+            )
+            .map_err(node_err)?,
+        )
+    };
+    eprintln!(
+        "{} on {}: {} images {}×{}×{} → {} px",
+        a.model,
+        enc.describe(),
+        set.n,
+        set.c,
+        set.h,
+        set.w,
+        a.resolution
+    );
+    let pb = image_bar(set.n);
     let t0 = std::time::Instant::now();
-    let f = cedm_nodes::features::extract_batches(
-        &set,
-        a.batch_size,
-        d,
-        |px, b| embed(px, b),
-        |done| {
-            pb.set_position(done as u64);
-            true
-        },
-    )
+    let f = extract_batches(&set, a.batch_size, enc.as_ref(), |done| {
+        pb.set_position(done as u64);
+        true
+    })
     .map_err(node_err)?;
     pb.finish_and_clear();
     let meta = [
@@ -237,20 +246,17 @@ fn is_stats_file(p: &std::path::Path) -> bool {
     p.is_file()
         && (name.ends_with(".npz")
             || (name.ends_with(".safetensors")
-                && cedm_nodes::io::Tensors::open(p)
-                    .is_ok_and(|t| t.names().iter().any(|n| n == "sigma"))))
+                && Tensors::open(p).is_ok_and(|t| t.names().iter().any(|n| n == "sigma"))))
 }
 
 /// Statistics of a path for `cedm fid`: read a stats file, or embed the images.
-fn fid_stats(a: &FidArgs, path: &std::path::Path) -> Result<cedm_nodes::fid::Stats, CliError> {
-    use cedm_nodes::fid::{FidResize, Stats, dinov2_embedder, inception_embedder};
+fn fid_stats(a: &FidArgs, path: &std::path::Path) -> Result<Stats, CliError> {
     if is_stats_file(path) {
         return Stats::read(path).map_err(node_err);
     }
-    let set = cedm_nodes::load_images(path)
-        .map_err(node_err)?
-        .subset(a.limit, None);
-    let (mut embed, d, desc) = match a.metric {
+    let set = load_images(path).map_err(node_err)?.subset(a.limit, None);
+    let comp = compute(a.device).map_err(node_err)?;
+    let enc: Box<dyn Encoder> = match a.metric {
         FidMetric::Fid => {
             let w = match &a.weights {
                 Some(w) => w.clone(),
@@ -268,41 +274,27 @@ fn fid_stats(a: &FidArgs, path: &std::path::Path) -> Result<cedm_nodes::fid::Sta
                     w
                 }
             };
-            let (e, desc) =
-                inception_embedder(&w, &a.device, FidResize::TfBilinear, set.c, set.h, set.w)
-                    .map_err(node_err)?;
-            (e, cedm_nodes::models::inception::DIM, desc)
+            Box::new(Inception::load(&w, &comp, FidResize::TfBilinear).map_err(node_err)?)
         }
         FidMetric::Fdd => {
             let w = a.weights.clone().ok_or_else(|| CliError::Other("--metric fdd needs --weights (a DINOv2 checkpoint, e.g. dinov2_vitl14_pretrain.pth)".into()))?;
-            dinov2_embedder(&a.model, None, &w, &a.device, 224, set.c, set.h, set.w)
-                .map_err(node_err)?
+            Box::new(Vit::load(&a.model, None, &w, &comp, 224, Filter::Bicubic).map_err(node_err)?)
         }
     };
     eprintln!(
-        "{}: {} images {}×{}×{} on {desc}",
+        "{}: {} images {}×{}×{} on {}",
         path.display(),
         set.n,
         set.c,
         set.h,
-        set.w
+        set.w,
+        enc.describe()
     );
-    let pb = ProgressBar::new(set.n as u64);
-    pb.set_style(
-        ProgressStyle::with_template("[{bar:30.cyan/blue}] {pos}/{len} img ({per_sec}, ETA {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    let f = cedm_nodes::features::extract_batches(
-        &set,
-        a.batch_size.max(1),
-        d,
-        |px, b| embed(px, b),
-        |done| {
-            pb.set_position(done as u64);
-            true
-        },
-    )
+    let pb = image_bar(set.n);
+    let f = extract_batches(&set, a.batch_size.max(1), enc.as_ref(), |done| {
+        pb.set_position(done as u64);
+        true
+    })
     .map_err(node_err)?;
     pb.finish_and_clear();
     Stats::from_features(&f.data, f.n, f.d).map_err(node_err)
@@ -335,7 +327,7 @@ pub fn fid(a: &FidArgs) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::SUCCESS);
     }
     let sb = fid_stats(a, &a.path_b)?;
-    let d = cedm_nodes::fid::frechet_distance(&sa, &sb).map_err(node_err)?;
+    let d = frechet_distance(&sa, &sb).map_err(node_err)?;
     outln!(
         "{}: {d:.6}",
         if a.metric == FidMetric::Fid {

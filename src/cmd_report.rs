@@ -11,9 +11,17 @@ use std::process::ExitCode;
 
 use cedm_cache::{Cache, Record};
 use cedm_engine::Plan;
-use cedm_nodes::images::{ImageSet, write_grid_rows};
+use cedm_nodes::artifacts::grid::write_grid_rows;
+use cedm_nodes::artifacts::images::ImageSet;
 
 use crate::cli::{Cli, ReportArgs};
+use cedm_engine::Kind;
+use cedm_nodes::artifacts::network::TrainingLog;
+use cedm_nodes::kinds::cluster::kmeans::ClusterKmeans;
+use cedm_nodes::kinds::cluster::temi::ClusterTemi;
+use cedm_nodes::kinds::edm::sample::EdmSample;
+use cedm_nodes::kinds::edm::train::EdmTrain;
+
 use crate::results::{self, Row, cached_records, json_output};
 use crate::svg::{Series, Style, plot};
 use cedm_engine::load_plan;
@@ -191,7 +199,7 @@ fn cluster_figures(page: &mut Page, plan: &Plan, records: &[Option<Record>], cac
         BTreeMap::new();
     let mut idx = Vec::new();
     for inst in &plan.instances {
-        if !matches!(inst.kind.kind(), "cluster/temi" | "cluster/kmeans")
+        if !matches!(inst.kind.kind(), ClusterTemi::KIND | ClusterKmeans::KIND)
             || records[inst.index].is_none()
         {
             continue;
@@ -290,19 +298,15 @@ fn training_figure(page: &mut Page, plan: &Plan, records: &[Option<Record>], cac
     for inst in plan
         .instances
         .iter()
-        .filter(|i| i.kind.kind() == "edm/train")
+        .filter(|i| i.kind.kind() == EdmTrain::KIND)
     {
-        let Some(t) = json_output(cache, records[inst.index].as_ref(), "training.json") else {
+        let Some(t) =
+            json_output::<TrainingLog>(cache, records[inst.index].as_ref(), "training.json")
+        else {
             continue;
         };
-        let points: Vec<(f64, f64, Option<f64>)> = t["loss"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|p| Some((p["kimg"].as_f64()?, p["loss"].as_f64()?, None)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let points: Vec<(f64, f64, Option<f64>)> =
+            t.loss.iter().map(|p| (p.kimg, p.loss, None)).collect();
         if points.is_empty() {
             continue;
         }
@@ -345,7 +349,9 @@ fn images_of(cache: &Cache, r: &Record) -> Option<ImageSet> {
     let o = r.outputs.get("images.safetensors")?;
     let mut set = ImageSet::read_file(&cache.object_path(&o.digest)).ok()?;
     if let Some(l) = r.outputs.get("labels.safetensors") {
-        if let Ok(t) = cedm_nodes::io::Tensors::open(&cache.object_path(&l.digest)) {
+        if let Ok(t) =
+            cedm_nodes::artifacts::safetensors::Tensors::open(&cache.object_path(&l.digest))
+        {
             set.labels = t.i64("labels").ok().map(|t| t.data);
         }
     }
@@ -368,7 +374,7 @@ fn sample_figures(
     let samples: Vec<usize> = plan
         .instances
         .iter()
-        .filter(|i| i.kind.kind() == "edm/sample" && records[i.index].is_some())
+        .filter(|i| i.kind.kind() == EdmSample::KIND && records[i.index].is_some())
         .map(|i| i.index)
         .collect();
     if samples.is_empty() {
@@ -468,7 +474,7 @@ fn cluster_image_figures(
     for inst in plan
         .instances
         .iter()
-        .filter(|i| matches!(i.kind.kind(), "cluster/temi" | "cluster/kmeans"))
+        .filter(|i| matches!(i.kind.kind(), ClusterTemi::KIND | ClusterKmeans::KIND))
     {
         let Some(r) = records[inst.index].as_ref() else {
             continue;
@@ -476,7 +482,9 @@ fn cluster_image_figures(
         let Some(c) = r.outputs.get("clusters.safetensors") else {
             continue;
         };
-        let Ok(t) = cedm_nodes::io::Tensors::open(&cache.object_path(&c.digest)) else {
+        let Ok(t) =
+            cedm_nodes::artifacts::safetensors::Tensors::open(&cache.object_path(&c.digest))
+        else {
             continue;
         };
         let (Ok(labels), Ok(counts)) = (t.i64("labels"), t.i64("counts")) else {

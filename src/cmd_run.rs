@@ -107,9 +107,6 @@ pub fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode, CliError> {
 pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, CliError> {
     let reg = registry();
     let plan = load_plan(&a.file, &reg)?;
-    if let Some(d) = &a.device {
-        cedm_engine::parse_device(d).map_err(CliError::Usage)?;
-    }
     for name in a.only.iter().chain(&a.force) {
         if plan.find(name).is_empty() {
             let names: Vec<&str> = plan
@@ -140,13 +137,8 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, CliError> {
         only: a.only.clone(),
         force: a.force.clone(),
         jobs: a.jobs.unwrap_or(if slurm { 100 } else { 2 }).max(1),
-        device: a.device.clone(),
+        device: a.device,
         stop: stop_flag(),
-        executor: if slurm {
-            "slurm".into()
-        } else {
-            "local".into()
-        },
     };
     let human = Human::new(a.output.verbose);
     let json = JsonLines::new();
@@ -157,14 +149,14 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, CliError> {
         reporter,
     };
     let summary = if slurm {
-        if !cedm_engine::slurm::available() {
+        if !cedm_engine::exec::slurm::available() {
             return Err(CliError::Other(
                 "--executor slurm: `sinfo` does not answer here (is this a Slurm login node with the client tools on PATH?)".into(),
             ));
         }
         let exe = std::env::current_exe()
             .map_err(|e| CliError::Other(format!("cannot find the cedm binary: {e}")))?;
-        let mut so = cedm_engine::slurm::SlurmOptions::new(exe);
+        let mut so = cedm_engine::exec::slurm::SlurmOptions::new(exe);
         so.partition = a.slurm.partition.clone();
         so.account = a.slurm.account.clone();
         so.qos = a.slurm.qos.clone();
@@ -173,7 +165,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, CliError> {
         so.signal_seconds = a.slurm.signal_seconds;
         so.max_resubmits = a.slurm.max_resubmits;
         so.array_parallel = a.slurm.array_parallel;
-        let executor = cedm_engine::slurm::SlurmExecutor::new(&cache, so)
+        let executor = cedm_engine::exec::slurm::SlurmExecutor::new(&cache, so)
             .map_err(|e| CliError::Other(e.to_string()))?;
         if !a.output.json {
             eprintln!(

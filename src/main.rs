@@ -9,6 +9,9 @@
 //! | 3 | the cache or the filesystem failed |
 //! | 130 | interrupted (Ctrl-C, SIGTERM, a scheduler's warning signal); finished nodes stay cached |
 
+#![forbid(unsafe_code)]
+
+mod bench;
 mod cli;
 mod cmd_bench;
 mod cmd_cache;

@@ -6,7 +6,17 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use cedm_cache::{Cache, Digest, Record};
-use cedm_engine::Plan;
+use cedm_engine::{Kind, Plan};
+use cedm_nodes::artifacts::clusters::ClusterStats;
+use cedm_nodes::artifacts::metrics::{ClusterScores, Distance, DistanceMetrics};
+use cedm_nodes::kinds::cluster::kmeans::ClusterKmeans;
+use cedm_nodes::kinds::cluster::metrics::ClusterMetrics;
+use cedm_nodes::kinds::cluster::temi::ClusterTemi;
+use cedm_nodes::kinds::edm::sample::EdmSample;
+use cedm_nodes::kinds::edm::train::EdmTrain;
+use cedm_nodes::kinds::metrics::fdd::Fdd;
+use cedm_nodes::kinds::metrics::fid::Fid;
+use serde::de::DeserializeOwned;
 
 /// One sample-quality measurement with its context.
 #[derive(Clone, Debug, Default)]
@@ -62,8 +72,12 @@ pub fn cached_records(plan: &Plan, cache: &Cache) -> Vec<Option<Record>> {
         .collect()
 }
 
-/// A JSON output of a record.
-pub fn json_output(cache: &Cache, r: Option<&Record>, name: &str) -> Option<serde_json::Value> {
+/// A JSON output of a record, as a typed artifact (None when absent or of another shape).
+pub fn json_output<T: DeserializeOwned>(
+    cache: &Cache,
+    r: Option<&Record>,
+    name: &str,
+) -> Option<T> {
     let o = r?.outputs.get(name)?;
     serde_json::from_slice(&cache.read_object(&o.digest).ok()?).ok()
 }
@@ -74,8 +88,8 @@ pub fn label_source(plan: &Plan, train: usize) -> (String, Option<usize>) {
         None => ("unconditional".into(), None),
         Some(&l) => {
             let name = match plan.instances[l].kind.kind() {
-                "cluster/temi" => "TEMI".to_string(),
-                "cluster/kmeans" => "k-means".to_string(),
+                ClusterTemi::KIND => "TEMI".to_string(),
+                ClusterKmeans::KIND => "k-means".to_string(),
                 k if k.starts_with("data/") => "ground truth".to_string(),
                 _ => plan.instances[l].node.clone(),
             };
@@ -109,30 +123,21 @@ pub fn cluster_stats(
     l: usize,
 ) -> BTreeMap<&'static str, f64> {
     let mut out = BTreeMap::new();
-    let f = |v: &serde_json::Value, k: &str| v.get(k).and_then(serde_json::Value::as_f64);
-    if let Some(m) = json_output(cache, records[l].as_ref(), "metrics.json") {
-        for (k, name) in [
-            ("clusters", "C"),
-            ("used_clusters", "C_u"),
-            ("kl_uniform", "KL"),
-        ] {
-            if let Some(v) = f(&m, k) {
-                out.insert(name, v);
-            }
-        }
+    if let Some(m) = json_output::<ClusterStats>(cache, records[l].as_ref(), "metrics.json") {
+        out.insert("C", m.clusters as f64);
+        out.insert("C_u", m.used_clusters as f64);
+        out.insert("KL", m.kl_uniform);
     }
     let scorer = plan
         .instances
         .iter()
-        .find(|s| s.kind.kind() == "cluster/metrics" && s.inputs.get("clusters") == Some(&l));
-    if let Some(sm) =
-        scorer.and_then(|s| json_output(cache, records[s.index].as_ref(), "metrics.json"))
-    {
-        for (k, name) in [("acc", "ACC"), ("nmi", "NMI"), ("anmi", "ANMI")] {
-            if let Some(v) = f(&sm, k) {
-                out.insert(name, v);
-            }
-        }
+        .find(|s| s.kind.kind() == ClusterMetrics::KIND && s.inputs.get("clusters") == Some(&l));
+    if let Some(sm) = scorer.and_then(|s| {
+        json_output::<ClusterScores>(cache, records[s.index].as_ref(), "metrics.json")
+    }) {
+        out.insert("ACC", sm.acc);
+        out.insert("NMI", sm.nmi);
+        out.insert("ANMI", sm.anmi);
     }
     out
 }
@@ -141,19 +146,21 @@ pub fn cluster_stats(
 pub fn rows(plan: &Plan, records: &[Option<Record>], cache: &Cache) -> Vec<Row> {
     let mut out = Vec::new();
     for inst in &plan.instances {
-        let kind = match inst.kind.kind() {
-            "metrics/fid" => "fid",
-            "metrics/fdd" => "fdd",
+        let distance = match inst.kind.kind() {
+            Fid::KIND => Distance::Fid,
+            Fdd::KIND => Distance::Fdd,
             _ => continue,
         };
-        let Some(m) = json_output(cache, records[inst.index].as_ref(), "metrics.json") else {
+        let Some(m) =
+            json_output::<serde_json::Value>(cache, records[inst.index].as_ref(), "metrics.json")
+                .and_then(|v| DistanceMetrics::from_json(&v, distance))
+        else {
             continue;
         };
-        let f = |k: &str| m.get(k).and_then(serde_json::Value::as_f64);
         let mut row = Row {
             metric: inst.index,
             label: inst.label.clone(),
-            kind,
+            kind: distance.name(),
             vars: inst
                 .vars
                 .iter()
@@ -166,19 +173,16 @@ pub fn rows(plan: &Plan, records: &[Option<Record>], cache: &Cache) -> Vec<Row> 
                     )
                 })
                 .collect(),
-            value: f(kind),
-            std: f(&format!("{kind}_std")),
-            min: f(&format!("{kind}_min")),
-            runs: m
-                .get(format!("{kind}_runs"))
-                .and_then(|v| v.as_array())
-                .map_or(1, Vec::len),
+            value: Some(m.mean),
+            std: Some(m.std),
+            min: Some(m.min),
+            runs: m.runs.len(),
             source: "?".into(),
             ..Row::default()
         };
-        if let Some(sample) = upstream(plan, inst.index, "edm/sample") {
+        if let Some(sample) = upstream(plan, inst.index, EdmSample::KIND) {
             row.sample = Some(sample);
-            if let Some(train) = upstream(plan, sample, "edm/train") {
+            if let Some(train) = upstream(plan, sample, EdmTrain::KIND) {
                 row.train = Some(train);
                 let (source, labels) = label_source(plan, train);
                 if source != "unconditional" {

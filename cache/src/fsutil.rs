@@ -13,7 +13,7 @@ pub(crate) fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     match File::open(dir) {
         Ok(f) => match f.sync_all() {
             Ok(()) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => Ok(()),
             Err(e) => Err(e),
         },
         Err(e) => Err(e),
@@ -60,18 +60,10 @@ pub fn hostname() -> String {
             return h.to_string();
         }
     }
-    let mut buf = [0u8; 256];
-    // SAFETY: buf is valid for 256 bytes; gethostname writes a NUL-terminated name into it.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc == 0 {
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        if let Ok(s) = std::str::from_utf8(&buf[..end]) {
-            if !s.is_empty() {
-                return s.to_string();
-            }
-        }
+    match rustix::system::uname().nodename().to_str() {
+        Ok(s) if !s.is_empty() => s.to_string(),
+        _ => "unknown-host".to_string(),
     }
-    "unknown-host".to_string()
 }
 
 /// Start time of a process in clock ticks since boot (Linux), to tell a live pid from a reused one.
@@ -85,11 +77,17 @@ pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
 
 /// Whether the process `pid` (with this start time, when known) is alive on this host.
 pub(crate) fn process_alive(pid: u32, start_time: Option<u64>) -> bool {
-    // SAFETY: kill with signal 0 only checks for existence and permission.
-    let exists = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
-        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-    if !exists {
+    // Signal 0 only checks for existence and permission (EPERM: it exists, owned by another user).
+    let Some(p) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return false;
+    };
+    match rustix::process::test_kill_process(p) {
+        Ok(()) => {}
+        Err(e) if e == rustix::io::Errno::PERM => {}
+        Err(_) => return false,
     }
     match (start_time, process_start_time(pid)) {
         (Some(want), Some(have)) => want == have,
@@ -124,10 +122,9 @@ pub fn crash_point(point: &str) {
         None => (spec.as_str(), 1),
     };
     if name == point && HITS.fetch_add(1, Ordering::SeqCst) + 1 == nth {
-        // SAFETY: raising SIGKILL on ourselves; nothing after this runs.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGKILL);
-        }
+        // SIGKILL to ourselves: nothing after this runs.
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
         std::process::abort();
     }
 }

@@ -15,6 +15,8 @@
 //! quarantine/                objects found corrupt, moved aside
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod digest;
 mod files;
 mod fsutil;

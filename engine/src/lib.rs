@@ -11,14 +11,19 @@
 //!
 //! The engine knows nothing about machine learning; `cedm-nodes` provides the kinds.
 
+#![forbid(unsafe_code)]
+
+pub mod device;
 pub mod diag;
 pub mod event;
+pub mod exec;
 pub mod interp;
 pub mod key;
+pub mod kind;
 pub mod node;
 pub mod plan;
+pub mod resources;
 pub mod run;
-pub mod slurm;
 pub mod spec;
 pub mod task;
 pub mod toy;
@@ -28,6 +33,7 @@ use std::path::{Path, PathBuf};
 
 pub use diag::{Problem, SpecError};
 pub use event::{Event, EventKind, Reason, Reporter, Status};
+pub use kind::{Kind, rules};
 pub use node::{
     Artifact, BatchDefaults, Checked, FileParam, Node, NodeError, ParamError, Progress, Registry,
     Resources, RunContext, Slot, check_typed,

@@ -9,6 +9,8 @@ use std::time::Instant;
 use cedm_cache::{Digest, Record};
 use serde::de::DeserializeOwned;
 
+pub use crate::resources::{BatchDefaults, Resources};
+
 /// One input slot of a node kind (`inputs: {features: feats}` in the YAML).
 #[derive(Clone, Copy, Debug)]
 pub struct Slot {
@@ -63,13 +65,6 @@ impl Slot {
     }
 }
 
-/// What a node needs from the machine while it runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Resources {
-    /// Accelerators held exclusively (0 or 1 on one device; more for data parallel).
-    pub gpus: u32,
-}
-
 /// A parameter that names a file or directory outside the cache. The engine hashes it (the key
 /// uses its content, not its path) and hands the node an absolute path.
 #[derive(Clone, Debug, PartialEq)]
@@ -78,6 +73,16 @@ pub struct FileParam {
     pub param: String,
     /// The path as written (relative paths are resolved against the experiment's folder).
     pub path: PathBuf,
+}
+
+impl FileParam {
+    /// The top-level param `param` naming the file `path`.
+    pub fn new(param: &str, path: impl Into<PathBuf>) -> FileParam {
+        FileParam {
+            param: param.to_string(),
+            path: path.into(),
+        }
+    }
 }
 
 /// The result of checking a node's params.
@@ -249,7 +254,8 @@ impl NodeError {
     }
 }
 
-/// A node kind. Implementations live in `cedm-nodes`, one file each.
+/// A node kind as the planner and scheduler see it (object safe). Kinds implement the typed
+/// [`crate::kind::Kind`] instead; a blanket impl provides this.
 pub trait Node: Send + Sync {
     /// The kind name used in YAML, e.g. `cluster/temi`.
     fn kind(&self) -> &'static str;
@@ -264,8 +270,8 @@ pub trait Node: Send + Sync {
     /// Check params and canonicalise them (defaults filled in). Must not touch files.
     ///
     /// # Errors
-    /// A param that does not fit, with its path.
-    fn check(&self, params: &serde_json::Value) -> Result<Checked, ParamError>;
+    /// Every param that does not fit, each with its path.
+    fn check(&self, params: &serde_json::Value) -> Result<Checked, Vec<ParamError>>;
     /// Compute the outputs into `ctx.out_dir()`.
     ///
     /// # Errors
@@ -280,27 +286,6 @@ pub trait Node: Send + Sync {
     /// `resources:` in the YAML overrides it per node.
     fn batch_defaults(&self) -> BatchDefaults {
         BatchDefaults::default()
-    }
-}
-
-/// A kind's default batch reservation (see [`Node::batch_defaults`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BatchDefaults {
-    /// CPU cores.
-    pub cpus: u32,
-    /// Memory in GiB.
-    pub mem_gb: u32,
-    /// Wall time in minutes.
-    pub minutes: u32,
-}
-
-impl Default for BatchDefaults {
-    fn default() -> Self {
-        BatchDefaults {
-            cpus: 2,
-            mem_gb: 8,
-            minutes: 60,
-        }
     }
 }
 
@@ -386,7 +371,7 @@ pub struct RunContext<'a> {
     pub(crate) inputs: BTreeMap<String, Artifact>,
     pub(crate) out_dir: PathBuf,
     pub(crate) work_dir: PathBuf,
-    pub(crate) device: String,
+    pub(crate) device: crate::device::DeviceSpec,
     pub(crate) instance: String,
     pub(crate) stop: &'a AtomicBool,
     pub(crate) on_progress: &'a (dyn Fn(Progress) + Sync),
@@ -404,7 +389,7 @@ impl<'a> RunContext<'a> {
         inputs: BTreeMap<String, Artifact>,
         out_dir: PathBuf,
         work_dir: PathBuf,
-        device: &str,
+        device: crate::device::DeviceSpec,
         stop: &'a AtomicBool,
         on_progress: &'a (dyn Fn(Progress) + Sync),
         on_log: &'a (dyn Fn(&str) + Sync),
@@ -414,7 +399,7 @@ impl<'a> RunContext<'a> {
             inputs,
             out_dir,
             work_dir,
-            device: device.to_string(),
+            device,
             instance: "standalone".into(),
             stop,
             on_progress,
@@ -483,8 +468,8 @@ impl<'a> RunContext<'a> {
     }
 
     /// The device requested for this run (`cpu`, `wgpu:0`, `cuda:1`).
-    pub fn device(&self) -> &str {
-        &self.device
+    pub fn device(&self) -> crate::device::DeviceSpec {
+        self.device
     }
 
     /// Whether the run has been asked to stop (Ctrl-C, Slurm's warning signal). Long nodes

@@ -4,36 +4,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
 use petgraph::graph::{DiGraph, NodeIndex};
-use serde::{Deserialize, Serialize};
 
+use crate::device::DeviceSpec;
 use crate::diag::{Problem, SpecError};
 use crate::interp::Env;
 use crate::key::canonical_json;
-use crate::node::{FileParam, Node, ParamError, ParamErrorKind, PathSeg, Registry, Resources};
+use crate::node::{FileParam, Node, ParamError, ParamErrorKind, PathSeg, Registry};
+pub use crate::resources::ResourceSpec;
+use crate::resources::Resources;
 use crate::spec::{Experiment, NodeSpec, suggest};
 use crate::yaml::{self, Span, Value};
-
-/// Per-node resource overrides from the YAML (`resources:`), used by the schedulers.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ResourceSpec {
-    /// Accelerators the node holds (overrides the kind's default).
-    pub gpus: Option<u32>,
-    /// CPU cores (Slurm `--cpus-per-task`).
-    pub cpus: Option<u32>,
-    /// Memory (Slurm `--mem`, e.g. `16G`).
-    pub mem: Option<String>,
-    /// Wall-time limit (Slurm `--time`, e.g. `2:00:00`).
-    pub time: Option<String>,
-    /// Slurm partition.
-    pub partition: Option<String>,
-    /// Slurm account.
-    pub account: Option<String>,
-    /// Slurm QOS.
-    pub qos: Option<String>,
-    /// Slurm constraint.
-    pub constraint: Option<String>,
-}
 
 /// One node at one (or several identical) sweep points.
 #[derive(Clone)]
@@ -87,6 +67,8 @@ pub struct Plan {
     pub graph: DiGraph<usize, String>,
     /// Number of sweep points.
     pub points: usize,
+    /// The experiment's `device:`, parsed (None: not given).
+    pub device: Option<DeviceSpec>,
 }
 
 impl Plan {
@@ -498,13 +480,21 @@ pub fn expand(exp: Experiment, registry: &Registry) -> Result<Plan, SpecError> {
         let r = parse_resources(spec, &mut problems);
         resource_specs.insert(i, r);
     }
-    let device_problem = exp.device.as_ref().and_then(|(d, span)| {
-        crate::run::parse_device(d).err().map(|m| {
-            Problem::new("cedm::spec::bad_device", m, *span, "unknown device")
-                .with_help("use cpu, wgpu, wgpu:N, cuda or cuda:N")
-        })
-    });
-    problems.extend(device_problem);
+    let device = match exp
+        .device
+        .as_ref()
+        .map(|(d, span)| (d.parse::<DeviceSpec>(), span))
+    {
+        None => None,
+        Some((Ok(d), _)) => Some(d),
+        Some((Err(m), span)) => {
+            problems.push(
+                Problem::new("cedm::spec::bad_device", m, *span, "unknown device")
+                    .with_help("use cpu, wgpu, wgpu:N, cuda or cuda:N"),
+            );
+            None
+        }
+    };
 
     let mut instances: Vec<Instance> = Vec::new();
     // Per node: identity → instance index.
@@ -575,11 +565,13 @@ pub fn expand(exp: Experiment, registry: &Registry) -> Result<Plan, SpecError> {
             };
             let checked = match kind.check(&json) {
                 Ok(c) => c,
-                Err(e) => {
-                    push(
-                        param_problem(spec, params_yaml.as_ref(), &e, &note, kind),
-                        &mut problems,
-                    );
+                Err(errors) => {
+                    for e in &errors {
+                        push(
+                            param_problem(spec, params_yaml.as_ref(), e, &note, kind),
+                            &mut problems,
+                        );
+                    }
                     continue;
                 }
             };
@@ -732,6 +724,7 @@ pub fn expand(exp: Experiment, registry: &Registry) -> Result<Plan, SpecError> {
         instances,
         graph,
         points: n_points,
+        device,
     })
 }
 

@@ -9,63 +9,13 @@ use std::time::Instant;
 
 use cedm_cache::{Cache, Digest, FileRef, HitCheck, InputRef, Record};
 
+pub use crate::device::{DeviceSpec, parse_device};
 use crate::diag::{Problem, SpecError};
 use crate::event::{Event, EventKind, Reason, Reporter, Status};
+pub use crate::exec::{Engine, Executor, LocalExecutor};
 use crate::key::{KeyInput, node_key};
-use crate::node::Registry;
 use crate::plan::{Instance, Plan};
-use crate::task::{Task, TaskError, TaskOutcome, execute_locked};
-
-/// A device name as written in YAML or on the command line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DeviceSpec {
-    /// The CPU backend.
-    Cpu,
-    /// burn's wgpu backend (Vulkan/Metal), adapter N.
-    Wgpu(usize),
-    /// burn's CUDA backend, device N.
-    Cuda(usize),
-}
-
-/// Parse `cpu`, `wgpu`, `wgpu:N`, `cuda`, `cuda:N`.
-///
-/// # Errors
-/// A message naming what was expected.
-pub fn parse_device(s: &str) -> Result<DeviceSpec, String> {
-    let (name, idx) = match s.split_once(':') {
-        Some((n, i)) => (n, Some(i)),
-        None => (s, None),
-    };
-    let idx = match idx {
-        Some(i) => i
-            .parse::<usize>()
-            .map_err(|_| format!("device `{s}`: `{i}` is not a device number"))?,
-        None => 0,
-    };
-    match name {
-        "cpu" if idx == 0 => Ok(DeviceSpec::Cpu),
-        "wgpu" => Ok(DeviceSpec::Wgpu(idx)),
-        "cuda" => Ok(DeviceSpec::Cuda(idx)),
-        _ => Err(format!("unknown device `{s}`")),
-    }
-}
-
-impl DeviceSpec {
-    /// Whether this is an accelerator (nodes needing GPUs take a token for it).
-    pub fn is_gpu(&self) -> bool {
-        !matches!(self, DeviceSpec::Cpu)
-    }
-}
-
-impl std::fmt::Display for DeviceSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DeviceSpec::Cpu => write!(f, "cpu"),
-            DeviceSpec::Wgpu(i) => write!(f, "wgpu:{i}"),
-            DeviceSpec::Cuda(i) => write!(f, "cuda:{i}"),
-        }
-    }
-}
+use crate::task::{Task, TaskError, TaskOutcome};
 
 /// Options of a run.
 #[derive(Clone)]
@@ -77,11 +27,9 @@ pub struct RunOptions {
     /// Most nodes running at once.
     pub jobs: usize,
     /// Device override (else the experiment's `device:`, else cpu).
-    pub device: Option<String>,
+    pub device: Option<DeviceSpec>,
     /// Set to stop: no new node starts; running nodes see `should_stop`.
     pub stop: Arc<AtomicBool>,
-    /// Executor name recorded in records.
-    pub executor: String,
 }
 
 impl Default for RunOptions {
@@ -92,7 +40,6 @@ impl Default for RunOptions {
             jobs: 2,
             device: None,
             stop: Arc::new(AtomicBool::new(false)),
-            executor: "local".into(),
         }
     }
 }
@@ -315,6 +262,138 @@ fn explain(
     }
 }
 
+/// What to do with one instance: the one decision both [`status`] and the scheduler take.
+#[derive(Clone, Debug)]
+pub enum Decision {
+    /// A valid record exists for its key.
+    Cached {
+        /// The key.
+        key: Digest,
+        /// The record.
+        record: Record,
+    },
+    /// It has to run.
+    Run {
+        /// The key.
+        key: Digest,
+        /// Why.
+        reason: Reason,
+    },
+    /// Its key needs outputs of upstream instances that are not known yet.
+    Wait {
+        /// Those upstream instances.
+        on: Vec<String>,
+        /// A reason that holds whatever their outputs turn out to be (new, own params changed,
+        /// version bumped, file changed, forced).
+        own: Option<Reason>,
+    },
+    /// A file it reads cannot be hashed (missing or unreadable).
+    MissingFile {
+        /// The param naming it.
+        param: String,
+        /// The path.
+        path: String,
+    },
+}
+
+impl Decision {
+    /// As the planned [`Status`] of the instance.
+    pub fn status(&self) -> Status {
+        match self {
+            Decision::Cached { key, .. } => Status::Cached { key: *key },
+            Decision::Run { key, reason } => Status::WillRun {
+                key: *key,
+                reason: reason.clone(),
+            },
+            Decision::Wait { on, own } => Status::Waits {
+                on: on.clone(),
+                own: own.clone(),
+            },
+            Decision::MissingFile { param, path } => Status::MissingFile {
+                param: param.clone(),
+                path: path.clone(),
+            },
+        }
+    }
+}
+
+/// Decide what to do with `inst`, given its external files' digests and what is known of its
+/// inputs: `Ok(output digest per slot)` once every upstream instance has a result, else
+/// `Err(the upstream instances still to run)`.
+///
+/// The key (see [`crate::key`]) is the blake3 of kind, version, key params, external file
+/// digests and the inputs' **output digests** — not their keys. That is the early-cutoff rule:
+/// when an upstream node re-runs and publishes the same bytes, this key is unchanged and the
+/// node is a cache hit, so recomputation stops at the first node whose inputs did not change.
+/// A `forced` instance runs whatever the cache holds; a record whose objects are damaged
+/// runs again; otherwise a valid record for the key is a hit.
+pub fn decide(
+    cache: &Cache,
+    plan: &Plan,
+    inst: &Instance,
+    files: &BTreeMap<String, Result<FileRef, String>>,
+    inputs: Result<BTreeMap<String, Digest>, Vec<String>>,
+    forced: bool,
+) -> Decision {
+    if let Some((param, Err(_))) = files.iter().find(|(_, r)| r.is_err()) {
+        let path = inst
+            .files
+            .iter()
+            .find(|f| &f.param == param)
+            .map(|f| f.path.display().to_string());
+        return Decision::MissingFile {
+            param: param.clone(),
+            path: path.unwrap_or_default(),
+        };
+    }
+    let inputs = match inputs {
+        Ok(i) => i,
+        Err(on) => {
+            let own = if forced {
+                Some(Reason::Forced)
+            } else {
+                explain(cache, plan, inst, None, None, files).filter(|r| {
+                    matches!(
+                        r,
+                        Reason::New
+                            | Reason::ParamsChanged { .. }
+                            | Reason::VersionBumped { .. }
+                            | Reason::FileChanged { .. }
+                    )
+                })
+            };
+            return Decision::Wait { on, own };
+        }
+    };
+    let Some(key) = key_of(inst, &inputs, files) else {
+        // Unreachable: every file hashed (checked above).
+        return Decision::Wait {
+            on: vec![],
+            own: None,
+        };
+    };
+    if forced {
+        return Decision::Run {
+            key,
+            reason: Reason::Forced,
+        };
+    }
+    match cache.check(&key) {
+        Ok(HitCheck::Hit(record)) => Decision::Cached { key, record },
+        Ok(HitCheck::Damaged { problems, .. }) => Decision::Run {
+            key,
+            reason: Reason::Damaged {
+                problems: problems.iter().map(|(n, p)| format!("{n}: {p}")).collect(),
+            },
+        },
+        _ => Decision::Run {
+            key,
+            reason: explain(cache, plan, inst, Some(&key), Some(&inputs), files)
+                .unwrap_or(Reason::Changed),
+        },
+    }
+}
+
 /// The status of every instance: cached, will run (and why), waits on upstream, missing file.
 pub fn status(plan: &Plan, cache: &Cache, force: &[String]) -> Vec<Status> {
     let files = hash_files(plan, cache);
@@ -322,19 +401,6 @@ pub fn status(plan: &Plan, cache: &Cache, force: &[String]) -> Vec<Status> {
     let mut out: Vec<Status> = Vec::with_capacity(plan.instances.len());
     let mut digests: Vec<Option<Digest>> = vec![None; plan.instances.len()];
     for inst in &plan.instances {
-        let fs = &files[inst.index];
-        if let Some((param, Err(_))) = fs.iter().find(|(_, r)| r.is_err()) {
-            let path = inst
-                .files
-                .iter()
-                .find(|f| &f.param == param)
-                .map(|f| f.path.display().to_string());
-            out.push(Status::MissingFile {
-                param: param.clone(),
-                path: path.unwrap_or_default(),
-            });
-            continue;
-        }
         let mut inputs = BTreeMap::new();
         let mut waits = Vec::new();
         for (slot, &up) in &inst.inputs {
@@ -345,55 +411,23 @@ pub fn status(plan: &Plan, cache: &Cache, force: &[String]) -> Vec<Status> {
                 None => waits.push(plan.instances[up].label.clone()),
             }
         }
-        if !waits.is_empty() {
-            let own = explain(cache, plan, inst, None, None, fs).filter(|r| {
-                matches!(
-                    r,
-                    Reason::New
-                        | Reason::ParamsChanged { .. }
-                        | Reason::VersionBumped { .. }
-                        | Reason::FileChanged { .. }
-                )
-            });
-            let own = if forced.contains(&inst.index) {
-                Some(Reason::Forced)
-            } else {
-                own
-            };
-            out.push(Status::Waits { on: waits, own });
-            continue;
-        }
-        let Some(key) = key_of(inst, &inputs, fs) else {
-            out.push(Status::Waits {
-                on: vec![],
-                own: None,
-            });
-            continue;
+        let known = if waits.is_empty() {
+            Ok(inputs)
+        } else {
+            Err(waits)
         };
-        if forced.contains(&inst.index) {
-            out.push(Status::WillRun {
-                key,
-                reason: Reason::Forced,
-            });
-            continue;
+        let d = decide(
+            cache,
+            plan,
+            inst,
+            &files[inst.index],
+            known,
+            forced.contains(&inst.index),
+        );
+        if let Decision::Cached { record, .. } = &d {
+            digests[inst.index] = Some(record.output_digest);
         }
-        match cache.check(&key) {
-            Ok(HitCheck::Hit(r)) => {
-                digests[inst.index] = Some(r.output_digest);
-                out.push(Status::Cached { key });
-            }
-            Ok(HitCheck::Damaged { problems, .. }) => out.push(Status::WillRun {
-                key,
-                reason: Reason::Damaged {
-                    problems: problems.iter().map(|(n, p)| format!("{n}: {p}")).collect(),
-                },
-            }),
-            _ => {
-                let reason = explain(cache, plan, inst, Some(&key), Some(&inputs), fs)
-                    .unwrap_or(Reason::Changed);
-                out.push(Status::WillRun { key, reason });
-            }
-        }
+        out.push(d.status());
     }
     out
 }
@@ -414,51 +448,6 @@ fn emit(reporter: &dyn Reporter, inst: &Instance, kind: EventKind) {
         node: inst.node.clone(),
         kind,
     });
-}
-
-/// What the engine needs to run a plan.
-pub struct Engine<'a> {
-    /// The cache.
-    pub cache: &'a Cache,
-    /// Node kinds.
-    pub registry: &'a Registry,
-    /// Where events go.
-    pub reporter: &'a dyn Reporter,
-}
-
-/// Something that computes a task (in this process, or as a batch job).
-pub trait Executor: Send + Sync {
-    /// Compute the task and return its record (publishing it into the cache).
-    ///
-    /// # Errors
-    /// When the task fails.
-    fn execute(
-        &self,
-        task: &Task,
-        engine: &Engine<'_>,
-        stop: &AtomicBool,
-    ) -> Result<TaskOutcome, TaskError>;
-}
-
-/// Runs tasks in this process, one thread each.
-pub struct LocalExecutor;
-
-impl Executor for LocalExecutor {
-    fn execute(
-        &self,
-        task: &Task,
-        engine: &Engine<'_>,
-        stop: &AtomicBool,
-    ) -> Result<TaskOutcome, TaskError> {
-        execute_locked(
-            task,
-            engine.cache,
-            engine.registry,
-            engine.reporter,
-            stop,
-            "local",
-        )
-    }
 }
 
 /// Run a plan: every selected instance ends cached, ran, failed, or blocked.
@@ -486,12 +475,7 @@ pub fn run_with(
     if let Some(e) = file_problems(plan, &files) {
         return Err(e);
     }
-    let device_name = opts
-        .device
-        .clone()
-        .or_else(|| plan.experiment.device.as_ref().map(|(d, _)| d.clone()))
-        .unwrap_or_else(|| "cpu".to_string());
-    let device = parse_device(&device_name).unwrap_or(DeviceSpec::Cpu);
+    let device = opts.device.or(plan.device).unwrap_or_default();
     let n = plan.instances.len();
     let selected: BTreeSet<usize> = if opts.only.is_empty() {
         (0..n).collect()
@@ -573,37 +557,32 @@ pub fn run_with(
                             );
                         }
                     }
-                    let Some(key) = key_of(inst, &inputs, &files[i]) else {
-                        continue;
-                    };
-                    let reason = if forced.contains(&i) {
-                        Reason::Forced
-                    } else {
-                        match cache.check(&key) {
-                            Ok(HitCheck::Hit(r)) => {
-                                let _ = cache.set_ref(&plan.experiment.name, &inst.label, &key);
-                                emit(
-                                    reporter,
-                                    inst,
-                                    EventKind::CacheHit {
-                                        key,
-                                        digest: r.output_digest,
-                                        by_other: false,
-                                    },
-                                );
-                                state[i] = State::Done(r, false);
-                                progressed = true;
-                                continue;
-                            }
-                            Ok(HitCheck::Damaged { problems, .. }) => Reason::Damaged {
-                                problems: problems
-                                    .iter()
-                                    .map(|(n, p)| format!("{n}: {p}"))
-                                    .collect(),
-                            },
-                            _ => explain(cache, plan, inst, Some(&key), Some(&inputs), &files[i])
-                                .unwrap_or(Reason::Changed),
+                    let (key, reason) = match decide(
+                        cache,
+                        plan,
+                        inst,
+                        &files[i],
+                        Ok(inputs),
+                        forced.contains(&i),
+                    ) {
+                        Decision::Cached { key, record: r } => {
+                            let _ = cache.set_ref(&plan.experiment.name, &inst.label, &key);
+                            emit(
+                                reporter,
+                                inst,
+                                EventKind::CacheHit {
+                                    key,
+                                    digest: r.output_digest,
+                                    by_other: false,
+                                },
+                            );
+                            state[i] = State::Done(r, false);
+                            progressed = true;
+                            continue;
                         }
+                        Decision::Run { key, reason } => (key, reason),
+                        // Files were checked before anything ran, and every input is done.
+                        Decision::Wait { .. } | Decision::MissingFile { .. } => continue,
                     };
                     if opts.stop.load(Ordering::Relaxed) {
                         interrupted = true;
@@ -612,7 +591,7 @@ pub fn run_with(
                     // Local runs share this machine's accelerator; a batch executor leaves GPUs
                     // to the batch system.
                     let needs_gpu =
-                        device.is_gpu() && inst.resources.gpus > 0 && opts.executor == "local";
+                        device.is_gpu() && inst.resources.gpus > 0 && executor.shares_host_gpu();
                     let gpu_busy = needs_gpu
                         && gpus_in_use > 0
                         && gpus_in_use + inst.resources.gpus > gpu_capacity;
@@ -633,7 +612,7 @@ pub fn run_with(
                             .iter()
                             .filter_map(|(p, r)| r.as_ref().ok().map(|f| (p.clone(), f.clone())))
                             .collect(),
-                        device: device.to_string(),
+                        device,
                         reason,
                         resources: crate::task::BatchResources::resolve(
                             inst.kind,
@@ -649,7 +628,7 @@ pub fn run_with(
                     }
                     let tx = tx.clone();
                     let stop = opts.stop.clone();
-                    let device_lock = needs_gpu.then(|| device.to_string());
+                    let device_lock = needs_gpu.then_some(device);
                     scope.spawn(move || {
                         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                             // One accelerator is shared by every cedm process on this cache:
@@ -677,7 +656,7 @@ pub fn run_with(
             let Ok((i, out)) = rx.recv() else { break };
             running -= 1;
             let inst = &plan.instances[i];
-            if device.is_gpu() && inst.resources.gpus > 0 && opts.executor == "local" {
+            if device.is_gpu() && inst.resources.gpus > 0 && executor.shares_host_gpu() {
                 gpus_in_use = gpus_in_use.saturating_sub(inst.resources.gpus);
             }
             match out {
@@ -714,8 +693,7 @@ pub fn run_with(
                     state[i] = State::NotRun;
                 }
                 Err(e) => {
-                    let interrupted_node = matches!(&e, TaskError::Node(m) if m == "interrupted");
-                    interrupted |= interrupted_node;
+                    interrupted |= matches!(e, TaskError::NodeInterrupted);
                     let error = crate::task::error_chain(&e);
                     if let Some(k) = keys[i] {
                         let _ = cache.set_ref(&plan.experiment.name, &inst.label, &k);
@@ -755,7 +733,7 @@ pub fn run_with(
 
 fn wait_token(
     cache: &Cache,
-    device: &str,
+    device: &DeviceSpec,
     task: &Task,
     reporter: &dyn Reporter,
     stop: &AtomicBool,

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, EventKind, Reason, Reporter};
 use crate::node::{Artifact, Registry, RunContext};
+pub use crate::resources::BatchResources;
 
 /// One key to compute.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -36,55 +37,12 @@ pub struct Task {
     /// External files.
     pub files: BTreeMap<String, FileRef>,
     /// Device to run on.
-    pub device: String,
+    pub device: crate::device::DeviceSpec,
     /// Why it runs (for the Started event).
     pub reason: Reason,
     /// What a batch job for it reserves (the kind's defaults with the YAML's overrides).
     #[serde(default)]
     pub resources: BatchResources,
-}
-
-/// A batch job's reservation, resolved.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct BatchResources {
-    /// GPUs.
-    pub gpus: u32,
-    /// CPU cores.
-    pub cpus: u32,
-    /// Memory (Slurm syntax, e.g. `16G`).
-    pub mem: String,
-    /// Wall time (Slurm syntax, e.g. `4:00:00`).
-    pub time: String,
-    /// Partition.
-    pub partition: Option<String>,
-    /// Account.
-    pub account: Option<String>,
-    /// QOS.
-    pub qos: Option<String>,
-    /// Constraint.
-    pub constraint: Option<String>,
-}
-
-impl BatchResources {
-    /// The kind's defaults overridden by the YAML's `resources:`.
-    pub fn resolve(
-        kind: &dyn crate::node::Node,
-        gpus: u32,
-        spec: &crate::plan::ResourceSpec,
-    ) -> BatchResources {
-        let d = kind.batch_defaults();
-        let time = format!("{}:{:02}:00", d.minutes / 60, d.minutes % 60);
-        BatchResources {
-            gpus: spec.gpus.unwrap_or(gpus),
-            cpus: spec.cpus.unwrap_or(d.cpus),
-            mem: spec.mem.clone().unwrap_or_else(|| format!("{}G", d.mem_gb)),
-            time: spec.time.clone().unwrap_or(time),
-            partition: spec.partition.clone(),
-            account: spec.account.clone(),
-            qos: spec.qos.clone(),
-            constraint: spec.constraint.clone(),
-        }
-    }
 }
 
 /// How a task ended.
@@ -138,6 +96,10 @@ pub enum TaskError {
     /// Stopped before it started (Ctrl-C while waiting for a lock).
     #[error("interrupted")]
     Interrupted,
+    /// The node stopped when asked to (Ctrl-C, a scheduler's warning signal), keeping its
+    /// checkpoints; recorded as the key's failure like any other stop.
+    #[error("interrupted")]
+    NodeInterrupted,
 }
 
 fn emit(reporter: &dyn Reporter, task: &Task, kind: EventKind) {
@@ -291,7 +253,7 @@ pub fn run_task(
         inputs,
         out_dir: staging.out_dir().to_path_buf(),
         work_dir: cache.work_dir(&task.key),
-        device: task.device.clone(),
+        device: task.device,
         instance: task.instance.clone(),
         stop,
         on_progress: &on_progress,
@@ -310,7 +272,7 @@ pub fn run_task(
         instance: task.instance.clone(),
         started,
         seconds,
-        device: task.device.clone(),
+        device: task.device.to_string(),
         host: cedm_cache::hostname(),
         cedm_version: env!("CARGO_PKG_VERSION").to_string(),
         executor: executor.to_string(),
@@ -318,6 +280,7 @@ pub fn run_task(
         peak_rss: peak_rss(),
         stats: ctx.stats.clone(),
     };
+    let interrupted = matches!(result, Ok(Err(crate::node::NodeError::Interrupted)));
     let error = match result {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(error_chain(&e)),
@@ -330,7 +293,11 @@ pub fn run_task(
             error: error.clone(),
             meta,
         });
-        return Err(TaskError::Node(error));
+        return Err(if interrupted {
+            TaskError::NodeInterrupted
+        } else {
+            TaskError::Node(error)
+        });
     }
     cedm_cache::crash_point("before-publish");
     let record = cache.publish(

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::node::{
-    Checked, Node, NodeError, ParamError, Registry, Resources, RunContext, Slot, check_typed,
-};
+use crate::kind::Kind;
+use crate::node::{FileParam, NodeError, Registry, RunContext, Slot};
+use crate::resources::Resources;
 
 /// How many times any toy node ran its `run` in this process (tests count executions).
 pub static RUNS: AtomicUsize = AtomicUsize::new(0);
@@ -33,7 +33,7 @@ fn write_value(ctx: &RunContext<'_>, v: i64) -> Result<(), NodeError> {
 }
 
 /// Params of `toy/value`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValueParams {
     /// The number written out.
@@ -46,40 +46,21 @@ pub struct ValueParams {
 /// `toy/value`: writes a number.
 pub struct Value;
 
-impl Node for Value {
-    fn kind(&self) -> &'static str {
-        "toy/value"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn about(&self) -> &'static str {
-        "Writes `value` to value.txt (toy kind for engine tests)."
-    }
-    fn inputs(&self) -> &'static [Slot] {
-        &[]
-    }
-    fn params_schema(&self) -> serde_json::Value {
-        serde_json::json!({"properties": {"value": {"type": "integer"}, "note": {"type": "string", "default": ""}}, "required": ["value"]})
-    }
-    fn check(&self, params: &serde_json::Value) -> Result<Checked, ParamError> {
-        let (_, params) = check_typed::<ValueParams>(params)?;
-        Ok(Checked {
-            params,
-            files: vec![],
-            resources: Resources::default(),
-        })
-    }
-    fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
+impl Kind for Value {
+    const KIND: &'static str = "toy/value";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "Writes `value` to value.txt (toy kind for engine tests).";
+    const INPUTS: &'static [Slot] = &[];
+    type Params = ValueParams;
+    fn run(&self, p: ValueParams, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         RUNS.fetch_add(1, Ordering::SeqCst);
-        let p: ValueParams = ctx.params()?;
         ctx.log(format!("value {}", p.value));
         write_value(ctx, p.value)
     }
 }
 
 /// Params of `toy/add`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddParams {
     /// Added to the inputs' sum.
@@ -99,37 +80,20 @@ pub struct AddParams {
 /// `toy/add`: a + b + k.
 pub struct Add;
 
-impl Node for Add {
-    fn kind(&self) -> &'static str {
-        "toy/add"
+impl Kind for Add {
+    const KIND: &'static str = "toy/add";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "Writes a + b + k (toy kind for engine tests).";
+    const INPUTS: &'static [Slot] = &[
+        Slot::one("a", "a toy value"),
+        Slot::optional("b", "a toy value"),
+    ];
+    type Params = AddParams;
+    fn resources(p: &AddParams) -> Resources {
+        Resources { gpus: p.gpus }
     }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn about(&self) -> &'static str {
-        "Writes a + b + k (toy kind for engine tests)."
-    }
-    fn inputs(&self) -> &'static [Slot] {
-        const SLOTS: &[Slot] = &[
-            Slot::one("a", "a toy value"),
-            Slot::optional("b", "a toy value"),
-        ];
-        SLOTS
-    }
-    fn params_schema(&self) -> serde_json::Value {
-        serde_json::json!({"properties": {"k": {"type": "integer", "default": 0}, "sleep_ms": {"type": "integer", "default": 0}, "fail": {"type": "boolean", "default": false}}})
-    }
-    fn check(&self, params: &serde_json::Value) -> Result<Checked, ParamError> {
-        let (p, params) = check_typed::<AddParams>(params)?;
-        Ok(Checked {
-            params,
-            files: vec![],
-            resources: Resources { gpus: p.gpus },
-        })
-    }
-    fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
+    fn run(&self, p: AddParams, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         RUNS.fetch_add(1, Ordering::SeqCst);
-        let p: AddParams = ctx.params()?;
         let steps = p.sleep_ms / 10;
         for s in 0..steps {
             if ctx.should_stop() {
@@ -149,7 +113,7 @@ impl Node for Add {
 }
 
 /// Params of `toy/file`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileParams {
     /// A file whose length in bytes is written out.
@@ -159,36 +123,17 @@ pub struct FileParams {
 /// `toy/file`: the length of an external file (tests file params).
 pub struct FileLen;
 
-impl Node for FileLen {
-    fn kind(&self) -> &'static str {
-        "toy/file"
+impl Kind for FileLen {
+    const KIND: &'static str = "toy/file";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "Writes the byte length of `path` (toy kind for engine tests).";
+    const INPUTS: &'static [Slot] = &[];
+    type Params = FileParams;
+    fn files(p: &FileParams) -> Vec<FileParam> {
+        vec![FileParam::new("path", &p.path)]
     }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn about(&self) -> &'static str {
-        "Writes the byte length of `path` (toy kind for engine tests)."
-    }
-    fn inputs(&self) -> &'static [Slot] {
-        &[]
-    }
-    fn params_schema(&self) -> serde_json::Value {
-        serde_json::json!({"properties": {"path": {"type": "string"}}, "required": ["path"]})
-    }
-    fn check(&self, params: &serde_json::Value) -> Result<Checked, ParamError> {
-        let (p, params) = check_typed::<FileParams>(params)?;
-        Ok(Checked {
-            params,
-            files: vec![crate::node::FileParam {
-                param: "path".into(),
-                path: p.path.into(),
-            }],
-            resources: Resources::default(),
-        })
-    }
-    fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
+    fn run(&self, p: FileParams, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         RUNS.fetch_add(1, Ordering::SeqCst);
-        let p: FileParams = ctx.params()?;
         let len = std::fs::metadata(&p.path)
             .map_err(NodeError::io("reading", p.path.as_ref()))?
             .len();
@@ -197,7 +142,7 @@ impl Node for FileLen {
 }
 
 /// Params of `toy/sum`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SumParams {
     /// A tag (lets a test make the consumer depend on a swept variable).
@@ -208,35 +153,17 @@ pub struct SumParams {
 /// `toy/sum`: the sum of every gathered value (tests gather slots).
 pub struct Sum;
 
-impl Node for Sum {
-    fn kind(&self) -> &'static str {
-        "toy/sum"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn about(&self) -> &'static str {
-        "Writes the sum of all gathered values (toy kind for engine tests)."
-    }
-    fn inputs(&self) -> &'static [Slot] {
-        const SLOTS: &[Slot] = &[Slot::gather(
-            "values",
-            "toy values, gathered across the sweep",
-        )];
-        SLOTS
-    }
-    fn params_schema(&self) -> serde_json::Value {
-        serde_json::json!({"properties": {"tag": {"type": "string", "default": ""}}})
-    }
-    fn check(&self, params: &serde_json::Value) -> Result<Checked, ParamError> {
-        let (_, params) = check_typed::<SumParams>(params)?;
-        Ok(Checked {
-            params,
-            files: vec![],
-            resources: Resources::default(),
-        })
-    }
-    fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
+impl Kind for Sum {
+    const KIND: &'static str = "toy/sum";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str =
+        "Writes the sum of all gathered values (toy kind for engine tests).";
+    const INPUTS: &'static [Slot] = &[Slot::gather(
+        "values",
+        "toy values, gathered across the sweep",
+    )];
+    type Params = SumParams;
+    fn run(&self, _p: SumParams, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         RUNS.fetch_add(1, Ordering::SeqCst);
         let mut total = 0;
         let n = ctx.inputs_many("values").len();

@@ -1,12 +1,18 @@
-//! From the engine's device names (`cpu`, `wgpu:N`, `cuda:N`) to burn devices.
+//! From the engine's [`DeviceSpec`] (`cpu`, `wgpu:N`, `cuda:N`) to burn devices, the one-time
+//! probe of a GPU before first use, and reading tensors back to the host with errors (not the
+//! panics or empty vectors burn's conveniences give).
 
-use burn::tensor::Device;
-use cedm_engine::{DeviceSpec, NodeError, parse_device};
+// The CUDA probe calls the driver's C API through libloading; it is the one place outside
+// cedm-kernels with unsafe code.
+#![allow(unsafe_code)]
+
+use burn::tensor::{Device, Tensor};
+use cedm_engine::{DeviceSpec, NodeError};
 
 /// Where a node computes.
 #[derive(Clone, Debug)]
 pub enum Compute {
-    /// The CPU: burn's `flex` backend, and the hand-written kernels of [`crate::cpu`] where a
+    /// The CPU: burn's `flex` backend, and the hand-written kernels of [`cedm_kernels::cpu`] where a
     /// model has them.
     Cpu(Device),
     /// A burn GPU device (wgpu or cuda).
@@ -30,13 +36,13 @@ impl Compute {
     }
 }
 
-/// Resolve a device name. GPU devices need cedm built with the `wgpu` or `cuda` feature, and
-/// are probed once per process before first use (see [`probe`]).
+/// Resolve a device. GPU devices need cedm built with the `wgpu` or `cuda` feature, and are
+/// probed once per process before first use (see [`probe`]).
 ///
 /// # Errors
-/// An unknown name, a backend this binary was built without, or a device that does not work.
-pub fn compute(name: &str) -> Result<Compute, NodeError> {
-    let c = resolve(name)?;
+/// A backend this binary was built without, or a device that does not work.
+pub fn compute(spec: DeviceSpec) -> Result<Compute, NodeError> {
+    let c = resolve(spec)?;
     if let Compute::Gpu(dev, spec) = &c {
         probe(dev, spec)?;
     }
@@ -155,8 +161,7 @@ fn cuda_device_count() -> Result<i32, String> {
     }
 }
 
-fn resolve(name: &str) -> Result<Compute, NodeError> {
-    let spec = parse_device(name).map_err(NodeError::msg)?;
+fn resolve(spec: DeviceSpec) -> Result<Compute, NodeError> {
     match spec {
         DeviceSpec::Cpu => Ok(Compute::Cpu(Device::flex())),
         #[cfg(feature = "wgpu")]
@@ -185,4 +190,26 @@ fn resolve(name: &str) -> Result<Compute, NodeError> {
             }
         ))),
     }
+}
+
+/// A float tensor's values on the host, as f32 (whatever the tensor's float type). A failed
+/// device read is an error naming the device, never an empty vector that could reach a
+/// checkpoint or a published network.
+///
+/// # Errors
+/// The device failed to hand the data back.
+pub fn to_host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, NodeError> {
+    let dev = t.device();
+    t.try_into_vec_as::<f32>()
+        .map_err(|e| NodeError::msg(format!("reading a tensor back from {dev:?}: {e}")))
+}
+
+/// An integer tensor's values on the host, as i64.
+///
+/// # Errors
+/// The device failed to hand the data back.
+pub fn to_host_int<const D: usize>(t: Tensor<D, burn::tensor::Int>) -> Result<Vec<i64>, NodeError> {
+    let dev = t.device();
+    t.try_into_vec_as::<i64>()
+        .map_err(|e| NodeError::msg(format!("reading a tensor back from {dev:?}: {e}")))
 }

@@ -1,8 +1,8 @@
 //! The Heun sampler with an analytic denoiser: for data from a known Gaussian mixture,
 //! D(x; σ) = E[x₀ | x] is closed-form, so sampling must reproduce the mixture.
 
-use cedm_nodes::edm::heun_sample;
-use cedm_nodes::rng::Rng;
+use cedm_nodes::kernels::rng::Rng;
+use cedm_nodes::models::edm::sampler::heun_sample;
 
 struct Mixture {
     weights: Vec<f64>,
@@ -53,12 +53,15 @@ fn check(steps: usize, tol_weight: f64, tol_mean: f64, tol_std: f64) {
         80.0,
         7.0,
         |x, s| {
-            x.chunks(2)
-                .flat_map(|p| mix.denoise([p[0], p[1]], s))
-                .collect()
+            Ok::<_, ()>(
+                x.chunks(2)
+                    .flat_map(|p| mix.denoise([p[0], p[1]], s))
+                    .collect(),
+            )
         },
         |_| {},
-    );
+    )
+    .unwrap();
     // Assign samples to the nearest true mean; compare weights, means, standard deviations.
     let pts: Vec<[f64; 2]> = x.chunks(2).map(|p| [p[0], p[1]]).collect();
     let assign: Vec<usize> = pts

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use cedm_nodes::imageops::{self, Filter};
-use cedm_nodes::io::Tensors;
+use cedm_nodes::artifacts::safetensors::Tensors;
+use cedm_nodes::kernels::imageops::{self, Filter};
 use cedm_nodes::models::mobilenet_v2::{MobileNetV2, MobileNetV2Config};
 use cedm_nodes::models::weights::Weights;
 
@@ -120,7 +120,12 @@ fn vit_case(file: &str, config: cedm_nodes::models::vit::VitConfig, sizes: &[usi
         let want = t.f32(&format!("cls_{s}")).unwrap();
         let xt: Tensor<4> =
             Tensor::from_data(TensorData::new(x.data.clone(), [2, 3, *s, *s]), &device);
-        let got: Vec<f32> = model.forward_features(xt).into_data().try_to_vec().unwrap();
+        let got: Vec<f32> = model
+            .forward_features(xt)
+            .unwrap()
+            .into_data()
+            .try_to_vec()
+            .unwrap();
         let d = max_abs_diff(&got, &want.data);
         assert!(d < 1e-4, "{file} at {s}px: max |Δ| = {d}");
     }
@@ -222,7 +227,7 @@ fn temi_loss_and_two_adamw_steps_match_pytorch() {
         let xn = t.f32(&format!("step{step}.x_nn")).unwrap();
         let xt: Tensor<2> = Tensor::from_data(TensorData::new(x.data, [6, 8]), &device);
         let xnt: Tensor<2> = Tensor::from_data(TensorData::new(xn.data, [6, 8]), &device);
-        let out = st.step(xt, xnt, &sc);
+        let out = st.step(xt, xnt, &sc).unwrap();
         let want_loss = t.f32(&format!("step{step}.loss")).unwrap().data[0];
         assert!(
             (out.loss - want_loss).abs() < 1e-5,
@@ -245,7 +250,7 @@ fn temi_loss_and_two_adamw_steps_match_pytorch() {
         assert!(max_abs_diff(&prior, &t.f32(&format!("step{step}.prior")).unwrap().data) < 1e-6);
         for (who, heads) in [("student", &st.student), ("teacher", &st.teacher)] {
             let want = prefixed(&format!("step{step}.{who}."));
-            let got = to_torch(heads);
+            let got = to_torch(heads).unwrap();
             assert_eq!(got.len(), want.len());
             for (k, v) in &want {
                 let d = max_abs_diff(&got[k], v);
@@ -257,7 +262,7 @@ fn temi_loss_and_two_adamw_steps_match_pytorch() {
 
 #[test]
 fn cluster_metrics_match_sklearn_and_scipy() {
-    use cedm_nodes::metrics::scores;
+    use cedm_nodes::algorithms::scores::scores;
     let t = fixture("cluster_metrics.safetensors");
     for case in [
         "random",
@@ -269,7 +274,10 @@ fn cluster_metrics_match_sklearn_and_scipy() {
         let truth = t.i64(&format!("{case}.truth")).unwrap().data;
         let pred = t.i64(&format!("{case}.pred")).unwrap().data;
         let want = t
-            .get::<f64>(&format!("{case}.scores"), cedm_nodes::io::DType::F64)
+            .get::<f64>(
+                &format!("{case}.scores"),
+                cedm_nodes::artifacts::safetensors::DType::F64,
+            )
             .unwrap()
             .data;
         let s = scores(&truth, &pred);
@@ -289,8 +297,8 @@ fn cluster_metrics_match_sklearn_and_scipy() {
 
 #[test]
 fn songunet_and_edm_preconditioning_match_pytorch() {
-    use cedm_nodes::edm::denoise;
-    use cedm_nodes::models::songunet::SongUNetConfig;
+    use cedm_nodes::models::edm::precond::denoise;
+    use cedm_nodes::models::edm::songunet::SongUNetConfig;
     use std::collections::BTreeMap;
     let t = fixture("songunet.safetensors");
     let device = Device::flex();
@@ -318,7 +326,7 @@ fn songunet_and_edm_preconditioning_match_pytorch() {
     let net = cfg.init(0, &device).load_named(&params, &device).unwrap();
     // Every fixture parameter is used and nothing else exists.
     assert_eq!(
-        net.named_params().keys().collect::<Vec<_>>(),
+        net.named_params().unwrap().keys().collect::<Vec<_>>(),
         params.keys().collect::<Vec<_>>()
     );
     let x = t.f32("input.x").unwrap();
@@ -361,29 +369,29 @@ fn edm_geometric_augmentation_matches_pytorch_ops() {
     let t = fixture("augment.safetensors");
     let img = t.f32("image").unwrap().data;
     let g = t
-        .get::<f64>("g_inv", cedm_nodes::io::DType::F64)
+        .get::<f64>("g_inv", cedm_nodes::artifacts::safetensors::DType::F64)
         .unwrap()
         .data;
     let m = [[g[0], g[1], g[2]], [g[3], g[4], g[5]], [g[6], g[7], g[8]]];
-    let got = cedm_nodes::augment::geometric(&img, 2, 10, 12, &m);
+    let got = cedm_nodes::models::edm::augment::geometric(&img, 2, 10, 12, &m);
     let d = max_abs_diff(&got, &t.f32("out").unwrap().data);
     assert!(d < 1e-4, "max |Δ| = {d}");
 }
 
-fn fid_embed(images: &cedm_nodes::io::TensorIn<u8>) -> Vec<f32> {
+fn fid_embed(images: &cedm_nodes::artifacts::safetensors::TensorIn<u8>) -> Vec<f32> {
     let [n, c, h, w] = images.shape[..] else {
         panic!("images must be NCHW")
     };
-    let (mut embed, _) = cedm_nodes::fid::inception_embedder(
+    use cedm_nodes::encoders::Encoder;
+    use cedm_nodes::encoders::inception::{FidResize, Inception};
+    let comp = cedm_nodes::device::compute(cedm_engine::DeviceSpec::Cpu).unwrap();
+    let enc = Inception::load(
         &asset("weights/inception-2015-12-05.safetensors"),
-        "cpu",
-        cedm_nodes::fid::FidResize::TfBilinear,
-        c,
-        h,
-        w,
+        &comp,
+        FidResize::TfBilinear,
     )
     .unwrap();
-    embed(&images.data, n).unwrap()
+    enc.embed(&images.data, n, [c, h, w]).unwrap()
 }
 
 #[test]
@@ -391,7 +399,7 @@ fn fid_inception_features_match_the_torchscript_network() {
     let t = fixture("fid.safetensors");
     let a = t.u8("images_a").unwrap();
     let want = t.f32("features_a8").unwrap();
-    let eight = cedm_nodes::io::TensorIn {
+    let eight = cedm_nodes::artifacts::safetensors::TensorIn {
         shape: vec![8, 1, 28, 28],
         data: a.data[..8 * 28 * 28].to_vec(),
     };
@@ -429,7 +437,8 @@ fn fid_inception_features_match_the_torchscript_network() {
 
 #[test]
 fn fid_of_two_real_image_sets_matches_pytorch_and_scipy() {
-    use cedm_nodes::fid::{Stats, frechet_distance};
+    use cedm_nodes::algorithms::frechet::frechet_distance;
+    use cedm_nodes::artifacts::stats::Stats;
     let t = fixture("fid.safetensors");
     let fa = fid_embed(&t.u8("images_a").unwrap());
     let fb = fid_embed(&t.u8("images_b").unwrap());
@@ -437,7 +446,7 @@ fn fid_of_two_real_image_sets_matches_pytorch_and_scipy() {
     let sb = Stats::from_features(&fb, 48, 2048).unwrap();
     let got = frechet_distance(&sa, &sb).unwrap();
     let want = t
-        .get::<f64>("fid", cedm_nodes::io::DType::F64)
+        .get::<f64>("fid", cedm_nodes::artifacts::safetensors::DType::F64)
         .unwrap()
         .data[0];
     let rel = (got - want).abs() / want;
@@ -450,8 +459,9 @@ fn fid_of_two_real_image_sets_matches_pytorch_and_scipy() {
 
 #[test]
 fn frechet_distance_of_random_gaussians_matches_scipy() {
-    use cedm_nodes::fid::{Stats, frechet_distance};
-    use cedm_nodes::io::DType;
+    use cedm_nodes::algorithms::frechet::frechet_distance;
+    use cedm_nodes::artifacts::safetensors::DType;
+    use cedm_nodes::artifacts::stats::Stats;
     let t = fixture("fid.safetensors");
     let g = |k: &str| t.get::<f64>(k, DType::F64).unwrap().data;
     let d = 128;

@@ -8,6 +8,7 @@ mod devices;
 mod edm;
 mod engine;
 mod features;
+mod keys;
 mod kinds;
 mod metrics;
 mod report;

@@ -1,4 +1,4 @@
-"""Parity fixture for EDM's geometric augmentation (nodes/src/augment.rs::geometric).
+"""Parity fixture for EDM's geometric augmentation (nodes/src/models/edm/augment.rs::geometric).
 
     /path/to/python tests/parity/augment.py      # writes tests/parity/augment.safetensors
 

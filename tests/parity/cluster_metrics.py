@@ -1,4 +1,4 @@
-"""Parity fixture for cluster metrics (nodes/src/metrics.rs) against scikit-learn and SciPy.
+"""Parity fixture for cluster metrics (nodes/src/algorithms/scores.rs) against scikit-learn and SciPy.
 
     /path/to/python tests/parity/cluster_metrics.py   # writes tests/parity/cluster_metrics.safetensors
 

@@ -1,4 +1,4 @@
-"""Parity fixture for FID (nodes/src/models/inception.rs, nodes/src/fid.rs, nodes/src/linalg.rs).
+"""Parity fixture for FID (nodes/src/models/inception.rs, nodes/src/algorithms/frechet.rs, nodes/kernels/src/linalg.rs).
 
     /path/to/python tests/parity/fid.py      # writes tests/parity/fid.safetensors
 

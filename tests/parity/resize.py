@@ -1,4 +1,4 @@
-"""Parity fixture for image resampling (nodes/src/imageops.rs).
+"""Parity fixture for image resampling (nodes/kernels/src/imageops.rs).
 
     /path/to/python tests/parity/resize.py      # writes tests/parity/resize.safetensors
 

@@ -1,4 +1,4 @@
-"""Parity fixture for SongUNet + EDM preconditioning (nodes/src/models/songunet.rs, nodes/src/edm.rs).
+"""Parity fixture for SongUNet + EDM preconditioning (nodes/src/models/edm/songunet.rs, nodes/src/models/edm/precond.rs).
 
     /path/to/python tests/parity/songunet.py      # writes tests/parity/songunet.safetensors
 

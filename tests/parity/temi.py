@@ -1,4 +1,4 @@
-"""Parity fixture for TEMI (nodes/src/temi.rs): loss and two optimiser steps of a tiny config.
+"""Parity fixture for TEMI (nodes/src/models/temi_heads.rs, nodes/src/kinds/cluster/temi.rs): loss and two optimiser steps of a tiny config.
 
     /path/to/python tests/parity/temi.py      # writes tests/parity/temi.safetensors
 

@@ -9,7 +9,7 @@
 //! x/128 − 1 of uint8 x (see [`crate::fid`] for the resize).
 //!
 //! Two executors share one description of the graph:
-//! - [`InceptionCpu`] on the NHWC kernels of [`crate::cpu`]. Inside each mixed block, every
+//! - [`InceptionCpu`] on the NHWC kernels of [`cedm_kernels::cpu`]. Inside each mixed block, every
 //!   branch that starts with a 1×1 conv on the block input is computed by one fused GEMM; an
 //!   average-pool → 1×1 conv branch is computed as 1×1 conv → average pool (both are linear and
 //!   the pool's weights sum to 1, so they commute; bias and ReLU are applied after the pool).
@@ -25,7 +25,7 @@ use burn::tensor::{Device, Tensor};
 use rayon::prelude::*;
 
 use super::weights::{Weights, WeightsError, tensor};
-use crate::cpu;
+use cedm_kernels::cpu;
 
 /// Feature dimension (pool3).
 pub const DIM: usize = 2048;

@@ -13,7 +13,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::{Device, Tensor};
 
 use super::weights::{Weights, WeightsError, tensor};
-use crate::cpu;
+use cedm_kernels::cpu;
 
 /// torchvision's inverted-residual settings: (expansion t, channels c, repeats n, stride s).
 const SETTINGS: [(usize, usize, usize, usize); 7] = [
@@ -242,7 +242,7 @@ impl MobileNetV2 {
     }
 }
 
-/// The same network on the CPU kernels of [`crate::cpu`] (NHWC), for fast inference on the CPU
+/// The same network on the CPU kernels of [`cedm_kernels::cpu`] (NHWC), for fast inference on the CPU
 /// backend. Loaded from the same checkpoint with the same BatchNorm folding; parity-tested
 /// against torchvision like the burn module.
 pub struct MobileNetV2Cpu {

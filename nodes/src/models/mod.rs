@@ -1,9 +1,10 @@
-//! burn models used by the node kinds, one file each, loading the original checkpoints.
+//! burn models used by the node kinds, one file each (a folder when a model spans several, like
+//! [`edm`]), loading the original checkpoints by their key names.
 
+pub mod edm;
 pub mod inception;
 pub mod mobilenet_v2;
 pub mod params;
-pub mod songunet;
 pub mod temi_heads;
 pub mod vit;
 pub mod weights;

@@ -18,7 +18,10 @@ use std::collections::HashMap;
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::rng::Rng;
+use cedm_engine::NodeError;
+use cedm_kernels::rng::Rng;
+
+use crate::device::to_host;
 
 /// Head architecture.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -300,7 +303,15 @@ impl TemiState {
     }
 
     /// One TEMI step on a batch of pairs (x, x′), each `[b, D]`.
-    pub fn step(&mut self, x: Tensor<2>, xn: Tensor<2>, sc: &StepConfig) -> StepOut {
+    ///
+    /// # Errors
+    /// The device failed to hand back the loss.
+    pub fn step(
+        &mut self,
+        x: Tensor<2>,
+        xn: Tensor<2>,
+        sc: &StepConfig,
+    ) -> Result<StepOut, NodeError> {
         let cfg = self.student.config;
         let b = x.dims()[0];
         let x2 = Tensor::cat(vec![x, xn], 0); // [2b, D]
@@ -335,12 +346,8 @@ impl TemiState {
         let head_losses = (mi(ps2, t1) + mi(ps1, t2)) * 0.5; // [H, 1, 1]
         let loss = head_losses.clone().mean();
         let grads = loss.backward();
-        let head_losses: Vec<f32> = head_losses
-            .inner()
-            .into_data()
-            .try_into_vec()
-            .unwrap_or_default();
-        let loss_v: f32 = loss.inner().into_scalar();
+        let head_losses = to_host(head_losses.inner())?;
+        let loss_v = to_host(loss.inner())?.first().copied().unwrap_or(f32::NAN);
         // AdamW, as torch.optim.AdamW (decoupled decay first, then the bias-corrected step).
         let kinds = cfg.kinds();
         for (i, leaf) in leaves.iter().enumerate() {
@@ -369,12 +376,12 @@ impl TemiState {
         for (tp, sp) in self.teacher.params.iter_mut().zip(&self.student.params) {
             *tp = tp.clone() * m + sp.clone() * (1.0 - m);
         }
-        let weight: Vec<f32> = weight.into_data().try_into_vec().unwrap_or_default();
-        StepOut {
+        let weight = to_host(weight)?;
+        Ok(StepOut {
             loss: loss_v,
             head_losses,
             weight,
-        }
+        })
     }
 }
 
@@ -449,7 +456,10 @@ pub fn from_torch(
 }
 
 /// Stacked parameters → the reference's per-head layout (name → values, PyTorch shapes).
-pub fn to_torch(heads: &Heads) -> HashMap<String, Vec<f32>> {
+///
+/// # Errors
+/// The device failed to hand back a parameter.
+pub fn to_torch(heads: &Heads) -> Result<HashMap<String, Vec<f32>>, NodeError> {
     let cfg = heads.config;
     let (h, d, hid, bot, c) = (
         cfg.heads,
@@ -461,8 +471,8 @@ pub fn to_torch(heads: &Heads) -> HashMap<String, Vec<f32>> {
     let vals: Vec<Vec<f32>> = heads
         .params
         .iter()
-        .map(|p| p.clone().into_data().try_into_vec().unwrap_or_default())
-        .collect();
+        .map(|p| to_host(p.clone()))
+        .collect::<Result<_, _>>()?;
     let mut out = HashMap::new();
     for hd in 0..h {
         let mut wt = vec![0f32; hid * d];
@@ -508,5 +518,5 @@ pub fn to_torch(heads: &Heads) -> HashMap<String, Vec<f32>> {
             vals[pi + 1][hd * c..(hd + 1) * c].to_vec(),
         );
     }
-    out
+    Ok(out)
 }

@@ -15,6 +15,9 @@ use burn::tensor::activation::{gelu, silu, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::weights::{Weights, WeightsError, tensor};
+use cedm_engine::NodeError;
+
+use crate::device::to_host;
 
 /// Feed-forward block type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -487,14 +490,14 @@ impl Vit {
     /// The position embedding for a `gh × gw` patch grid: the stored one when it fits, else its
     /// patch part resized bicubically with `scale_factor = (g + 0.1) / grid` as DINO and DINOv2
     /// do (computed on the host: a few hundred kilobytes, once per forward).
-    fn pos_embed_for(&self, gh: usize, gw: usize) -> Tensor<3> {
+    fn pos_embed_for(&self, gh: usize, gw: usize) -> Result<Tensor<3>, NodeError> {
         let pe = self.pos_embed.val();
         if gh == self.grid && gw == self.grid {
-            return pe;
+            return Ok(pe);
         }
         let [_, n1, d] = pe.dims();
         let device = pe.device();
-        let data: Vec<f32> = pe.clone().into_data().try_into_vec().unwrap_or_default();
+        let data = to_host(pe)?;
         let m = self.grid;
         let patch = bicubic_scale(
             &data[d..n1 * d],
@@ -507,20 +510,26 @@ impl Vit {
         );
         let mut all = data[..d].to_vec();
         all.extend(patch);
-        Tensor::from_data(TensorData::new(all, [1, 1 + gh * gw, d]), &device)
+        Ok(Tensor::from_data(
+            TensorData::new(all, [1, 1 + gh * gw, d]),
+            &device,
+        ))
     }
 
     /// The CLS token after the final norm, the paper's feature.
     ///
     /// # Shapes
     /// `[b, 3, h, w]` (ImageNet-normalised; h, w multiples of the patch size) → `[b, dim]`
-    pub fn forward_features(&self, x: Tensor<4>) -> Tensor<2> {
+    ///
+    /// # Errors
+    /// The device failed to hand back the position embedding (interpolated on the host).
+    pub fn forward_features(&self, x: Tensor<4>) -> Result<Tensor<2>, NodeError> {
         let [b, _, _, _] = x.dims();
         let t = self.patch_embed.forward(x); // [b, d, gh, gw]
         let [_, d, gh, gw] = t.dims();
         let t = t.reshape([b, d, gh * gw]).swap_dims(1, 2); // [b, gh*gw, d]
         let cls = self.cls_token.val().expand([b, 1, d]);
-        let mut t = Tensor::cat(vec![cls, t], 1) + self.pos_embed_for(gh, gw);
+        let mut t = Tensor::cat(vec![cls, t], 1) + self.pos_embed_for(gh, gw)?;
         if let Some(r) = &self.register_tokens {
             // DINOv2 inserts registers after the CLS token, after the position embedding.
             let nr = r.val().dims()[1];
@@ -537,7 +546,7 @@ impl Vit {
         for blk in &self.blocks {
             t = blk.forward(t);
         }
-        self.norm.forward(t).narrow(1, 0, 1).reshape([b, d])
+        Ok(self.norm.forward(t).narrow(1, 0, 1).reshape([b, d]))
     }
 
     /// Patch size.

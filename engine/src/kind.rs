@@ -1,0 +1,139 @@
+//! The typed face of a node kind. A kind declares its name, version, slots and a `Params` type
+//! once, as constants and an associated type; the engine deserialises the params (serde, with
+//! `deny_unknown_fields` and defaults), checks them with [`Kind::validate`], and hands the typed
+//! value to [`Kind::run`]. A blanket impl turns every [`Kind`] into the object-safe [`Node`] the
+//! planner and the scheduler work with, so no kind parses its params by hand or repeats the
+//! `Node` boilerplate.
+//!
+//! ```ignore
+//! pub struct Knn;
+//! impl Kind for Knn {
+//!     const KIND: &'static str = "features/knn";
+//!     const VERSION: u32 = 1;
+//!     const ABOUT: &'static str = "exact top-k cosine neighbours";
+//!     const INPUTS: &'static [Slot] = &[Slot::one("features", "a feature artifact")];
+//!     type Params = Params;
+//!     fn run(&self, p: Params, ctx: &mut RunContext<'_>) -> Result<(), NodeError> { … }
+//! }
+//! ```
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::node::{Checked, FileParam, Node, NodeError, ParamError, RunContext, Slot, check_typed};
+use crate::resources::{BatchDefaults, Resources};
+
+/// A node kind with typed params. See the module docs.
+pub trait Kind: Send + Sync + 'static {
+    /// The kind name used in YAML, e.g. `cluster/temi`.
+    const KIND: &'static str;
+    /// Implementation version; bump it whenever the output bytes change. Part of the key.
+    const VERSION: u32;
+    /// One line saying what the node does.
+    const ABOUT: &'static str;
+    /// Input slots.
+    const INPUTS: &'static [Slot];
+    /// Params that say *how* to compute, not *what* (e.g. the devices of a data-parallel
+    /// training): the node sees them, the key leaves them out, so changing them reuses the cache.
+    const UNKEYED: &'static [&'static str] = &[];
+
+    /// The params (each field documented with its default and source: `cedm kinds` and
+    /// `docs/nodes.md` are generated from the schema).
+    type Params: DeserializeOwned + Serialize + schemars::JsonSchema;
+
+    /// Checks beyond what the types say, returning every problem found (not only the first).
+    /// Must not touch files.
+    fn validate(_p: &Self::Params) -> Vec<ParamError> {
+        Vec::new()
+    }
+
+    /// The params that name files outside the cache (hashed by content into the key).
+    fn files(_p: &Self::Params) -> Vec<FileParam> {
+        Vec::new()
+    }
+
+    /// What a run needs from the machine.
+    fn resources(_p: &Self::Params) -> Resources {
+        Resources::default()
+    }
+
+    /// What a batch job of this kind reserves by default; `resources:` in the YAML overrides it.
+    fn batch_defaults() -> BatchDefaults {
+        BatchDefaults::default()
+    }
+
+    /// Compute the outputs into `ctx.out_dir()`.
+    ///
+    /// # Errors
+    /// Anything that stops the node; nothing is published then.
+    fn run(&self, p: Self::Params, ctx: &mut RunContext<'_>) -> Result<(), NodeError>;
+}
+
+/// JSON schema of a params type (field docs and defaults), for `cedm kinds` and the docs.
+pub fn schema<T: schemars::JsonSchema>() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(T))
+        .unwrap_or_else(|e| serde_json::json!({"description": format!("schema unavailable: {e}")}))
+}
+
+impl<K: Kind> Node for K {
+    fn kind(&self) -> &'static str {
+        K::KIND
+    }
+    fn version(&self) -> u32 {
+        K::VERSION
+    }
+    fn about(&self) -> &'static str {
+        K::ABOUT
+    }
+    fn inputs(&self) -> &'static [Slot] {
+        K::INPUTS
+    }
+    fn params_schema(&self) -> serde_json::Value {
+        schema::<K::Params>()
+    }
+    fn check(&self, params: &serde_json::Value) -> Result<Checked, Vec<ParamError>> {
+        let (p, canonical) = check_typed::<K::Params>(params).map_err(|e| vec![e])?;
+        let problems = K::validate(&p);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Checked {
+            params: canonical,
+            files: K::files(&p),
+            resources: K::resources(&p),
+        })
+    }
+    fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
+        let p: K::Params = ctx.params()?;
+        Kind::run(self, p, ctx)
+    }
+    fn unkeyed_params(&self) -> &'static [&'static str] {
+        K::UNKEYED
+    }
+    fn batch_defaults(&self) -> BatchDefaults {
+        K::batch_defaults()
+    }
+}
+
+/// Validation helpers for [`Kind::validate`]: each returns the problem it finds, if any, so a
+/// kind lists its checks and collects every failure.
+pub mod rules {
+    use crate::node::ParamError;
+
+    /// `value` must be at least `min`.
+    pub fn at_least(field: &str, value: usize, min: usize) -> Option<ParamError> {
+        (value < min).then(|| ParamError::invalid(field, format!("must be at least {min}")))
+    }
+
+    /// `value` must lie in `[lo, hi]` (NaN never does).
+    pub fn within(field: &str, value: f64, lo: f64, hi: f64) -> Option<ParamError> {
+        (!(lo..=hi).contains(&value))
+            .then(|| ParamError::invalid(field, format!("must be in [{lo}, {hi}]")))
+    }
+
+    /// `value` must be positive and finite.
+    pub fn positive(field: &str, value: f64) -> Option<ParamError> {
+        (!(value > 0.0 && value.is_finite()))
+            .then(|| ParamError::invalid(field, "must be positive"))
+    }
+}

@@ -1,0 +1,81 @@
+//! The feature artifact.
+//!
+//! `features.safetensors`: tensor `features`, float32, `[N, D]`, row i = image i of the input.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use cedm_engine::{Artifact, NodeError};
+
+use super::safetensors::{Tensors, write_f32};
+
+/// Features of N items, row-major `[n, d]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Features {
+    /// Rows.
+    pub n: usize,
+    /// Dimension.
+    pub d: usize,
+    /// Values.
+    pub data: Vec<f32>,
+}
+
+impl Features {
+    /// Row i.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.d..(i + 1) * self.d]
+    }
+
+    /// Read `features.safetensors` of an upstream node.
+    ///
+    /// # Errors
+    /// When missing or malformed.
+    pub fn read(a: &Artifact) -> Result<Features, NodeError> {
+        Features::read_file(a.path("features.safetensors")?)
+    }
+
+    /// Read a features file.
+    ///
+    /// # Errors
+    /// When malformed.
+    pub fn read_file(path: &Path) -> Result<Features, NodeError> {
+        let t = Tensors::open(path)?.f32("features")?;
+        let [n, d] = t.shape[..] else {
+            return Err(NodeError::msg(format!(
+                "{}: features must be [N, D], got {:?}",
+                path.display(),
+                t.shape
+            )));
+        };
+        Ok(Features { n, d, data: t.data })
+    }
+
+    /// Write `features.safetensors`.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn write(&self, path: &Path, meta: &BTreeMap<String, String>) -> Result<(), NodeError> {
+        write_f32(path, "features", &[self.n, self.d], &self.data, meta)
+    }
+
+    /// L2-normalised copy (rows of zero norm stay zero).
+    pub fn l2_normalized(&self) -> Features {
+        let mut data = self.data.clone();
+        for row in data.chunks_exact_mut(self.d) {
+            let norm = row
+                .iter()
+                .map(|v| f64::from(*v) * f64::from(*v))
+                .sum::<f64>()
+                .sqrt();
+            if norm > 0.0 {
+                let inv = (1.0 / norm) as f32;
+                row.iter_mut().for_each(|v| *v *= inv);
+            }
+        }
+        Features {
+            n: self.n,
+            d: self.d,
+            data,
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The `metrics.json` files of the metric kinds, typed: written by the kind, read by the CLI's
+//! run summary and `cedm report` (nothing reads them by field name).
+
+use cedm_engine::{Artifact, NodeError};
+use serde::{Deserialize, Serialize};
+
+/// `metrics.json` of `cluster/metrics`: the clustering against ground truth, ×100.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClusterScores {
+    /// Accuracy under the Hungarian matching (majority mapping for extra clusters), ×100.
+    pub acc: f64,
+    /// Normalised mutual information (arithmetic mean normaliser), ×100.
+    pub nmi: f64,
+    /// Adjusted mutual information ("ANMI"), ×100.
+    pub anmi: f64,
+    /// Adjusted Rand index, ×100.
+    pub ari: f64,
+    /// Requested clusters C of the scored clustering (0 when unknown).
+    pub clusters: usize,
+    /// Used clusters C_u.
+    pub used_clusters: usize,
+}
+
+/// `metrics.json` of `cluster/bound`: the recommended search range for C.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BoundMetrics {
+    /// Lower end (rounded).
+    pub lower: f64,
+    /// Upper end (rounded).
+    pub upper: f64,
+    /// Whether the rule found its crossing inside the swept C.
+    pub reached: bool,
+    /// Mean used clusters of the γ = 1 runs.
+    pub gamma1_used_mean: f64,
+}
+
+/// Which Fréchet distance a [`DistanceMetrics`] holds (the JSON field names derive from it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Distance {
+    /// Inception FID.
+    Fid,
+    /// FD on DINOv2 features.
+    Fdd,
+}
+
+impl Distance {
+    /// The field name (`fid`, `fdd`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Distance::Fid => "fid",
+            Distance::Fdd => "fdd",
+        }
+    }
+}
+
+/// `metrics.json` of `metrics/fid` and `metrics/fdd`: EDM's protocol of `repeats` disjoint
+/// runs of `samples_per_run` samples. Stored as `{"fid": mean, "fid_min", "fid_std",
+/// "fid_runs": […], "samples_per_run"}` (or `fdd…`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DistanceMetrics {
+    /// Which distance.
+    pub distance: Distance,
+    /// Mean over runs.
+    pub mean: f64,
+    /// Minimum over runs (what EDM reports).
+    pub min: f64,
+    /// Standard deviation over runs (ddof 1; 0 for one run).
+    pub std: f64,
+    /// Every run's value.
+    pub runs: Vec<f64>,
+    /// Samples per run.
+    pub samples_per_run: usize,
+}
+
+impl DistanceMetrics {
+    /// Summary of several runs' values.
+    pub fn from_runs(
+        distance: Distance,
+        values: Vec<f64>,
+        samples_per_run: usize,
+    ) -> DistanceMetrics {
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let std = if values.len() > 1 {
+            (values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1.0)).sqrt()
+        } else {
+            0.0
+        };
+        DistanceMetrics {
+            distance,
+            mean,
+            min,
+            std,
+            runs: values,
+            samples_per_run,
+        }
+    }
+
+    /// Read a metric node's `metrics.json` holding `distance`.
+    ///
+    /// # Errors
+    /// A missing file or one without the fields.
+    pub fn read(a: &Artifact, distance: Distance) -> Result<DistanceMetrics, NodeError> {
+        let path = a.path("metrics.json")?;
+        let v: serde_json::Value = super::read_json(path)?;
+        Self::from_json(&v, distance).ok_or_else(|| {
+            NodeError::msg(format!(
+                "{}: not a `{}` metrics file",
+                path.display(),
+                distance.name()
+            ))
+        })
+    }
+
+    /// From the JSON form (see the type's docs); None when a field is missing.
+    pub fn from_json(v: &serde_json::Value, distance: Distance) -> Option<DistanceMetrics> {
+        let k = distance.name();
+        let f = |name: &str| v.get(name).and_then(serde_json::Value::as_f64);
+        Some(DistanceMetrics {
+            distance,
+            mean: f(k)?,
+            min: f(&format!("{k}_min"))?,
+            std: f(&format!("{k}_std"))?,
+            runs: v
+                .get(format!("{k}_runs"))?
+                .as_array()?
+                .iter()
+                .map(serde_json::Value::as_f64)
+                .collect::<Option<_>>()?,
+            samples_per_run: v.get("samples_per_run")?.as_u64()? as usize,
+        })
+    }
+
+    /// The JSON form.
+    pub fn to_json(&self) -> serde_json::Value {
+        let k = self.distance.name();
+        serde_json::json!({
+            k: self.mean,
+            format!("{k}_min"): self.min,
+            format!("{k}_std"): self.std,
+            format!("{k}_runs"): self.runs,
+            "samples_per_run": self.samples_per_run,
+        })
+    }
+}
+
+impl Serialize for DistanceMetrics {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distance_metrics_round_trip_through_their_json_form() {
+        let m = DistanceMetrics::from_runs(Distance::Fdd, vec![3.0, 5.0], 100);
+        assert_eq!((m.mean, m.min), (4.0, 3.0));
+        assert!((m.std - 2f64.sqrt()).abs() < 1e-12);
+        let v = m.to_json();
+        assert_eq!(v["fdd_runs"], serde_json::json!([3.0, 5.0]));
+        assert_eq!(DistanceMetrics::from_json(&v, Distance::Fdd), Some(m));
+        assert_eq!(DistanceMetrics::from_json(&v, Distance::Fid), None);
+    }
+}

@@ -1,0 +1,146 @@
+//! The CLS token (after the final norm) of a DINO or DINOv2 Vision Transformer: the paper's
+//! clustering features (DINO ViT-B/16, resize 224 bicubic, ImageNet mean/std) and the FDD
+//! encoder (DINOv2 ViT-L/14, dgm-eval's preprocessing). burn on every device.
+
+use std::path::Path;
+
+use burn::tensor::Device;
+use cedm_engine::NodeError;
+use cedm_kernels::imageops::{Filter, Resample, imagenet_norm, preprocess};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Encoder;
+use crate::device::{Compute, to_host};
+use crate::models::vit::{Ffn, Vit as Model, VitConfig};
+use crate::models::weights::{Weights, tensor};
+
+/// An explicit architecture, for checkpoints that are not one of the presets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Arch {
+    /// Patch size.
+    pub patch: usize,
+    /// Embedding dimension.
+    pub dim: usize,
+    /// Blocks.
+    pub depth: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Side of the checkpoint's position-embedding grid.
+    pub grid: usize,
+    /// MLP ratio. Default: 4.
+    #[serde(default = "four")]
+    pub mlp_ratio: f64,
+    /// LayerScale (DINOv2). Default: false.
+    #[serde(default)]
+    pub layer_scale: bool,
+    /// Register tokens. Default: 0.
+    #[serde(default)]
+    pub registers: usize,
+    /// SwiGLU feed-forward (DINOv2 ViT-g). Default: false.
+    #[serde(default)]
+    pub swiglu: bool,
+}
+
+fn four() -> f64 {
+    4.0
+}
+
+/// The architecture a params set names.
+///
+/// # Errors
+/// An unknown preset, or `custom` without `arch`.
+pub fn config(model: &str, arch: Option<&Arch>) -> Result<VitConfig, String> {
+    match (model, arch) {
+        ("custom", Some(a)) => Ok(VitConfig {
+            patch: a.patch,
+            dim: a.dim,
+            depth: a.depth,
+            heads: a.heads,
+            mlp_ratio: a.mlp_ratio,
+            grid: a.grid,
+            layer_scale: a.layer_scale,
+            registers: a.registers,
+            ffn: if a.swiglu { Ffn::SwiGlu } else { Ffn::Mlp },
+            image_size: a.grid * a.patch,
+        }),
+        ("custom", None) => Err("`model: custom` needs `arch`".into()),
+        (m, None) => VitConfig::preset(m).ok_or_else(|| {
+            format!(
+                "unknown model `{m}`; presets: {}, or custom",
+                VitConfig::PRESETS.join(", ")
+            )
+        }),
+        (_, Some(_)) => Err("`arch` is only used with `model: custom`".into()),
+    }
+}
+
+/// A ViT as an [`Encoder`].
+pub struct Vit {
+    model: Model,
+    device: Device,
+    resolution: usize,
+    filter: Filter,
+    dim: usize,
+    desc: String,
+}
+
+impl Vit {
+    /// Load an official checkpoint (`.pth` or `.safetensors`) for the architecture `model`
+    /// names (a preset, or `custom` with `arch`), with input side `resolution`.
+    ///
+    /// # Errors
+    /// Unreadable weights, an unknown model.
+    pub fn load(
+        model: &str,
+        arch: Option<&Arch>,
+        weights: &Path,
+        comp: &Compute,
+        resolution: usize,
+        filter: Filter,
+    ) -> Result<Vit, NodeError> {
+        let cfg = config(model, arch).map_err(NodeError::msg)?;
+        let mut wts = Weights::load(weights)?;
+        let device = comp.device().clone();
+        let m = Model::load(&cfg, &mut wts, &device)?;
+        Ok(Vit {
+            model: m,
+            device,
+            resolution,
+            filter,
+            dim: cfg.dim,
+            desc: comp.describe(),
+        })
+    }
+}
+
+impl Encoder for Vit {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn describe(&self) -> String {
+        self.desc.clone()
+    }
+    fn preprocess(&self, pixels: &[u8], b: usize, [c, h, w]: [usize; 3]) -> Vec<f32> {
+        let (scale, offset) = imagenet_norm();
+        preprocess(
+            pixels,
+            b,
+            c,
+            h,
+            w,
+            self.resolution,
+            Resample::Filter(self.filter),
+            scale,
+            offset,
+        )
+    }
+    fn forward(&self, x: Vec<f32>, b: usize) -> Result<Vec<f32>, NodeError> {
+        let r = self.resolution;
+        to_host(
+            self.model
+                .forward_features(tensor(x, [b, 3, r, r], &self.device))?,
+        )
+    }
+}

@@ -1,0 +1,5 @@
+//! `data/*`: datasets → image artifacts.
+
+pub mod cifar;
+pub mod idx;
+pub mod images;

@@ -1,0 +1,4 @@
+//! `edm/*`: training and sampling the EDM.
+
+pub mod sample;
+pub mod train;

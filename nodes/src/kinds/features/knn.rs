@@ -1,0 +1,68 @@
+//! `features/knn`: exact top-k cosine neighbours of every item (TEMI's `knn.pt`, paper §b),
+//! by [`crate::algorithms::knn`]. Outputs `knn.safetensors` ([`crate::artifacts::knn`]).
+
+use std::num::NonZeroUsize;
+
+use cedm_engine::{BatchDefaults, Kind, NodeError, RunContext, Slot};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::algorithms::knn::knn;
+use crate::artifacts::features::Features;
+
+/// Params of `features/knn`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Neighbours per item (TEMI draws positives among the first 50). Default: 50.
+    #[serde(default = "k50")]
+    pub k: NonZeroUsize,
+    /// L2-normalise features first, so similarity = cosine (the paper's choice). Default: true.
+    #[serde(default = "yes")]
+    pub normalize: bool,
+    /// Query rows per block (memory: block × N floats). Default: 1024.
+    #[serde(default = "b1024")]
+    pub block_size: NonZeroUsize,
+}
+
+fn k50() -> NonZeroUsize {
+    NonZeroUsize::new(50).unwrap_or(NonZeroUsize::MIN)
+}
+fn yes() -> bool {
+    true
+}
+fn b1024() -> NonZeroUsize {
+    NonZeroUsize::new(1024).unwrap_or(NonZeroUsize::MIN)
+}
+
+/// The `features/knn` kind.
+pub struct FeaturesKnn;
+
+impl Kind for FeaturesKnn {
+    const KIND: &'static str = "features/knn";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "Exact top-k cosine neighbours (L2-normalised features, self excluded), by blocked matrix products";
+    const INPUTS: &'static [Slot] = &[Slot::one("features", "a feature artifact (features/*)")];
+    type Params = Params;
+
+    fn batch_defaults() -> BatchDefaults {
+        BatchDefaults::new(8, 64, 120)
+    }
+
+    fn run(&self, p: Params, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
+        let f = Features::read(ctx.require("features")?)?;
+        let t0 = std::time::Instant::now();
+        let n = f.n;
+        let result = knn(&f, p.k.get(), p.normalize, p.block_size.get(), |done| {
+            ctx.progress(done as u64, Some(n as u64), "rows", None);
+            !ctx.should_stop()
+        })?;
+        let secs = t0.elapsed().as_secs_f64();
+        ctx.stat("seconds", secs);
+        ctx.log(format!(
+            "{}×{} features: top-{} in {secs:.1} s",
+            f.n, f.d, p.k
+        ));
+        result.write(ctx.out_dir(), p.normalize)
+    }
+}

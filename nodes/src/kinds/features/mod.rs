@@ -1,0 +1,5 @@
+//! `features/*`: pretrained backbone features and their neighbours.
+
+pub mod knn;
+pub mod mobilenet_v2;
+pub mod vit;

@@ -1,0 +1,123 @@
+//! `features/vit`: the CLS token (after the final norm) of a DINO or DINOv2 Vision Transformer
+//! ([`crate::encoders::vit`]) — the paper's clustering features (DINO ViT-B/16, resize 224
+//! bicubic, ImageNet mean/std).
+
+use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+use std::path::Path;
+
+use cedm_engine::{
+    BatchDefaults, FileParam, Kind, NodeError, ParamError, Resources, RunContext, Slot,
+};
+use cedm_kernels::imageops::Filter;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::artifacts::images::ImageSet;
+use crate::device::compute;
+use crate::encoders::vit::{Arch, Vit, config};
+use crate::encoders::{Encoder, extract};
+use crate::params::nz;
+
+/// Params of `features/vit`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Preset: `dino_vits16`, `dino_vitb16` (the paper's), `dino_vits8`, `dino_vitb8`,
+    /// `dinov2_vits14`, `dinov2_vitb14`, `dinov2_vitl14` (FDD), `dinov2_vitg14`, or a DINOv2 one
+    /// with `_reg`; or `custom` with `arch`. Required.
+    pub model: String,
+    /// The official checkpoint (`.pth` or `.safetensors`, e.g. `dino_vitbase16_pretrain.pth`,
+    /// `dinov2_vitl14_pretrain.pth`). Required.
+    pub weights: String,
+    /// Architecture for `model: custom`.
+    #[serde(default)]
+    pub arch: Option<Arch>,
+    /// Input side after resizing (a multiple of the patch size). Default: 224 (the paper).
+    #[serde(default = "r224")]
+    pub resolution: usize,
+    /// Resize filter, antialiased: `bicubic` (DINO's `Resize(224, BICUBIC)`) or `bilinear`.
+    /// Default: `bicubic`.
+    #[serde(default = "bicubic")]
+    pub filter: Filter,
+    /// Images per batch. Default: 32.
+    #[serde(default = "b32")]
+    pub batch_size: NonZeroUsize,
+}
+
+fn r224() -> usize {
+    224
+}
+fn bicubic() -> Filter {
+    Filter::Bicubic
+}
+fn b32() -> NonZeroUsize {
+    const { nz(32) }
+}
+
+/// The `features/vit` kind.
+pub struct FeaturesVit;
+
+impl Kind for FeaturesVit {
+    const KIND: &'static str = "features/vit";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "CLS token after the final norm of a DINO / DINOv2 ViT (official checkpoints; resize 224 bicubic, ImageNet mean/std)";
+    const INPUTS: &'static [Slot] = &[Slot::one("images", "an image artifact (data/*)")];
+    type Params = Params;
+
+    fn validate(p: &Params) -> Vec<ParamError> {
+        match config(&p.model, p.arch.as_ref()) {
+            Err(m) => vec![ParamError::invalid("model", m)],
+            Ok(cfg) if p.resolution == 0 || p.resolution % cfg.patch != 0 => {
+                vec![ParamError::invalid(
+                    "resolution",
+                    format!(
+                        "must be a positive multiple of the patch size {}",
+                        cfg.patch
+                    ),
+                )]
+            }
+            Ok(_) => vec![],
+        }
+    }
+
+    fn files(p: &Params) -> Vec<FileParam> {
+        vec![FileParam::new("weights", &p.weights)]
+    }
+
+    fn resources(_: &Params) -> Resources {
+        Resources::GPU
+    }
+
+    fn batch_defaults() -> BatchDefaults {
+        BatchDefaults::new(8, 32, 240)
+    }
+
+    fn run(&self, p: Params, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
+        let set = ImageSet::read(ctx.require("images")?)?;
+        let comp = compute(ctx.device())?;
+        let enc = Vit::load(
+            &p.model,
+            p.arch.as_ref(),
+            Path::new(&p.weights),
+            &comp,
+            p.resolution,
+            p.filter,
+        )?;
+        ctx.log(format!(
+            "{} on {}: {} images → {} px, {}-d CLS",
+            p.model,
+            enc.describe(),
+            set.n,
+            p.resolution,
+            enc.dim()
+        ));
+        let feats = extract(ctx, &set, p.batch_size.get(), &enc)?;
+        let meta: BTreeMap<String, String> = [
+            ("model".to_string(), p.model.clone()),
+            ("resolution".to_string(), p.resolution.to_string()),
+        ]
+        .into();
+        feats.write(&ctx.out_dir().join("features.safetensors"), &meta)
+    }
+}

@@ -1,0 +1,121 @@
+//! Cache keys are a contract: a cached result stays a hit only while its key encoding (kind,
+//! version, canonical params with defaults, input output-digests, file digests) is unchanged.
+//! These keys were computed by cedm before the nodes crate was rebuilt (issue 14) for the
+//! quickstart's nodes that do not depend on numeric outputs — its data nodes and their direct
+//! consumers, with the quickstart's params — and a refactor must reproduce them exactly.
+
+use crate::util::{Dir, stdout};
+
+/// The quickstart's data nodes and their direct consumers, as in experiments/quickstart.yaml.
+fn experiment(assets: &str) -> String {
+    format!(
+        r#"name: keys
+nodes:
+  train:
+    kind: data/idx
+    params:
+      images: {assets}/fashion-mnist/train-images-idx3-ubyte.gz
+      labels: {assets}/fashion-mnist/train-labels-idx1-ubyte.gz
+      limit: 6000
+  train16:
+    kind: data/idx
+    params:
+      images: {assets}/fashion-mnist/train-images-idx3-ubyte.gz
+      labels: {assets}/fashion-mnist/train-labels-idx1-ubyte.gz
+      limit: 6000
+      resolution: 16
+  ref16:
+    kind: data/idx
+    params:
+      images: {assets}/fashion-mnist/train-images-idx3-ubyte.gz
+      limit: 500
+      resolution: 16
+  feats:
+    kind: features/mobilenet_v2
+    inputs: {{images: train}}
+    params: {{weights: "{assets}/weights/mobilenet_v2-b0353104.pth", resolution: 64}}
+  edm_uncond:
+    kind: edm/train
+    inputs: {{images: train16}}
+    params: &edm {{model: small, model_channels: 16, channel_mult: [1, 2], num_blocks: 1, attn_resolutions: [],
+                  dropout: 0.0, augment_p: 0.0, duration_kimg: 6, batch_size: 64, lr: 0.004,
+                  lr_rampup_kimg: 0.5, ema_halflife_kimg: 0.5, log_points: 50}}
+  edm_gt:
+    kind: edm/train
+    inputs: {{images: train16, labels: train16}}
+    params: *edm
+  fid_ref:
+    kind: metrics/fid_ref
+    inputs: {{images: ref16}}
+    params: {{weights: "{assets}/weights/inception-2015-12-05.safetensors"}}
+"#
+    )
+}
+
+const PINNED: &[(&str, &str)] = &[
+    (
+        "train",
+        "0da8f5984185b1b839a45c1df492e6f6f4d5e6e70f8112746c1499bf5e77f7e7",
+    ),
+    (
+        "train16",
+        "bab7a1fd434fdd7c31f360007b34199408e773c4742b692f05fbb26e2119968b",
+    ),
+    (
+        "ref16",
+        "d5399cd95db031c01b79eeeeccec2ac3e3694ba9b35b5d4698b9d3ac6b73edea",
+    ),
+    (
+        "feats",
+        "af1be2e04257e9692b08e863e4f703d5de5bdd36f3f3166e69bf7fa5f8c9fa53",
+    ),
+    (
+        "edm_uncond",
+        "719771b887f17cb1b71adc06617acd343963db5c74b4b1f213d4bb4139ab0aee",
+    ),
+    (
+        "edm_gt",
+        "0883c319efe4c22ea296dfffeefc5fd756d9df8ce5ad9c661c21799cfbd04d32",
+    ),
+    (
+        "fid_ref",
+        "6b2bbf6b767a0f4b833e1f94a30eed3ca5f3b7b9960551f19d4974201fe6451a",
+    ),
+];
+
+#[test]
+fn issue_14_quickstart_keys_are_pinned() {
+    let assets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+    if !assets.join("fashion-mnist/.complete").exists() {
+        panic!("assets missing: run scripts/fetch_assets.sh (what .ci/run does)");
+    }
+    let d = Dir::new();
+    d.write("keys.yaml", &experiment(&assets.to_string_lossy()));
+    // The data nodes run (seconds); their consumers' keys follow from their output digests.
+    let o = d.run(&[
+        "run",
+        "keys.yaml",
+        "--only",
+        "train",
+        "--only",
+        "train16",
+        "--only",
+        "ref16",
+    ]);
+    assert!(o.status.success(), "{}", crate::util::stderr(&o));
+    let o = d.run(&["status", "keys.yaml", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    for (node, want) in PINNED {
+        let row = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["instance"] == *node)
+            .unwrap_or_else(|| panic!("no instance {node}"));
+        assert_eq!(
+            row["status"]["key"].as_str(),
+            Some(*want),
+            "the key of `{node}` changed: {row}"
+        );
+    }
+}
