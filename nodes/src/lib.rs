@@ -25,6 +25,7 @@ pub mod device;
 pub mod encoders;
 pub mod kinds;
 pub mod models;
+pub mod ops;
 pub mod params;
 pub mod protocol;
 

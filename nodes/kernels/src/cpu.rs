@@ -91,6 +91,71 @@ pub fn gemm<T: crate::blas::Element>(
     }
 }
 
+/// [`gemm`] on the calling thread only (the `gemm` crate without parallelism, no run-time
+/// BLAS): for products computed per image inside a parallel loop, where one core per product is
+/// what keeps both cores busy (the `gemm` crate runs within a few percent of MKL per core).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_serial(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    a_t: bool,
+    b: &[f32],
+    b_t: bool,
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        "gemm_serial: buffers too small"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c[..m * n].fill(0.0);
+        }
+        return;
+    }
+    let (a_rs, a_cs) = if a_t {
+        (1isize, m as isize)
+    } else {
+        (k as isize, 1isize)
+    };
+    let (b_rs, b_cs) = if b_t {
+        (1isize, k as isize)
+    } else {
+        (n as isize, 1isize)
+    };
+    // SAFETY: the assert above bounds every index the strides reach: a is m×k (or k×m), b is
+    // k×n (or n×k), c is m×n, all contiguous; c is exclusively borrowed, so nothing aliases it.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
 thread_local! {
     static COLS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     static POOL: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -156,26 +221,6 @@ pub enum Act {
     Relu,
     /// min(max(x, 0), 6).
     Relu6,
-}
-
-macro_rules! multiversion {
-    ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
-        $(#[$m])*
-        pub fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    #[target_feature(enable = "avx2,fma")]
-                    unsafe fn fast($($arg: $ty),*) $body
-                    // SAFETY: the CPU has AVX2 and FMA (checked just above).
-                    return unsafe { fast($($arg),*) };
-                }
-            }
-            #[inline(always)]
-            fn base($($arg: $ty),*) $body
-            base($($arg),*)
-        }
-    };
 }
 
 multiversion! {

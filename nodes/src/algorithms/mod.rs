@@ -1,8 +1,6 @@
-//! Algorithms the node kinds run on plain data (no model): exact kNN, k-means, clustering
-//! scores against ground truth, the Fréchet distance. Each is called by its kind and by the
-//! benchmarks; each is tested here against brute force or a reference.
+//! Algorithms the node kinds run on plain data (no model): clustering scores against ground
+//! truth and the Fréchet distance. (kNN and k-means, whose loops are hot, live in
+//! `cedm-kernels`, which is optimised in every profile.)
 
 pub mod frechet;
-pub mod kmeans;
-pub mod knn;
 pub mod scores;

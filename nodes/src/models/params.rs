@@ -4,6 +4,7 @@
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::Gradients;
 use burn::tensor::Tensor;
+use cedm_kernels::nn::optim::AdamStep;
 
 struct Collect {
     out: Vec<Tensor<1>>,
@@ -112,7 +113,8 @@ impl Adam {
         }
     }
 
-    /// One step: new parameter values from the current ones and their gradients.
+    /// One step: new parameter values from the current ones and their gradients (on the CPU
+    /// in one fused pass per parameter, the moments updated in place; [`crate::ops::adam`]).
     pub fn update(
         &mut self,
         params: Vec<Tensor<1>>,
@@ -120,20 +122,30 @@ impl Adam {
         lr: f64,
     ) -> Vec<Tensor<1>> {
         self.step += 1;
-        let t = self.step as i32;
-        let bc1 = 1.0 - self.beta1.powi(t);
-        let bc2 = 1.0 - self.beta2.powi(t);
-        params
-            .into_iter()
-            .zip(grads)
-            .enumerate()
-            .map(|(i, (p, g))| {
-                let Some(g) = g else { return p };
-                self.m[i] = self.m[i].clone() * self.beta1 + g.clone() * (1.0 - self.beta1);
-                self.v[i] = self.v[i].clone() * self.beta2 + g.clone() * g * (1.0 - self.beta2);
-                let denom = self.v[i].clone().sqrt() / bc2.sqrt() + self.eps;
-                p - self.m[i].clone() / denom * (lr / bc1)
-            })
-            .collect()
+        let s = AdamStep {
+            lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            step: self.step,
+        };
+        let (ms, vs) = (std::mem::take(&mut self.m), std::mem::take(&mut self.v));
+        let mut out = Vec::with_capacity(params.len());
+        for (((p, g), m), v) in params.into_iter().zip(grads).zip(ms).zip(vs) {
+            match g {
+                None => {
+                    out.push(p);
+                    self.m.push(m);
+                    self.v.push(v);
+                }
+                Some(g) => {
+                    let (p, m, v) = crate::ops::adam(p, g, m, v, s);
+                    out.push(p);
+                    self.m.push(m);
+                    self.v.push(v);
+                }
+            }
+        }
+        out
     }
 }

@@ -1,5 +1,5 @@
 //! `cluster/kmeans`: the k-means baseline (C-EDM's k-means label source) by
-//! [`crate::algorithms::kmeans`] (scikit-learn's `KMeans(algorithm="lloyd")`, with Elkan's
+//! [`cedm_kernels::kmeans`] (scikit-learn's `KMeans(algorithm="lloyd")`, with Hamerly's
 //! bounds). Outputs the cluster artifact ([`crate::artifacts::clusters`]) and `centers.safetensors`.
 
 use std::num::NonZeroUsize;
@@ -8,7 +8,8 @@ use cedm_engine::{BatchDefaults, Kind, NodeError, ParamError, RunContext, Slot, 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::algorithms::kmeans::kmeans;
+use cedm_kernels::kmeans::kmeans;
+
 use crate::artifacts::clusters::{Clusters, KmeansMetrics};
 use crate::artifacts::features::Features;
 use crate::artifacts::safetensors::write_f32;
@@ -54,8 +55,9 @@ pub struct ClusterKmeans;
 
 impl Kind for ClusterKmeans {
     const KIND: &'static str = "cluster/kmeans";
-    const VERSION: u32 = 1;
-    const ABOUT: &'static str = "k-means baseline (k-means++, exact Lloyd with Elkan's bounds, best of n_init) → cluster labels, q(c), C_u";
+    // 2: Hamerly's bounds with exact assignments by matrix products (labels can differ at float ties).
+    const VERSION: u32 = 2;
+    const ABOUT: &'static str = "k-means baseline (k-means++, exact Lloyd with Hamerly's bounds, best of n_init) → cluster labels, q(c), C_u";
     const INPUTS: &'static [Slot] = &[Slot::one("features", "a feature artifact (features/*)")];
     type Params = Params;
 
@@ -76,13 +78,16 @@ impl Kind for ClusterKmeans {
         }
         let t0 = std::time::Instant::now();
         let r = kmeans(
-            &f,
+            &f.data,
+            f.n,
+            f.d,
             p.clusters,
             p.n_init.get(),
             p.max_iter.get(),
             p.tol,
             p.seed,
-        )?;
+        )
+        .map_err(NodeError::msg)?;
         let secs = t0.elapsed().as_secs_f64();
         ctx.stat("seconds", secs);
         let full = f.n * p.clusters * r.iterations.max(1);

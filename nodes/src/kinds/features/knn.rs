@@ -1,5 +1,5 @@
 //! `features/knn`: exact top-k cosine neighbours of every item (TEMI's `knn.pt`, paper §b),
-//! by [`crate::algorithms::knn`]. Outputs `knn.safetensors` ([`crate::artifacts::knn`]).
+//! by [`cedm_kernels::knn`]. Outputs `knn.safetensors` ([`crate::artifacts::knn`]).
 
 use std::num::NonZeroUsize;
 
@@ -7,8 +7,10 @@ use cedm_engine::{BatchDefaults, Kind, NodeError, RunContext, Slot};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::algorithms::knn::knn;
+use cedm_kernels::knn::{KnnError, knn};
+
 use crate::artifacts::features::Features;
+use crate::artifacts::knn::Knn;
 
 /// Params of `features/knn`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -53,10 +55,28 @@ impl Kind for FeaturesKnn {
         let f = Features::read(ctx.require("features")?)?;
         let t0 = std::time::Instant::now();
         let n = f.n;
-        let result = knn(&f, p.k.get(), p.normalize, p.block_size.get(), |done| {
-            ctx.progress(done as u64, Some(n as u64), "rows", None);
-            !ctx.should_stop()
+        let nb = knn(
+            &f.data,
+            f.n,
+            f.d,
+            p.k.get(),
+            p.normalize,
+            p.block_size.get(),
+            |done| {
+                ctx.progress(done as u64, Some(n as u64), "rows", None);
+                !ctx.should_stop()
+            },
+        )
+        .map_err(|e| match e {
+            KnnError::Stopped => NodeError::Interrupted,
+            KnnError::BadK(m) => NodeError::msg(m),
         })?;
+        let result = Knn {
+            n,
+            k: nb.k,
+            indices: nb.indices,
+            sims: nb.sims,
+        };
         let secs = t0.elapsed().as_secs_f64();
         ctx.stat("seconds", secs);
         ctx.log(format!(

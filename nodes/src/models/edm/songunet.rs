@@ -28,6 +28,7 @@ use cedm_engine::NodeError;
 use cedm_kernels::rng::Rng;
 
 use crate::device::to_host;
+use crate::ops;
 
 /// SongUNet hyper-parameters (EDM's constructor arguments).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
@@ -302,23 +303,6 @@ impl Builder<'_> {
     }
 }
 
-/// 2× nearest-neighbour upsampling (EDM's `[1,1]` resample filter, transposed conv).
-fn up2(x: Tensor<4>) -> Tensor<4> {
-    let [n, c, h, w] = x.dims();
-    x.reshape([n, c, h, 1, w, 1])
-        .expand([n, c, h, 2, w, 2])
-        .reshape([n, c, h * 2, w * 2])
-}
-
-/// 2×2 average pooling (EDM's `[1,1]` resample filter, strided conv).
-fn down2(x: Tensor<4>) -> Tensor<4> {
-    let [n, c, h, w] = x.dims();
-    x.reshape([n, c, h / 2, 2, w / 2, 2])
-        .mean_dim(5)
-        .mean_dim(3)
-        .reshape([n, c, h / 2, w / 2])
-}
-
 /// A UNet block (EDM's `UNetBlock` with `adaptive_scale=False`, one attention head).
 #[derive(Module, Debug)]
 pub struct UNetBlock {
@@ -339,9 +323,9 @@ pub struct UNetBlock {
 impl UNetBlock {
     fn resample(&self, x: Tensor<4>) -> Tensor<4> {
         if self.up {
-            up2(x)
+            ops::up2(x)
         } else if self.down {
-            down2(x)
+            ops::down2(x)
         } else {
             x
         }
@@ -351,37 +335,40 @@ impl UNetBlock {
     /// `x`: `[n, cin, h, w]`, `emb`: `[n, emb]` → `[n, cout, h', w']`
     pub fn forward(&self, x: Tensor<4>, emb: Tensor<2>, train: bool) -> Tensor<4> {
         let orig = x.clone();
-        let h = self
-            .conv0
-            .forward(self.resample(silu(self.norm0.forward(x))));
-        let [n, c, _, _] = h.dims();
-        let params = self.affine.forward(emb).reshape([n, c, 1, 1]);
-        let mut h = silu(self.norm1.forward(h + params));
+        let h = ops::conv2d(
+            &self.conv0,
+            self.resample(ops::group_norm(&self.norm0, x, None, true)),
+        );
+        let params = self.affine.forward(emb);
+        let mut h = ops::group_norm(&self.norm1, h, Some(params), true);
         if train && self.dropout > 0.0 {
             let keep = 1.0 - self.dropout;
             let mask = Tensor::<4>::random(h.dims(), Distribution::Bernoulli(keep), &h.device())
                 .cast(h.dtype());
             h = h * mask / keep;
         }
-        let h = self.conv1.forward(h);
+        let h = ops::conv2d(&self.conv1, h);
         let skip = match &self.skip {
-            Some(s) => s.forward(self.resample(orig)),
+            Some(s) => ops::conv2d(s, self.resample(orig)),
             None => orig,
         };
         let scale = std::f64::consts::FRAC_1_SQRT_2;
-        let mut x = (h + skip) * scale;
+        let mut x = ops::add_scale(h, skip, scale);
         if let (Some(norm2), Some(qkv), Some(proj)) = (&self.norm2, &self.qkv, &self.proj) {
             let [n, c, hh, ww] = x.dims();
             // EDM reshapes [n, 3c, h, w] to [n, c, 3, hw]: q, k, v interleave per channel.
-            let t = qkv
-                .forward(norm2.forward(x.clone()))
-                .reshape([n, c, 3, hh * ww]);
+            let t = ops::conv2d(qkv, ops::group_norm(norm2, x.clone(), None, false)).reshape([
+                n,
+                c,
+                3,
+                hh * ww,
+            ]);
             let q = t.clone().narrow(2, 0, 1).reshape([n, c, hh * ww]);
             let k = t.clone().narrow(2, 1, 1).reshape([n, c, hh * ww]);
             let v = t.narrow(2, 2, 1).reshape([n, c, hh * ww]);
             let w = softmax(q.swap_dims(1, 2).matmul(k / (c as f64).sqrt()), 2); // [n, q, k]
             let a = v.matmul(w.swap_dims(1, 2)).reshape([n, c, hh, ww]); // [n, c, q]
-            x = (proj.forward(a) + x) * scale;
+            x = ops::add_scale(ops::conv2d(proj, a), x, scale);
         }
         x
     }
@@ -464,7 +451,7 @@ impl SongUNet {
         let mut x = x;
         for layer in &self.enc {
             x = match layer {
-                EncLayer::Conv(c) => c.forward(x),
+                EncLayer::Conv(c) => ops::conv2d(c, x),
                 EncLayer::Block(b) => b.forward(x, emb.clone(), train),
             };
             skips.push(x.clone());
@@ -473,13 +460,15 @@ impl SongUNet {
             let cin = b.norm0.num_channels;
             if x.dims()[1] != cin {
                 let s = skips.pop().unwrap_or_else(|| x.clone());
-                x = Tensor::cat(vec![x, s], 1);
+                x = ops::cat_channels(x, s);
             }
             x = b.forward(x, emb.clone(), train);
         }
-        self.out_conv
-            .forward(silu(self.out_norm.forward(x)))
-            .cast(xd)
+        ops::conv2d(
+            &self.out_conv,
+            ops::group_norm(&self.out_norm, x, None, true),
+        )
+        .cast(xd)
     }
 
     /// Parameters by EDM's names, PyTorch layout (for saving, and for parity fixtures).

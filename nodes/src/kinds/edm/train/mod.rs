@@ -501,7 +501,7 @@ fn ema_update(ema: SongUNet, net: &SongUNet, beta: f64) -> SongUNet {
     let new: Vec<Tensor<1>> = flat(net)
         .into_iter()
         .zip(flat(&ema))
-        .map(|(pn, pe)| pn.clone() + (pe - pn) * beta)
+        .map(|(pn, pe)| crate::ops::ema(pe, pn, beta))
         .collect();
     assign(ema, new, false)
 }

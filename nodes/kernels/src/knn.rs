@@ -2,12 +2,46 @@
 //! L2-normalised, similarities by blocked matrix products, the item itself excluded, neighbours
 //! sorted by similarity (descending), ties by index (ascending).
 
-use cedm_engine::NodeError;
-use cedm_kernels::cpu::gemm;
 use rayon::prelude::*;
 
-use crate::artifacts::features::Features;
-use crate::artifacts::knn::Knn;
+use crate::cpu::gemm;
+
+/// The neighbours of every item: `indices[i·k..]`, `sims[i·k..]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Neighbours {
+    /// Neighbours per item.
+    pub k: usize,
+    /// Neighbour indices, row-major `[n, k]`.
+    pub indices: Vec<i64>,
+    /// Similarities, row-major `[n, k]`.
+    pub sims: Vec<f32>,
+}
+
+/// Why [`knn`] returned no neighbours.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KnnError {
+    /// k is 0 or not below the number of items.
+    BadK(String),
+    /// `on_block` asked to stop.
+    Stopped,
+}
+
+/// Rows scaled to unit L2 norm (rows of zero norm stay zero), the norm accumulated in f64.
+pub fn l2_normalized(x: &[f32], d: usize) -> Vec<f32> {
+    let mut data = x.to_vec();
+    for row in data.chunks_exact_mut(d.max(1)) {
+        let norm = row
+            .iter()
+            .map(|v| f64::from(*v) * f64::from(*v))
+            .sum::<f64>()
+            .sqrt();
+        if norm > 0.0 {
+            let inv = (1.0 / norm) as f32;
+            row.iter_mut().for_each(|v| *v *= inv);
+        }
+    }
+    data
+}
 
 /// A bounded best-k list kept sorted (descending similarity, ascending index).
 #[derive(Clone)]
@@ -63,24 +97,24 @@ impl TopK {
 /// # Errors
 /// When k ≥ n, or when stopped.
 pub fn knn(
-    f: &Features,
+    x: &[f32],
+    n: usize,
+    d: usize,
     k: usize,
     normalize: bool,
     block: usize,
     mut on_block: impl FnMut(usize) -> bool,
-) -> Result<Knn, NodeError> {
-    if k == 0 || k >= f.n {
-        return Err(NodeError::msg(format!(
-            "k = {k} needs 1 ≤ k < number of items ({})",
-            f.n
+) -> Result<Neighbours, KnnError> {
+    if k == 0 || k >= n {
+        return Err(KnnError::BadK(format!(
+            "k = {k} needs 1 ≤ k < number of items ({n})"
         )));
     }
-    let x = if normalize {
-        f.l2_normalized()
+    let data = if normalize {
+        l2_normalized(&x[..n * d], d)
     } else {
-        f.clone()
+        x[..n * d].to_vec()
     };
-    let (n, d) = (x.n, x.d);
     let block = block.max(1);
     let mut heaps = vec![TopK::new(k); n];
     let mut s = vec![0f32; block * n];
@@ -93,9 +127,9 @@ pub fn knn(
             b,
             d,
             m,
-            &x.data[a * d..(a + b) * d],
+            &data[a * d..(a + b) * d],
             false,
-            &x.data[a * d..],
+            &data[a * d..],
             true,
             &mut s[..b * m],
             false,
@@ -128,7 +162,7 @@ pub fn knn(
             });
         a += b;
         if !on_block(a) {
-            return Err(NodeError::Interrupted);
+            return Err(KnnError::Stopped);
         }
     }
     let mut indices = vec![0i64; n * k];
@@ -139,26 +173,22 @@ pub fn knn(
             sims[i * k + t] = *sv;
         }
     }
-    Ok(Knn {
-        n,
-        k,
-        indices,
-        sims,
-    })
+    Ok(Neighbours { k, indices, sims })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cedm_kernels::rng::Rng;
+    use crate::rng::Rng;
 
-    fn exact_sims(f: &Features, i: usize) -> Vec<f64> {
-        let x = f.l2_normalized();
-        (0..x.n)
+    fn exact_sims(x: &[f32], n: usize, d: usize, i: usize) -> Vec<f64> {
+        let x = l2_normalized(x, d);
+        let row = |j: usize| &x[j * d..(j + 1) * d];
+        (0..n)
             .map(|j| {
-                x.row(i)
+                row(i)
                     .iter()
-                    .zip(x.row(j))
+                    .zip(row(j))
                     .map(|(a, b)| f64::from(*a) * f64::from(*b))
                     .sum()
             })
@@ -177,13 +207,12 @@ mod tests {
         }
         let row: Vec<f32> = data[50 * d..51 * d].iter().map(|v| v * 3.0).collect();
         data[51 * d..52 * d].copy_from_slice(&row);
-        let f = Features { n, d, data };
         for block in [1, 7, 64, 1000] {
-            let got = knn(&f, k, true, block, |_| true).unwrap();
+            let got = knn(&data, n, d, k, true, block, |_| true).unwrap();
             for i in 0..n {
                 // Brute force in f64: the returned set must be a true top-k (up to ties within
                 // f32 rounding), in non-increasing order of similarity, without i itself.
-                let ex = exact_sims(&f, i);
+                let ex = exact_sims(&data, n, d, i);
                 let g: Vec<usize> = got.indices[i * k..(i + 1) * k]
                     .iter()
                     .map(|&x| x as usize)
@@ -215,11 +244,6 @@ mod tests {
 
     #[test]
     fn k_must_be_below_n() {
-        let f = Features {
-            n: 3,
-            d: 2,
-            data: vec![1.0; 6],
-        };
-        assert!(knn(&f, 3, true, 8, |_| true).is_err());
+        assert!(knn(&[1.0; 6], 3, 2, 3, true, 8, |_| true).is_err());
     }
 }

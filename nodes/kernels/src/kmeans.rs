@@ -4,20 +4,17 @@
 //! falls below `tol × mean feature variance`, empty clusters moved to the points farthest from
 //! their centres, the best of `n_init` runs by inertia.
 //!
-//! The iterations are exact Lloyd steps accelerated with Elkan's bounds (Elkan 2003, "Using the
-//! triangle inequality to accelerate k-means"): a point keeps an upper bound to its centre and a
-//! lower bound to every other centre, moved by the centres' shifts each iteration; a distance is
-//! computed only when the bounds cannot exclude that centre. The first assignment is one matrix
-//! product per chunk; centre sums are updated from the points that moved. Results equal plain
-//! Lloyd's (up to float ties). k-means++ reads each point once per step for all candidates (that
+//! The iterations are exact Lloyd steps accelerated with Hamerly's bounds (Hamerly 2010): a point
+//! keeps an upper bound to its centre and one lower bound to all others, moved by the centres'
+//! shifts each iteration; the points the bounds cannot settle are assigned by one chunked matrix
+//! product over their gathered rows. Centre sums are updated from the points that moved. Results
+//! equal plain Lloyd's (up to float ties). k-means++ reads each point once per step for all candidates (that
 //! step is bound by memory).
 
-use cedm_engine::NodeError;
-use cedm_kernels::cpu::gemm;
-use cedm_kernels::rng::Rng;
 use rayon::prelude::*;
 
-use crate::artifacts::features::Features;
+use crate::cpu::gemm;
+use crate::rng::Rng;
 
 /// A k-means result.
 #[derive(Clone, Debug)]
@@ -58,33 +55,17 @@ fn dist_sq(rows: &[f32], rnorm: &[f32], centers: &[f32], cnorm: &[f32], d: usize
 fn dist_to_few(x: &[f32], xn: &[f32], d: usize, cand: &[f32], cn: &[f32], out: &mut [f32]) {
     let t = cn.len();
     let n = xn.len();
-    let per: Vec<Vec<f32>> = x
-        .par_chunks(d * 1024)
+    // One product X·Cᵀ ([n, t]): it reads X once, at memory speed.
+    let mut dots = vec![0f32; n * t];
+    gemm(n, d, t, x, false, cand, true, &mut dots, false);
+    out[..t * n]
+        .par_chunks_mut(n)
         .enumerate()
-        .map(|(ci, xs)| {
-            let rows = xs.len() / d;
-            let mut o = vec![0f32; rows * t];
-            let mut tmp = vec![0f32; t];
-            for r in 0..rows {
-                cedm_kernels::cpu::dots(&xs[r * d..(r + 1) * d], cand, &mut tmp);
-                let i = ci * 1024 + r;
-                for c in 0..t {
-                    o[r * t + c] = (xn[i] - 2.0 * tmp[c] + cn[c]).max(0.0);
-                }
+        .for_each(|(c, row)| {
+            for (i, o) in row.iter_mut().enumerate() {
+                *o = (xn[i] - 2.0 * dots[i * t + c] + cn[c]).max(0.0);
             }
-            o
-        })
-        .collect();
-    let mut i = 0;
-    for block in per {
-        let rows = block.len() / t;
-        for r in 0..rows {
-            for c in 0..t {
-                out[c * n + i + r] = block[r * t + c];
-            }
-        }
-        i += rows;
-    }
+        });
 }
 
 /// Greedy k-means++ (scikit-learn's `_kmeans_plusplus`).
@@ -149,17 +130,80 @@ fn kmeans_pp(x: &[f32], xn: &[f32], n: usize, d: usize, k: usize, rng: &mut Rng)
     centers
 }
 
+/// The nearest and second-nearest centre of the points `idx`, by chunked matrix products over
+/// their gathered rows: `labels[i]`, `upper[i]` (distance to the nearest), `lower[i]` (to the
+/// second nearest). Ties go to the lower centre index.
+#[allow(clippy::too_many_arguments)]
+fn assign_exact(
+    x: &[f32],
+    xn: &[f32],
+    d: usize,
+    centers: &[f32],
+    cnorm: &[f32],
+    idx: &[usize],
+    labels: &mut [u32],
+    upper: &mut [f64],
+    lower: &mut [f64],
+) {
+    let k = cnorm.len();
+    const CHUNK: usize = 2048;
+    let mut rows = vec![0f32; CHUNK.min(idx.len()) * d];
+    let mut rn = vec![0f32; CHUNK.min(idx.len())];
+    let mut dd = vec![0f32; CHUNK.min(idx.len()) * k];
+    for chunk in idx.chunks(CHUNK) {
+        let r = chunk.len();
+        rows[..r * d]
+            .par_chunks_mut(d)
+            .zip(chunk.par_iter())
+            .for_each(|(dst, &i)| dst.copy_from_slice(&x[i * d..(i + 1) * d]));
+        for (v, &i) in rn.iter_mut().zip(chunk) {
+            *v = xn[i];
+        }
+        dist_sq(
+            &rows[..r * d],
+            &rn[..r],
+            centers,
+            cnorm,
+            d,
+            &mut dd[..r * k],
+        );
+        let best: Vec<(u32, f64, f64)> = dd[..r * k]
+            .par_chunks(k)
+            .map(|row| {
+                let (mut b1, mut b2) = ((f32::INFINITY, 0usize), f32::INFINITY);
+                for (j, &v) in row.iter().enumerate() {
+                    if v < b1.0 {
+                        b2 = b1.0;
+                        b1 = (v, j);
+                    } else if v < b2 {
+                        b2 = v;
+                    }
+                }
+                (b1.1 as u32, f64::from(b1.0).sqrt(), f64::from(b2).sqrt())
+            })
+            .collect();
+        for (&i, &(l, u, lo)) in chunk.iter().zip(&best) {
+            labels[i] = l;
+            upper[i] = u;
+            lower[i] = lo;
+        }
+    }
+}
+
 /// Exact distance between a point and a centre from their squared norms and a dot product.
 #[inline]
 fn dist(x: &[f32], xn: f32, c: &[f32], cn: f32) -> f64 {
-    f64::from((xn - 2.0 * cedm_kernels::cpu::dot(x, c) + cn).max(0.0)).sqrt()
+    f64::from((xn - 2.0 * crate::cpu::dot(x, c) + cn).max(0.0)).sqrt()
 }
 
-/// One k-means run from given centres: exact Lloyd iterations with Elkan's bounds (Elkan 2003,
-/// "Using the triangle inequality to accelerate k-means"): per point an upper bound to its own
-/// centre and a lower bound to every other; a distance is computed only when the bounds cannot
-/// rule the centre out. The first assignment is one chunked matrix product; the centre sums are
-/// updated incrementally from the points that moved.
+/// One k-means run from given centres: exact Lloyd iterations with Hamerly's bounds (Hamerly
+/// 2010, "Making k-means even faster"): per point an upper bound to its centre and a lower bound
+/// to every other, moved by the centres' shifts each iteration. A point is skipped when its upper
+/// bound is at most the larger of its lower bound and half the distance from its centre to the
+/// nearest other centre; the points left are assigned exactly, their rows gathered for one
+/// chunked matrix product with all centres (a distance at a time would be several times slower,
+/// and early on nearly every point is left). The centre sums are updated from the points that
+/// moved.
 fn lloyd(
     x: &[f32],
     xn: &[f32],
@@ -173,37 +217,19 @@ fn lloyd(
     let mut cnorm = sq_norms(&centers, d);
     let mut labels = vec![0u32; n];
     let mut upper = vec![0f64; n];
-    let mut lower = vec![0f32; n * k];
-    // Initial assignment: all distances.
-    const CHUNK: usize = 2048;
-    let mut dd = vec![0f32; CHUNK * k];
-    for (ci, rows) in x.chunks(CHUNK * d).enumerate() {
-        let r = rows.len() / d;
-        dist_sq(
-            rows,
-            &xn[ci * CHUNK..ci * CHUNK + r],
-            &centers,
-            &cnorm,
-            d,
-            &mut dd[..r * k],
-        );
-        lower[ci * CHUNK * k..(ci * CHUNK + r) * k]
-            .par_chunks_mut(k)
-            .zip(labels[ci * CHUNK..ci * CHUNK + r].par_iter_mut())
-            .zip(upper[ci * CHUNK..ci * CHUNK + r].par_iter_mut())
-            .zip(dd[..r * k].par_chunks(k))
-            .for_each(|(((lo, l), u), row)| {
-                let mut best = (f32::INFINITY, 0usize);
-                for (j, &v) in row.iter().enumerate() {
-                    lo[j] = v.sqrt();
-                    if v < best.0 {
-                        best = (v, j);
-                    }
-                }
-                *l = best.1 as u32;
-                *u = f64::from(best.0).sqrt();
-            });
-    }
+    let mut lower = vec![0f64; n];
+    let all: Vec<usize> = (0..n).collect();
+    assign_exact(
+        x,
+        xn,
+        d,
+        &centers,
+        &cnorm,
+        &all,
+        &mut labels,
+        &mut upper,
+        &mut lower,
+    );
     let mut counts = vec![0usize; k];
     let mut sums = vec![0f64; k * d];
     for (i, row) in x.chunks_exact(d).enumerate() {
@@ -277,83 +303,70 @@ fn lloyd(
             .collect();
         centers = new_centers;
         cnorm = sq_norms(&centers, d);
-        // Centre-centre distances and s(c) = ½ min over other centres.
+        // s(c) = ½ the distance from c to its nearest other centre.
         let mut cc = vec![0f32; k * k];
         dist_sq(&centers, &cnorm, &centers, &cnorm, d, &mut cc);
-        let half: Vec<f32> = cc.iter().map(|v| 0.5 * v.sqrt()).collect();
         let s_half: Vec<f64> = (0..k)
             .map(|c| {
                 (0..k)
                     .filter(|&j| j != c)
-                    .map(|j| f64::from(half[c * k + j]))
+                    .map(|j| 0.5 * f64::from(cc[c * k + j]).sqrt())
                     .fold(f64::INFINITY, f64::min)
             })
             .collect();
-        let shift32: Vec<f32> = shift.iter().map(|&v| v as f32).collect();
-        // E-step: per point, Elkan's tests; a small relative margin guards against f32 rounding.
-        const M: f64 = 1.0 - 1e-5;
-        let results: Vec<(u32, usize)> = labels
-            .par_iter()
-            .zip(upper.par_iter_mut())
-            .zip(lower.par_chunks_mut(k))
-            .enumerate()
-            .map(|(i, ((&l, u), lo))| {
-                for (lv, &sh) in lo.iter_mut().zip(&shift32) {
-                    *lv = (*lv - sh).max(0.0);
-                }
-                let mut a = l as usize;
-                *u += shift[a];
-                let mut computed = 0;
-                if *u <= s_half[a] * M {
-                    return (a as u32, computed);
-                }
-                let xi = &x[i * d..(i + 1) * d];
-                let mut tight = false;
-                for c in 0..k {
-                    if c == a || *u <= f64::from(lo[c]) * M || *u <= f64::from(half[a * k + c]) * M
-                    {
-                        continue;
-                    }
-                    if !tight {
-                        *u = dist(xi, xn[i], &centers[a * d..(a + 1) * d], cnorm[a]);
-                        lo[a] = *u as f32;
-                        computed += 1;
-                        tight = true;
-                        if *u <= f64::from(lo[c]) * M || *u <= f64::from(half[a * k + c]) * M {
-                            continue;
-                        }
-                    }
-                    let dc = dist(xi, xn[i], &centers[c * d..(c + 1) * d], cnorm[c]);
-                    computed += 1;
-                    lo[c] = dc as f32;
-                    if dc < *u {
-                        a = c;
-                        *u = dc;
-                    }
-                }
-                (a as u32, computed)
-            })
-            .collect();
-        let mut changed = false;
-        let mut n_comp = 0;
-        for (i, &(a, comp)) in results.iter().enumerate() {
-            n_comp += comp;
-            let old = labels[i];
-            if a != old {
-                changed = true;
-                let (o, nw) = (old as usize, a as usize);
-                counts[o] -= 1;
-                counts[nw] += 1;
-                let row = &x[i * d..(i + 1) * d];
-                for j in 0..d {
-                    let v = f64::from(row[j]);
-                    sums[o * d + j] -= v;
-                    sums[nw * d + j] += v;
-                }
-                labels[i] = a;
+        // The largest and second-largest shift: a point's lower bound (to every centre but its
+        // own) falls by at most the largest shift among the other centres.
+        let (mut m1, mut m1c, mut m2) = (0f64, usize::MAX, 0f64);
+        for (c, &sh) in shift.iter().enumerate() {
+            if sh > m1 {
+                m2 = m1;
+                m1 = sh;
+                m1c = c;
+            } else if sh > m2 {
+                m2 = sh;
             }
         }
-        recomputed.push(n_comp);
+        // E-step: move the bounds, keep the points they settle (a small relative margin guards
+        // against f32 rounding), assign the others exactly.
+        const M: f64 = 1.0 - 1e-5;
+        let old = labels.clone();
+        let todo: Vec<usize> = upper
+            .par_iter_mut()
+            .zip(lower.par_iter_mut())
+            .zip(labels.par_iter())
+            .enumerate()
+            .filter_map(|(i, ((u, lo), &l))| {
+                let a = l as usize;
+                *u += shift[a];
+                *lo -= if a == m1c { m2 } else { m1 };
+                (*u > lo.max(s_half[a]) * M).then_some(i)
+            })
+            .collect();
+        assign_exact(
+            x,
+            xn,
+            d,
+            &centers,
+            &cnorm,
+            &todo,
+            &mut labels,
+            &mut upper,
+            &mut lower,
+        );
+        let mut changed = false;
+        for i in todo.iter().copied().filter(|&i| labels[i] != old[i]) {
+            changed = true;
+            let (o, nw) = (old[i] as usize, labels[i] as usize);
+            counts[o] -= 1;
+            counts[nw] += 1;
+            let row = &x[i * d..(i + 1) * d];
+            for j in 0..d {
+                let v = f64::from(row[j]);
+                sums[o * d + j] -= v;
+                sums[nw * d + j] += v;
+            }
+        }
+        recomputed.push(todo.len() * k);
         if !changed {
             converged = true;
             break;
@@ -385,25 +398,25 @@ fn lloyd(
     }
 }
 
-/// k-means on `f` (see the module docs).
+/// k-means of the `n` rows of `x` (`[n, d]`, see the module docs).
 ///
 /// # Errors
 /// When k is 0 or exceeds the number of points.
+#[allow(clippy::too_many_arguments)]
 pub fn kmeans(
-    f: &Features,
+    x: &[f32],
+    n: usize,
+    d: usize,
     k: usize,
     n_init: usize,
     max_iter: usize,
     tol: f64,
     seed: u64,
-) -> Result<KMeansResult, NodeError> {
-    let (n, d) = (f.n, f.d);
+) -> Result<KMeansResult, String> {
+    assert!(x.len() >= n * d, "kmeans: {} values for {n}×{d}", x.len());
     if k == 0 || k > n {
-        return Err(NodeError::msg(format!(
-            "k = {k} needs 1 ≤ k ≤ number of points ({n})"
-        )));
+        return Err(format!("k = {k} needs 1 ≤ k ≤ number of points ({n})"));
     }
-    let x = &f.data;
     let xn = sq_norms(x, d);
     // scikit-learn's tolerance: tol × mean over features of their variance.
     let mut mean = vec![0f64; d];
@@ -429,7 +442,7 @@ pub fn kmeans(
             best = Some(r);
         }
     }
-    best.ok_or_else(|| NodeError::msg("no k-means run"))
+    best.ok_or_else(|| "no k-means run".to_string())
 }
 
 #[cfg(test)]
@@ -510,8 +523,7 @@ mod tests {
     fn recovers_separated_blobs_and_keeps_no_cluster_empty() {
         let (n, d, k) = (900, 5, 9);
         let x = blobs(n, d, k, 2);
-        let f = Features { n, d, data: x };
-        let r = kmeans(&f, k, 3, 300, 1e-4, 0).unwrap();
+        let r = kmeans(&x, n, d, k, 3, 300, 1e-4, 0).unwrap();
         let mut counts = vec![0usize; k];
         for &l in &r.labels {
             counts[l as usize] += 1;
