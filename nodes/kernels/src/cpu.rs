@@ -91,6 +91,62 @@ pub fn gemm<T: crate::blas::Element>(
     }
 }
 
+/// A GEMM on raw strided operands (`c[i, j] (+)= Σ_p a[i, p]·b[p, j]`, element (i, j) of a
+/// matrix at `ptr + i·rs + j·cs`), on this thread or rayon's pool.
+///
+/// # Safety
+/// Every element the strides reach for `m × k` (a), `k × n` (b) and `m × n` (c) must be in
+/// bounds of its allocation; c must not overlap a, b, or any matrix another thread writes.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_strided(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const f32,
+    a_rs: isize,
+    a_cs: isize,
+    b: *const f32,
+    b_rs: isize,
+    b_cs: isize,
+    c: *mut f32,
+    c_rs: isize,
+    accumulate: bool,
+    parallel: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let par = if parallel && m * n * k >= 64 * 64 * 64 {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the caller guarantees the strided operands are in bounds and c is exclusive.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c,
+            1,
+            c_rs,
+            accumulate && k > 0,
+            a,
+            a_cs,
+            a_rs,
+            b,
+            b_cs,
+            b_rs,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
 /// [`gemm`] on the calling thread only (the `gemm` crate without parallelism, no run-time
 /// BLAS): for products computed per image inside a parallel loop, where one core per product is
 /// what keeps both cores busy (the `gemm` crate runs within a few percent of MKL per core).

@@ -128,6 +128,7 @@ impl Adam {
             beta2: self.beta2,
             eps: self.eps,
             step: self.step,
+            weight_decay: 0.0,
         };
         let (ms, vs) = (std::mem::take(&mut self.m), std::mem::take(&mut self.v));
         let mut out = Vec::with_capacity(params.len());

@@ -15,13 +15,15 @@
 
 use std::collections::HashMap;
 
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use cedm_engine::NodeError;
+use cedm_kernels::nn::optim::AdamStep;
 use cedm_kernels::rng::Rng;
 
 use crate::device::to_host;
+use crate::ops;
 
 /// Head architecture.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -187,29 +189,16 @@ impl Heads {
 /// # Shapes
 /// `x`: `[n, D]` → logits `[H, n, C]`
 pub fn forward(cfg: &HeadsConfig, p: &[Tensor<3>], x: Tensor<2>) -> Tensor<3> {
-    let (h, hid) = (cfg.heads, cfg.hidden);
-    let n = x.dims()[0];
-    let [_, d, hh] = p[0].dims();
-    let y = x.matmul(p[0].clone().reshape([d, hh])) + p[1].clone().reshape([1, hh]); // [n, H·hid]
-    let mut y = gelu(y).reshape([n, h, hid]).swap_dims(0, 1); // [H, n, hid]
+    // Linear + GELU layers through the stacked-heads op (one product per head on the CPU).
+    let mut y = ops::heads_linear_shared(x, p[0].clone(), p[1].clone(), cfg.heads, true);
     let mut i = 2;
     for _ in 1..cfg.hidden_layers {
-        y = gelu(y.matmul(p[i].clone()) + p[i + 1].clone());
+        y = ops::heads_linear(y, p[i].clone(), p[i + 1].clone(), true);
         i += 2;
     }
-    let z = y.matmul(p[i].clone()) + p[i + 1].clone(); // [H, n, bot]
-    // F.normalize: x / max(‖x‖, 1e-12).
-    let zn = z
-        .clone()
-        .powf_scalar(2.0)
-        .sum_dim(2)
-        .sqrt()
-        .clamp_min(1e-12);
-    let z = z / zn;
-    let v = p[i + 2].clone(); // [H, bot, C]
-    let vn = v.clone().powf_scalar(2.0).sum_dim(1).sqrt(); // [H, 1, C]
-    let w = v / vn * p[i + 3].clone(); // weight norm: g · v / ‖v‖ (per output column)
-    z.matmul(w)
+    let z = ops::heads_linear(y, p[i].clone(), p[i + 1].clone(), false); // [H, n, bot]
+    // L2-normalise, then the weight-normalised last layer.
+    ops::heads_cosine(z, p[i + 2].clone(), p[i + 3].clone())
 }
 
 /// Hyper-parameters of one TEMI step.
@@ -349,33 +338,44 @@ impl TemiState {
         let head_losses = to_host(head_losses.inner())?;
         let loss_v = to_host(loss.inner())?.first().copied().unwrap_or(f32::NAN);
         // AdamW, as torch.optim.AdamW (decoupled decay first, then the bias-corrected step).
+        // The leaves and the graph go first, so that every parameter and moment is held once
+        // and the fused update writes in place instead of copying.
         let kinds = cfg.kinds();
-        for (i, leaf) in leaves.iter().enumerate() {
+        let grads: Vec<Option<Tensor<3>>> = leaves.iter().map(|l| l.grad(&grads)).collect();
+        drop(leaves);
+        let a = &mut self.adam;
+        let params = std::mem::take(&mut self.student.params);
+        let (ms, vs) = (std::mem::take(&mut a.m), std::mem::take(&mut a.v));
+        for (i, (((p, g), m), v)) in params.into_iter().zip(grads).zip(ms).zip(vs).enumerate() {
             let frozen = sc.freeze_last && matches!(kinds[i], ParamKind::LastV | ParamKind::LastG);
-            let Some(g) = leaf.grad(&grads) else { continue };
-            if frozen {
-                continue;
-            }
-            let a = &mut self.adam;
-            a.steps[i] += 1;
-            let step = a.steps[i] as i32;
-            let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
-            let mut p = self.student.params[i].clone();
-            if kinds[i] != ParamKind::Bias && sc.weight_decay > 0.0 {
-                p = p * (1.0 - sc.lr * sc.weight_decay);
-            }
-            a.m[i] = a.m[i].clone() * b1 + g.clone() * (1.0 - b1);
-            a.v[i] = a.v[i].clone() * b2 + g.clone() * g * (1.0 - b2);
-            let bc1 = 1.0 - b1.powi(step);
-            let bc2 = 1.0 - b2.powi(step);
-            let denom = a.v[i].clone().sqrt() / bc2.sqrt() + eps;
-            self.student.params[i] = p - a.m[i].clone() / denom * (sc.lr / bc1);
+            let (p, m, v) = match g {
+                Some(g) if !frozen => {
+                    a.steps[i] += 1;
+                    let decay = kinds[i] != ParamKind::Bias && sc.weight_decay > 0.0;
+                    let step = AdamStep {
+                        lr: sc.lr,
+                        beta1: 0.9,
+                        beta2: 0.999,
+                        eps: 1e-8,
+                        step: u64::from(a.steps[i]),
+                        weight_decay: if decay { sc.weight_decay } else { 0.0 },
+                    };
+                    ops::adam(p, g, m, v, step)
+                }
+                _ => (p, m, v),
+            };
+            self.student.params.push(p);
+            a.m.push(m);
+            a.v.push(v);
         }
-        // Teacher EMA.
+        // Teacher EMA: t ← s + (t − s)·m.
         let m = sc.teacher_momentum;
-        for (tp, sp) in self.teacher.params.iter_mut().zip(&self.student.params) {
-            *tp = tp.clone() * m + sp.clone() * (1.0 - m);
-        }
+        let teacher = std::mem::take(&mut self.teacher.params);
+        self.teacher.params = teacher
+            .into_iter()
+            .zip(&self.student.params)
+            .map(|(tp, sp)| ops::ema(tp, sp.clone(), m))
+            .collect();
         let weight = to_host(weight)?;
         Ok(StepOut {
             loss: loss_v,

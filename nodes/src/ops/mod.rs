@@ -1,6 +1,7 @@
 //! burn operations with hand-written backward passes for the CPU backend (`flex`), through
 //! burn's backend-extension API (`#[backend_extension(Flex, Autodiff)]`): the convolution and
-//! the fused group norm SongUNet spends its time in, on the kernels of
+//! the fused group norm SongUNet spends its time in, TEMI's stacked head layers and the fused
+//! optimiser updates, on the kernels of
 //! [`cedm_kernels::nn`]. Each public function takes burn tensors and modules and routes flex
 //! f32 tensors through the custom op; every other device or float type (wgpu, cuda, f16/bf16
 //! mixed precision) computes with burn's own operations, as before. Modules stay parameter
@@ -10,6 +11,7 @@
 //! burn's ops.
 
 mod conv;
+mod heads;
 mod layout;
 mod norm;
 mod optim;
@@ -21,6 +23,7 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Tensor, TensorData};
 
 pub use conv::conv2d;
+pub use heads::{heads_cosine, heads_linear, heads_linear_shared};
 pub use layout::{add_scale, cat_channels, down2, up2};
 pub use norm::group_norm;
 pub use optim::{adam, ema};
@@ -69,4 +72,14 @@ fn dims(t: &FlexTensor) -> Vec<usize> {
 /// A new flex tensor from values and a shape.
 fn flex(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// A contiguous flex tensor whose storage [`FlexTensor::storage_mut`] then writes in place when
+/// nothing else holds it (copy-on-write: a shared one is copied first).
+fn owned(t: FlexTensor) -> FlexTensor {
+    if t.as_slice::<f32>().is_some() {
+        t
+    } else {
+        t.to_contiguous()
+    }
 }

@@ -8,7 +8,7 @@ use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::Tensor;
 use cedm_kernels::nn::optim::{AdamStep, adam as adam_kernel, ema as ema_kernel};
 
-use super::routed;
+use super::{owned, routed};
 
 /// The fused optimiser updates as a backend extension (flex only; see [`adam`], [`ema`]).
 #[backend_extension(Flex)]
@@ -25,19 +25,11 @@ pub trait OptimOps: Backend {
         beta2: f64,
         eps: f64,
         step: u64,
+        weight_decay: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
     /// `ema ← p + (ema − p)·β`.
     fn ema_step(ema: FloatTensor<Self>, p: FloatTensor<Self>, beta: f64) -> FloatTensor<Self>;
-}
-
-/// A contiguous, uniquely owned copy-on-write tensor (in place when nothing else holds it).
-fn owned(t: FlexTensor) -> FlexTensor {
-    if t.as_slice::<f32>().is_some() {
-        t
-    } else {
-        t.to_contiguous()
-    }
 }
 
 impl OptimOps for Flex {
@@ -51,6 +43,7 @@ impl OptimOps for Flex {
         beta2: f64,
         eps: f64,
         step: u64,
+        weight_decay: f64,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let (mut p, mut m, mut v) = (owned(p), owned(m), owned(v));
         let g = super::values(&g);
@@ -65,6 +58,7 @@ impl OptimOps for Flex {
                 beta2,
                 eps,
                 step,
+                weight_decay,
             },
         );
         (p, m, v)
@@ -77,15 +71,15 @@ impl OptimOps for Flex {
     }
 }
 
-/// One Adam step (`torch.optim.Adam`, no weight decay) of a flat parameter: the new parameter
-/// and moments. `step` counts from 1.
-pub fn adam(
-    p: Tensor<1>,
-    g: Tensor<1>,
-    m: Tensor<1>,
-    v: Tensor<1>,
+/// One Adam step (`torch.optim.Adam`; `torch.optim.AdamW` when `s.weight_decay > 0`) of a
+/// parameter of any rank: the new parameter and moments. `step` counts from 1.
+pub fn adam<const D: usize>(
+    p: Tensor<D>,
+    g: Tensor<D>,
+    m: Tensor<D>,
+    v: Tensor<D>,
     s: AdamStep,
-) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
+) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
     if routed(&p) && routed(&g) && routed(&m) && routed(&v) && !p.device().is_autodiff() {
         let (p, m, v) = <Dispatch as OptimOps>::adam_step(
             p.into_dispatch(),
@@ -97,6 +91,7 @@ pub fn adam(
             s.beta2,
             s.eps,
             s.step,
+            s.weight_decay,
         );
         return (
             Tensor::from_dispatch(p),
@@ -107,6 +102,11 @@ pub fn adam(
     let t = s.step as i32;
     let bc1 = 1.0 - s.beta1.powi(t);
     let bc2 = 1.0 - s.beta2.powi(t);
+    let p = if s.weight_decay > 0.0 {
+        p * (1.0 - s.lr * s.weight_decay)
+    } else {
+        p
+    };
     let m = m * s.beta1 + g.clone() * (1.0 - s.beta1);
     let v = v * s.beta2 + g.clone() * g * (1.0 - s.beta2);
     let denom = v.clone().sqrt() / bc2.sqrt() + s.eps;
@@ -114,8 +114,8 @@ pub fn adam(
     (p, m, v)
 }
 
-/// The EMA of a flat parameter: `ema ← p + (ema − p)·β`.
-pub fn ema(ema: Tensor<1>, p: Tensor<1>, beta: f64) -> Tensor<1> {
+/// The EMA of a parameter: `ema ← p + (ema − p)·β`.
+pub fn ema<const D: usize>(ema: Tensor<D>, p: Tensor<D>, beta: f64) -> Tensor<D> {
     if routed(&ema) && routed(&p) && !p.device().is_autodiff() && !ema.device().is_autodiff() {
         return Tensor::from_dispatch(<Dispatch as OptimOps>::ema_step(
             ema.into_dispatch(),

@@ -32,6 +32,51 @@ pub fn sigmoid(z: f32) -> f32 {
     1.0 / (1.0 + exp(-z))
 }
 
+/// erf(|x|) given e^(−x²) (A&S 7.1.26 above |x| = 0.5, the Maclaurin series below it; the
+/// exponential is shared with the caller's Gaussian density).
+#[inline(always)]
+fn erf_abs(a: f32, e: f32) -> f32 {
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let p = t
+        * (0.254_829_6
+            + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
+    let far = 1.0 - p * e;
+    // 2/√π · Σ (−1)^k x^(2k+1) / (k! (2k+1)), k ≤ 7 (truncation < 2e-10 at |x| = 0.5).
+    let z = a * a;
+    let near = a
+        * std::f32::consts::FRAC_2_SQRT_PI
+        * (1.0
+            + z * (-1.0 / 3.0
+                + z * (1.0 / 10.0
+                    + z * (-1.0 / 42.0
+                        + z * (1.0 / 216.0
+                            + z * (-1.0 / 1320.0 + z * (1.0 / 9360.0 + z * (-1.0 / 75600.0))))))));
+    if a < 0.5 { near } else { far }
+}
+
+/// erf(x), vectorisable: its Maclaurin series to x¹⁵ for |x| < 0.5 (where the A&S form loses
+/// digits to cancellation in 1 − p·e^(−x²)), Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7) above.
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    erf_abs(a, exp(-a * a)).copysign(x)
+}
+
+/// GELU with the exact (erf) form, as `torch.nn.GELU()`: z·Φ(z).
+#[inline(always)]
+pub fn gelu(z: f32) -> f32 {
+    0.5 * z * (1.0 + erf(z * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// d GELU / dz = Φ(z) + z·φ(z), with one exponential for both terms.
+#[inline(always)]
+pub fn gelu_grad(z: f32) -> f32 {
+    const INV_SQRT_2PI: f32 = 0.398_942_3;
+    let a = z.abs() * std::f32::consts::FRAC_1_SQRT_2;
+    let e = exp(-a * a); // e^(−z²/2)
+    0.5 * (1.0 + erf_abs(a, e).copysign(z)) + z * INV_SQRT_2PI * e
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,5 +95,47 @@ mod tests {
         assert_eq!(exp(-200.0), exp(-87.336_54));
         assert!(exp(200.0).is_finite());
         assert!((sigmoid(0.0) - 0.5).abs() < 1e-7);
+    }
+
+    #[test]
+    fn erf_and_gelu_are_accurate() {
+        let mut x = -6.0f64;
+        while x < 6.0 {
+            // erf against a series / the complementary asymptote in f64.
+            let want = erf64(x);
+            assert!((f64::from(erf(x as f32)) - want).abs() < 4e-7, "erf({x})");
+            let g = f64::from(gelu(x as f32));
+            assert!((g - 0.5 * x * (1.0 + erf64(x / 2f64.sqrt()))).abs() < 1e-6 * (1.0 + x.abs()));
+            let h = 1e-3;
+            let fd = (0.5 * (x + h) * (1.0 + erf64((x + h) / 2f64.sqrt()))
+                - 0.5 * (x - h) * (1.0 + erf64((x - h) / 2f64.sqrt())))
+                / (2.0 * h);
+            assert!(
+                (f64::from(gelu_grad(x as f32)) - fd).abs() < 1e-5,
+                "gelu'({x})"
+            );
+            x += 0.0371;
+        }
+    }
+
+    /// erf in f64 by its Taylor series (|x| < 3) or the continued fraction of erfc.
+    fn erf64(x: f64) -> f64 {
+        let a = x.abs();
+        let v = if a < 3.0 {
+            let (mut term, mut sum, mut k) = (a, a, 0.0);
+            while term.abs() > 1e-17 * sum.abs() {
+                k += 1.0;
+                term *= -a * a / k;
+                sum += term / (2.0 * k + 1.0);
+            }
+            sum * 2.0 / std::f64::consts::PI.sqrt()
+        } else {
+            let mut f = 0.0;
+            for k in (1..60).rev() {
+                f = (k as f64 / 2.0) / (a + f);
+            }
+            1.0 - (-a * a).exp() / (std::f64::consts::PI.sqrt() * (a + f))
+        };
+        v.copysign(x)
     }
 }

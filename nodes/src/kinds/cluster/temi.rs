@@ -267,7 +267,9 @@ fn assign(
 
 impl Kind for ClusterTemi {
     const KIND: &'static str = "cluster/temi";
-    const VERSION: u32 = 1;
+    // 2: the heads' CPU forward/backward and AdamW through fused ops (another summation order, a
+    // polynomial erf); outputs differ in the last bits.
+    const VERSION: u32 = 2;
     const ABOUT: &'static str = "TEMI clustering heads on frozen features with kNN positives → cluster labels, q(c), C_u, KL(U‖p)";
     const INPUTS: &'static [Slot] = &[
         Slot::one("features", "a feature artifact (features/*)"),

@@ -126,7 +126,9 @@ impl Params {
 
 impl Kind for EdmSample {
     const KIND: &'static str = "edm/sample";
-    const VERSION: u32 = 1;
+    // 2: SongUNet's CPU forward through the custom ops (floats summed in another order); outputs
+    // differ in the last bits.
+    const VERSION: u32 = 2;
     const ABOUT: &'static str = "Sample with EDM's deterministic Heun sampler (ρ 7, σ 80 → 0.002), conditions from q(c) or uniform; images, grid per cluster";
     const INPUTS: &'static [Slot] = &[Slot::one("network", "a trained network (edm/train)")];
     type Params = Params;
