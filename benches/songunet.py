@@ -42,6 +42,7 @@ p.add_argument("--warmup", type=int, default=3)
 p.add_argument("--device", default="cpu")
 p.add_argument("--fp16", action="store_true")
 p.add_argument("--threads", type=int, default=os.cpu_count())
+p.add_argument("--profile", action="store_true", help="a second run of --steps under torch.profiler: self CPU time by operator")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 dev = torch.device(a.device)
@@ -87,5 +88,21 @@ last.item()
 sync()
 secs = time.perf_counter() - t
 params = sum(v.numel() for v in net.p.values())
-print(json.dumps({"impl": f"torch {torch.__version__} ({a.device}{', fp16 autocast' if a.fp16 else ''})",
-                  "seconds": secs, "rate": a.steps * b / secs, "params": params}))
+out = {"impl": f"torch {torch.__version__} ({a.device}{', fp16 autocast' if a.fp16 else ''})",
+       "seconds": secs, "rate": a.steps * b / secs, "params": params}
+if a.profile:
+    import torch.profiler as tp
+
+    t = time.perf_counter()
+    with tp.profile(activities=[tp.ProfilerActivity.CPU]) as prof:
+        for _ in range(a.steps):
+            last = step()
+        last.item()
+    wall = time.perf_counter() - t
+    rows = sorted(((e.key, e.self_cpu_time_total / 1e3 / a.steps, e.count / a.steps) for e in prof.key_averages()),
+                  key=lambda r: -r[1])
+    top = [{"op": k, "ms_per_step": ms, "calls_per_step": n} for k, ms, n in rows[:12]]
+    # Self times of the listed operators; the rest of the (profiled) wall time is everything else.
+    rest = 1e3 * wall / a.steps - sum(r["ms_per_step"] for r in top)
+    out["profile"] = top + [{"op": "everything else (other ops, profiler, Python)", "ms_per_step": max(rest, 0.0)}]
+print(json.dumps(out))

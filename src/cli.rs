@@ -181,6 +181,10 @@ pub enum BenchCommand {
         /// PyTorch's device: cpu, cuda.
         #[arg(long, default_value = "cpu")]
         torch_device: String,
+        /// Also show where each side's time goes (a second, profiled run of --steps: cedm's
+        /// custom CPU operations, PyTorch's profiler by operator).
+        #[arg(long)]
+        profile: bool,
         #[command(flatten)]
         reference: ReferenceArgs,
     },

@@ -57,6 +57,26 @@ fn print(r: &Report, json: bool) {
     for n in &r.notes {
         outln!("  {n}");
     }
+    for side in ["cedm", "reference"] {
+        let rows: Vec<_> = r.profile.iter().filter(|p| p.side == side).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let total: f64 = rows.iter().map(|p| p.ms_per_step).sum();
+        outln!("  where {side}'s time goes ({total:.1} ms per step):");
+        for p in rows {
+            let calls = p
+                .calls_per_step
+                .map(|c| format!("  {c:>5.1} calls"))
+                .unwrap_or_default();
+            outln!(
+                "    {:<44} {:>8.2} ms {:>5.1}%{calls}",
+                p.op,
+                p.ms_per_step,
+                100.0 * p.ms_per_step / total.max(1e-12)
+            );
+        }
+    }
 }
 
 /// `cedm bench`.
@@ -105,6 +125,7 @@ pub fn bench(b: &BenchCommand) -> Result<ExitCode, CliError> {
             device,
             precision,
             torch_device,
+            profile,
             reference,
         } => {
             let o = bench::EdmBench {
@@ -116,6 +137,7 @@ pub fn bench(b: &BenchCommand) -> Result<ExitCode, CliError> {
                 device: device.clone(),
                 precision: precision.clone(),
                 torch_device: torch_device.clone(),
+                profile: *profile,
             };
             let r = bench::edm(&o, reference.python.as_deref()).map_err(node_err)?;
             print(&r, reference.json);

@@ -30,6 +30,11 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 
+/// Large freed blocks are kept for reuse: training frees and allocates the same tensor sizes every
+/// step, and the system allocator would map them afresh each time (see `cedm_kernels::alloc`).
+#[global_allocator]
+static ALLOC: cedm_nodes::kernels::alloc::Caching = cedm_nodes::kernels::alloc::Caching;
+
 /// Errors that end a command, each with its exit code.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum CliError {

@@ -187,6 +187,8 @@ fn vit_dinov2_registers_and_swiglu_match_reference() {
 
 #[test]
 fn temi_loss_and_two_adamw_steps_match_pytorch() {
+    // Uncleared kernel outputs start as NaN here: an element a kernel forgot would show.
+    cedm_nodes::kernels::cpu::poison_outputs(true);
     use cedm_nodes::models::temi_heads::{
         HeadsConfig, StepConfig, TemiState, from_torch, to_torch,
     };
@@ -297,6 +299,8 @@ fn cluster_metrics_match_sklearn_and_scipy() {
 
 #[test]
 fn songunet_and_edm_preconditioning_match_pytorch() {
+    // Uncleared kernel outputs start as NaN here: an element a kernel forgot would show.
+    cedm_nodes::kernels::cpu::poison_outputs(true);
     use cedm_nodes::models::edm::precond::denoise;
     use cedm_nodes::models::edm::songunet::SongUNetConfig;
     use std::collections::BTreeMap;

@@ -48,6 +48,26 @@ pub trait Element: sealed::Sealed + Copy + Send + Sync + 'static {
     const ONE: Self;
     /// This type's entry point of the library.
     fn entry(lib: &Blas) -> Gemm<Self>;
+    /// `c (+)= a·b` through oneDNN on this thread when it is loaded and takes this type
+    /// (f32); false when it did nothing. Strided operands as [`crate::dnnl::Dnnl::sgemm`].
+    ///
+    /// # Safety
+    /// As [`crate::dnnl::Dnnl::sgemm`].
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn dnnl(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: *const Self,
+        a_rs: isize,
+        a_cs: isize,
+        b: *const Self,
+        b_rs: isize,
+        b_cs: isize,
+        c: *mut Self,
+        c_rs: isize,
+        accumulate: bool,
+    ) -> bool;
 }
 
 impl Element for f32 {
@@ -56,6 +76,28 @@ impl Element for f32 {
     fn entry(lib: &Blas) -> Gemm<f32> {
         lib.sgemm
     }
+    unsafe fn dnnl(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: *const f32,
+        a_rs: isize,
+        a_cs: isize,
+        b: *const f32,
+        b_rs: isize,
+        b_cs: isize,
+        c: *mut f32,
+        c_rs: isize,
+        accumulate: bool,
+    ) -> bool {
+        match crate::dnnl::get() {
+            // SAFETY: the caller upholds sgemm's contract.
+            Some(d) => unsafe {
+                d.sgemm(m, k, n, a, a_rs, a_cs, b, b_rs, b_cs, c, c_rs, accumulate)
+            },
+            None => false,
+        }
+    }
 }
 
 impl Element for f64 {
@@ -63,6 +105,22 @@ impl Element for f64 {
     const ONE: f64 = 1.0;
     fn entry(lib: &Blas) -> Gemm<f64> {
         lib.dgemm
+    }
+    unsafe fn dnnl(
+        _: usize,
+        _: usize,
+        _: usize,
+        _: *const f64,
+        _: isize,
+        _: isize,
+        _: *const f64,
+        _: isize,
+        _: isize,
+        _: *mut f64,
+        _: isize,
+        _: bool,
+    ) -> bool {
+        false
     }
 }
 

@@ -12,6 +12,11 @@
 
 use rayon::prelude::*;
 
+use crate::blas::Element;
+
+/// Rows per oneDNN call when [`gemm`] splits a product over threads.
+const DNNL_ROWS: usize = 128;
+
 /// `c[m×n] (+)= a[m×k] · b[k×n]`, all row-major unless `*_t` says the operand is stored
 /// transposed (`a_t`: a is stored k×m; `b_t`: b is stored n×k). Multi-threaded. f32 or f64:
 /// large products go to the run-time BLAS when there is one ([`crate::blas`]), the rest to the
@@ -52,6 +57,59 @@ pub fn gemm<T: crate::blas::Element>(
         (n as isize, 1isize)
     };
     let threads = rayon::current_num_threads();
+    if crate::dnnl::get().is_some() && crate::dnnl::worth_it(m, k, n) {
+        // oneDNN per slab of DNNL_ROWS rows (a fixed split, so results do not depend on the
+        // thread count), slabs over rayon's threads; a slab it refuses goes to the gemm crate.
+        c[..m * n]
+            .par_chunks_mut(DNNL_ROWS * n)
+            .enumerate()
+            .for_each(|(i, cs)| {
+                let rows = cs.len() / n;
+                let a0 = (i * DNNL_ROWS) as isize * a_rs;
+                // SAFETY: rows i·DNNL_ROWS.. of a (at its strides, inside the asserted length)
+                // and all of b are read; this slab of c is written, exclusively borrowed.
+                unsafe {
+                    let (ap, cp) = (a.as_ptr().offset(a0), cs.as_mut_ptr());
+                    if !T::dnnl(
+                        rows,
+                        k,
+                        n,
+                        ap,
+                        a_rs,
+                        a_cs,
+                        b.as_ptr(),
+                        b_rs,
+                        b_cs,
+                        cp,
+                        n as isize,
+                        accumulate,
+                    ) {
+                        gemm::gemm(
+                            rows,
+                            n,
+                            k,
+                            cp,
+                            1,
+                            n as isize,
+                            accumulate,
+                            ap,
+                            a_cs,
+                            a_rs,
+                            b.as_ptr(),
+                            b_cs,
+                            b_rs,
+                            if accumulate { T::ONE } else { T::ZERO },
+                            T::ONE,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
+                    }
+                }
+            });
+        return;
+    }
     if crate::blas::worth_it(m, k, n) {
         if let Some(lib) = crate::blas::get() {
             if lib.gemm(m, k, n, a, a_t, b, b_t, c, accumulate) {
@@ -115,6 +173,12 @@ pub unsafe fn gemm_strided(
 ) {
     if m == 0 || n == 0 {
         return;
+    }
+    if !parallel && crate::dnnl::worth_it(m, k, n) {
+        // SAFETY: the caller's guarantees are sgemm's.
+        if unsafe { f32::dnnl(m, k, n, a, a_rs, a_cs, b, b_rs, b_cs, c, c_rs, accumulate) } {
+            return;
+        }
     }
     let par = if parallel && m * n * k >= 64 * 64 * 64 {
         gemm::Parallelism::Rayon(rayon::current_num_threads())
@@ -185,6 +249,28 @@ pub fn gemm_serial(
     } else {
         (n as isize, 1isize)
     };
+    if crate::dnnl::worth_it(m, k, n) {
+        // SAFETY: as below: the assert bounds every strided access, c is exclusive.
+        let done = unsafe {
+            f32::dnnl(
+                m,
+                k,
+                n,
+                a.as_ptr(),
+                a_rs,
+                a_cs,
+                b.as_ptr(),
+                b_rs,
+                b_cs,
+                c.as_mut_ptr(),
+                n as isize,
+                accumulate,
+            )
+        };
+        if done {
+            return;
+        }
+    }
     // SAFETY: the assert above bounds every index the strides reach: a is m×k (or k×m), b is
     // k×n (or n×k), c is m×n, all contiguous; c is exclusively borrowed, so nothing aliases it.
     unsafe {
@@ -868,4 +954,32 @@ mod tests {
         assert!((a[0] - (0.0 + 1.0 + 3.0 + 4.0) / 4.0).abs() < 1e-6);
         assert!((a[4] - 4.0).abs() < 1e-6);
     }
+}
+
+static POISON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Fill every [`output`] buffer with NaN (for tests: an element a kernel failed to write then
+/// shows as NaN in the result instead of passing unnoticed).
+pub fn poison_outputs(on: bool) {
+    POISON.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A buffer of `len` floats for a kernel to write **every element of before anything reads
+/// it** — the output of a convolution, a norm, a copy — without first clearing it. Clearing
+/// (`vec![0.0; len]`) was one serial `memset` per operation on the calling thread while the
+/// others waited: 13% of a quickstart training step.
+///
+/// Callers in `cedm-nodes` pass it only to kernels whose every path writes the whole output
+/// (each call site says which); the parity tests run with [`poison_outputs`] on, so an element
+/// left unwritten would surface as NaN.
+pub fn output(len: usize) -> Vec<f32> {
+    if POISON.load(std::sync::atomic::Ordering::Relaxed) {
+        return vec![f32::NAN; len];
+    }
+    let mut v: Vec<f32> = Vec::with_capacity(len);
+    // SAFETY: the capacity is `len`; f32 has no invalid bit patterns, and the contract above
+    // (every element written before it is read) is what the call sites uphold, so no
+    // uninitialised value is ever read.
+    unsafe { v.set_len(len) };
+    v
 }

@@ -2,12 +2,14 @@
 //!
 //! - [`cpu`]: the one GEMM entry point ([`cpu::gemm`]), NHWC inference convolutions (im2col, 1×1
 //!   and depthwise fast paths, fused epilogues), pooling, dot products, reusable buffers;
-//! - [`blas`]: GEMM providers loaded at run time (a system BLAS), behind [`cpu::gemm`];
+//! - [`blas`], [`dnnl`]: GEMM providers loaded at run time (a system BLAS, oneDNN), behind
+//!   [`cpu::gemm`];
 //! - [`linalg`]: float64 linear algebra of the Fréchet distance;
 //! - [`imageops`]: resampling (PIL/torch antialias, TensorFlow bilinear) and preprocessing;
 //! - [`knn`], [`kmeans`]: exact cosine kNN and k-means (Lloyd with Hamerly's bounds);
 //! - [`nn`]: training kernels with their gradients (convolution, group norm, layout, optimisers);
-//! - [`rng`]: the seeded generator every stochastic node uses.
+//! - [`rng`]: the seeded generator every stochastic node uses;
+//! - [`alloc`]: the global allocator the binary installs, which reuses large freed blocks.
 //!
 //! No burn and no engine here: this crate builds fast, is optimised even in the dev profile, and
 //! holds every `unsafe` block of cedm except the GPU driver probe in `cedm-nodes`. Each block
@@ -52,8 +54,10 @@ macro_rules! multiversion {
     };
 }
 
+pub mod alloc;
 pub mod blas;
 pub mod cpu;
+pub mod dnnl;
 pub mod imageops;
 pub mod kmeans;
 pub mod knn;

@@ -11,6 +11,7 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
+use cedm_kernels::cpu::output;
 use cedm_kernels::nn::conv::Conv2d as Kernel;
 
 use super::{dims, flex, routed, values};
@@ -40,13 +41,15 @@ fn shape(x: &FlexTensor, w: &FlexTensor) -> Kernel {
 
 fn forward(x: &FlexTensor, w: &FlexTensor, b: &FlexTensor) -> FlexTensor {
     let s = shape(x, w);
-    let mut y = vec![0f32; s.n * s.cout * s.hw()];
+    // Every element is written by the product (or the group's scatter) before the bias.
+    let mut y = output(s.n * s.cout * s.hw());
     s.forward(&values(x), &values(w), Some(&values(b)), &mut y);
     flex(y, vec![s.n, s.cout, s.h, s.w])
 }
 
 impl ConvOps for Flex {
     fn conv2d_same(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        let _p = super::profile::scope("conv2d");
         forward(&x, &weight, &bias)
     }
 }
@@ -58,13 +61,15 @@ impl Backward<Flex, 3> for ConvBackward {
     type State = (FlexTensor, FlexTensor);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let _p = super::profile::scope("conv2d backward");
         let [node_x, node_w, node_b] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
         let (x, w) = ops.state;
         let s = shape(&x, &w);
         let dyv = values(&dy);
         if let Some(node) = node_x {
-            let mut dx = vec![0f32; s.n * s.cin * s.hw()];
+            // Written whole by the adjoint convolution or the 1×1 product.
+            let mut dx = output(s.n * s.cin * s.hw());
             s.backward_data(&values(&w), &dyv, &mut dx);
             grads.register::<Flex>(node.id, flex(dx, vec![s.n, s.cin, s.h, s.w]));
         }
@@ -88,6 +93,7 @@ impl<C: CheckpointStrategy> ConvOps for Autodiff<Flex, C> {
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
+        let _p = super::profile::scope("conv2d");
         match ConvBackward
             .prepare::<C>([x.node(), weight.node(), bias.node()])
             .compute_bound()

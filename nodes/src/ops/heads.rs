@@ -12,6 +12,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::Tensor;
 use burn::tensor::activation::gelu as gelu_op;
+use cedm_kernels::cpu::output;
 use cedm_kernels::nn::cosine::HeadsCosine;
 use cedm_kernels::nn::linear::HeadsLinear as Kernel;
 
@@ -52,7 +53,8 @@ fn cosine(z: &FlexTensor, v: &FlexTensor) -> HeadsCosine {
 
 fn cosine_forward(z: &FlexTensor, v: &FlexTensor, g: &FlexTensor) -> FlexTensor {
     let k = cosine(z, v);
-    let mut y = vec![0f32; k.heads * k.n * k.clusters];
+    // One product per head writes each head's block whole.
+    let mut y = output(k.heads * k.n * k.clusters);
     k.forward(&values(z), &values(v), &values(g), &mut y);
     flex(y, vec![k.heads, k.n, k.clusters])
 }
@@ -78,8 +80,9 @@ fn forward(
     k: &Kernel,
     save: bool,
 ) -> (FlexTensor, Option<Vec<f32>>) {
-    let mut y = vec![0f32; k.y_len()];
-    let mut z = save.then(|| vec![0f32; k.y_len()]);
+    // Each head's product writes its block, the epilogue every element of z.
+    let mut y = output(k.y_len());
+    let mut z = save.then(|| output(k.y_len()));
     k.forward(&values(x), &values(w), &values(b), &mut y, z.as_deref_mut());
     (flex(y, vec![k.heads, k.n, k.dout]), z)
 }
@@ -92,11 +95,13 @@ impl LinearOps for Flex {
         heads: usize,
         gelu: bool,
     ) -> FlexTensor {
+        let _p = super::profile::scope("heads_linear");
         let k = kernel(&x, &w, heads, gelu);
         forward(&x, &w, &b, &k, false).0
     }
 
     fn heads_cosine(z: FlexTensor, v: FlexTensor, g: FlexTensor) -> FlexTensor {
+        let _p = super::profile::scope("heads_cosine");
         cosine_forward(&z, &v, &g)
     }
 }
@@ -108,6 +113,7 @@ impl Backward<Flex, 3> for CosineBackward {
     type State = (FlexTensor, FlexTensor, FlexTensor);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let _p = super::profile::scope("heads_cosine backward");
         let [node_z, node_v, node_g] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
         let (z, v, g) = ops.state;
@@ -149,6 +155,7 @@ impl Backward<Flex, 3> for LinearBackward {
     type State = LinearState;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let _p = super::profile::scope("heads_linear backward");
         let [node_x, node_w, node_b] = ops.parents;
         let mut dy = super::owned(grads.consume::<Flex>(&ops.node));
         let st = ops.state;
@@ -185,6 +192,7 @@ impl<C: CheckpointStrategy> LinearOps for Autodiff<Flex, C> {
         heads: usize,
         gelu: bool,
     ) -> FloatTensor<Self> {
+        let _p = super::profile::scope("heads_linear");
         let k = kernel(x.primitive(), w.primitive(), heads, gelu);
         match LinearBackward
             .prepare::<C>([x.node(), w.node(), b.node()])
@@ -213,6 +221,7 @@ impl<C: CheckpointStrategy> LinearOps for Autodiff<Flex, C> {
         v: FloatTensor<Self>,
         g: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
+        let _p = super::profile::scope("heads_cosine");
         match CosineBackward
             .prepare::<C>([z.node(), v.node(), g.node()])
             .compute_bound()

@@ -9,6 +9,9 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::Tensor;
+// Every layout kernel writes each element of its output once (copies, no accumulation), so
+// outputs start uncleared (`output`).
+use cedm_kernels::cpu::output;
 use cedm_kernels::nn::layout;
 
 use super::{dims, flex, routed, values};
@@ -27,13 +30,13 @@ pub trait LayoutOps: Backend {
 fn cat_fwd(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
     let (da, db) = (dims(a), dims(b));
     let hw = da[2] * da[3];
-    let mut out = vec![0f32; da[0] * (da[1] + db[1]) * hw];
+    let mut out = output(da[0] * (da[1] + db[1]) * hw);
     layout::cat_channels(&values(a), &values(b), da[0], da[1], db[1], hw, &mut out);
     flex(out, vec![da[0], da[1] + db[1], da[2], da[3]])
 }
 
 fn add_scale_fwd(a: &FlexTensor, b: &FlexTensor, s: f64) -> FlexTensor {
-    let mut out = vec![0f32; dims(a).iter().product()];
+    let mut out = output(dims(a).iter().product());
     layout::add_scale(&values(a), &values(b), s as f32, &mut out);
     flex(out, dims(a))
 }
@@ -42,11 +45,11 @@ fn resample_fwd(x: &FlexTensor, up: bool) -> FlexTensor {
     let d = dims(x);
     let (planes, h, w) = (d[0] * d[1], d[2], d[3]);
     if up {
-        let mut out = vec![0f32; planes * 4 * h * w];
+        let mut out = output(planes * 4 * h * w);
         layout::up2(&values(x), planes, h, w, &mut out);
         flex(out, vec![d[0], d[1], 2 * h, 2 * w])
     } else {
-        let mut out = vec![0f32; planes * (h / 2) * (w / 2)];
+        let mut out = output(planes * (h / 2) * (w / 2));
         layout::down2(&values(x), planes, h, w, &mut out);
         flex(out, vec![d[0], d[1], h / 2, w / 2])
     }
@@ -54,12 +57,15 @@ fn resample_fwd(x: &FlexTensor, up: bool) -> FlexTensor {
 
 impl LayoutOps for Flex {
     fn cat_channels(a: FlexTensor, b: FlexTensor) -> FlexTensor {
+        let _p = super::profile::scope("layout");
         cat_fwd(&a, &b)
     }
     fn add_scale(a: FlexTensor, b: FlexTensor, s: f64) -> FlexTensor {
+        let _p = super::profile::scope("layout");
         add_scale_fwd(&a, &b, s)
     }
     fn resample2(x: FlexTensor, up: bool) -> FlexTensor {
+        let _p = super::profile::scope("layout");
         resample_fwd(&x, up)
     }
 }
@@ -71,12 +77,13 @@ impl Backward<Flex, 2> for CatBackward {
     type State = (Vec<usize>, Vec<usize>);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let _p = super::profile::scope("layout backward");
         let [na, nb] = ops.parents;
         let g = grads.consume::<Flex>(&ops.node);
         let (da, db) = ops.state;
         let hw = da[2] * da[3];
-        let mut ga = vec![0f32; da.iter().product()];
-        let mut gb = vec![0f32; db.iter().product()];
+        let mut ga = output(da.iter().product());
+        let mut gb = output(db.iter().product());
         layout::split_channels(&values(&g), da[0], da[1], db[1], hw, &mut ga, &mut gb);
         if let Some(n) = na {
             grads.register::<Flex>(n.id, flex(ga, da));
@@ -94,10 +101,11 @@ impl Backward<Flex, 2> for AddScaleBackward {
     type State = f64;
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let _p = super::profile::scope("layout backward");
         let [na, nb] = ops.parents;
         let g = grads.consume::<Flex>(&ops.node);
         let shape = dims(&g);
-        let mut gs = vec![0f32; shape.iter().product()];
+        let mut gs = output(shape.iter().product());
         layout::scale(&values(&g), ops.state as f32, &mut gs);
         match (na, nb) {
             (Some(a), Some(b)) => {
@@ -118,12 +126,13 @@ impl Backward<Flex, 1> for ResampleBackward {
     type State = (Vec<usize>, bool);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let _p = super::profile::scope("layout backward");
         let [nx] = ops.parents;
         let g = grads.consume::<Flex>(&ops.node);
         let (d, up) = ops.state;
         let Some(node) = nx else { return };
         let (planes, h, w) = (d[0] * d[1], d[2], d[3]);
-        let mut gx = vec![0f32; planes * h * w];
+        let mut gx = output(planes * h * w);
         if up {
             layout::up2_adjoint(&values(&g), planes, h, w, &mut gx);
         } else {
@@ -135,6 +144,7 @@ impl Backward<Flex, 1> for ResampleBackward {
 
 impl<C: CheckpointStrategy> LayoutOps for Autodiff<Flex, C> {
     fn cat_channels(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+        let _p = super::profile::scope("layout");
         let out = cat_fwd(a.primitive(), b.primitive());
         match CatBackward
             .prepare::<C>([a.node(), b.node()])
@@ -146,6 +156,7 @@ impl<C: CheckpointStrategy> LayoutOps for Autodiff<Flex, C> {
         }
     }
     fn add_scale(a: FloatTensor<Self>, b: FloatTensor<Self>, s: f64) -> FloatTensor<Self> {
+        let _p = super::profile::scope("layout");
         let out = add_scale_fwd(a.primitive(), b.primitive(), s);
         match AddScaleBackward
             .prepare::<C>([a.node(), b.node()])
@@ -157,6 +168,7 @@ impl<C: CheckpointStrategy> LayoutOps for Autodiff<Flex, C> {
         }
     }
     fn resample2(x: FloatTensor<Self>, up: bool) -> FloatTensor<Self> {
+        let _p = super::profile::scope("layout");
         let out = resample_fwd(x.primitive(), up);
         match ResampleBackward
             .prepare::<C>([x.node()])

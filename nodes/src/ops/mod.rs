@@ -15,6 +15,7 @@ mod heads;
 mod layout;
 mod norm;
 mod optim;
+mod profile;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -27,6 +28,7 @@ pub use heads::{heads_cosine, heads_linear, heads_linear_shared};
 pub use layout::{add_scale, cat_channels, down2, up2};
 pub use norm::group_norm;
 pub use optim::{adam, ema};
+pub use profile::{profile, set_profiling};
 
 static DISABLED: AtomicBool = AtomicBool::new(false);
 static ENV_READ: std::sync::Once = std::sync::Once::new();

@@ -11,6 +11,7 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::nn::GroupNorm;
 use burn::tensor::Tensor;
 use burn::tensor::activation::silu;
+use cedm_kernels::cpu::output;
 use cedm_kernels::nn::norm::GroupNorm as Kernel;
 
 use super::{dims, flex, routed, values};
@@ -50,7 +51,8 @@ fn forward(
     beta: &FlexTensor,
     k: &Kernel,
 ) -> (FlexTensor, Vec<f32>) {
-    let mut y = vec![0f32; k.n * k.c * k.hw];
+    // plane_affine writes every plane of every group.
+    let mut y = output(k.n * k.c * k.hw);
     let mut stats = vec![0f32; k.n * k.groups * 2];
     k.forward(
         &values(x),
@@ -73,6 +75,7 @@ impl NormOps for Flex {
         eps: f64,
         silu: bool,
     ) -> FlexTensor {
+        let _p = super::profile::scope("group_norm");
         let k = kernel(&x, groups, eps, silu);
         forward(&x, &shift, &gamma, &beta, &k).0
     }
@@ -96,11 +99,13 @@ impl Backward<Flex, 4> for NormBackward {
     type State = NormState;
 
     fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let _p = super::profile::scope("group_norm backward");
         let [node_x, node_s, node_g, node_b] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
         let st = ops.state;
         let k = st.kernel;
-        let mut dx = vec![0f32; k.n * k.c * k.hw];
+        // The first backward pass writes every plane.
+        let mut dx = output(k.n * k.c * k.hw);
         let mut ds = vec![0f32; k.n * k.c];
         let mut dg = vec![0f32; k.c];
         let mut db = vec![0f32; k.c];
@@ -141,6 +146,7 @@ impl<C: CheckpointStrategy> NormOps for Autodiff<Flex, C> {
         eps: f64,
         silu: bool,
     ) -> FloatTensor<Self> {
+        let _p = super::profile::scope("group_norm");
         let k = kernel(x.primitive(), groups, eps, silu);
         match NormBackward
             .prepare::<C>([x.node(), shift.node(), gamma.node(), beta.node()])

@@ -45,6 +45,7 @@ impl OptimOps for Flex {
         step: u64,
         weight_decay: f64,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let _p = super::profile::scope("adam");
         let (mut p, mut m, mut v) = (owned(p), owned(m), owned(v));
         let g = super::values(&g);
         adam_kernel(
@@ -65,6 +66,7 @@ impl OptimOps for Flex {
     }
 
     fn ema_step(ema: FlexTensor, p: FlexTensor, beta: f64) -> FlexTensor {
+        let _p = super::profile::scope("ema");
         let mut e = owned(ema);
         ema_kernel(e.storage_mut::<f32>(), &super::values(&p), beta);
         e

@@ -2,12 +2,13 @@
 //! convolution of SongUNet (its up/down-sampling is a separate resample) — forward and both
 //! gradients, by im2col and GEMM.
 //!
-//! Work is split per image: each image's product runs on one core through the `gemm` crate
-//! (within a few percent of MKL per core here), images spread over rayon's threads; with fewer
-//! images than threads the GEMM itself runs in parallel instead. The weight gradient is one GEMM
-//! with inner dimension N·H·W (the images' columns side by side), so no per-thread partial sums
-//! exist: every result is the same whatever the thread count (deterministic, as resumed
-//! training needs).
+//! Work is split by groups of images (one image from 16×16 up; four at 8×8, see
+//! [`Conv2d::group`]): each group's product runs on one core through the `gemm` crate, groups
+//! spread over rayon's threads; with fewer groups than threads the GEMM itself runs in parallel
+//! instead. The input gradient is the convolution of `dy` with the flipped, transposed kernel
+//! (inner dimension `cout·k²`, no scatter-add). The weight gradient sums products in a fixed
+//! number of chunks added in order, so every result is the same whatever the thread count
+//! (deterministic, as resumed training needs).
 
 use rayon::prelude::*;
 
@@ -56,18 +57,32 @@ impl Conv2d {
         self.h * self.w
     }
 
-    fn per_image(&self) -> bool {
-        self.n >= rayon::current_num_threads()
+    /// Images per product: enough that each GEMM has about [`GROUP_COLS`] columns (small
+    /// feature maps would otherwise give products too small to run at speed). Depends on the
+    /// shape only, so results do not depend on the thread count.
+    pub fn group(&self) -> usize {
+        GROUP_COLS
+            .div_ceil(self.hw().max(1))
+            .clamp(1, self.n.max(1))
     }
 
-    /// Columns of one image into `cols` (see [`im2col`]).
-    fn im2col(&self, x: &[f32], cols: &mut [f32], ld: usize, off: usize) {
-        im2col(x, self.cin, self.h, self.w, self.k, cols, ld, off);
+    /// Groups of images `(first, count)`, in order.
+    fn groups(&self) -> Vec<(usize, usize)> {
+        let g = self.group();
+        (0..self.n.div_ceil(g))
+            .map(|j| (j * g, g.min(self.n - j * g)))
+            .collect()
     }
 
-    /// The adjoint of [`Conv2d::im2col`] (see [`col2im`]; `cols` is consumed).
-    fn col2im(&self, cols: &mut [f32], dx: &mut [f32]) {
-        col2im(cols, self.cin, self.h, self.w, self.k, dx);
+    /// Columns of images `first..first + count` side by side into `cols` (`[k²·cin, count·hw]`;
+    /// for 1×1 kernels the images' channels themselves).
+    fn gather_cols(&self, x: &[f32], first: usize, count: usize, cols: &mut [f32]) {
+        let (hw, ci) = (self.hw(), self.cin);
+        let ld = count * hw;
+        for j in 0..count {
+            let xi = &x[(first + j) * ci * hw..(first + j + 1) * ci * hw];
+            im2col(xi, ci, self.h, self.w, self.k, cols, ld, j * hw);
+        }
     }
 
     /// `y = conv(x, weight) + bias`.
@@ -82,76 +97,97 @@ impl Conv2d {
                 && y.len() >= self.n * cout * hw,
             "conv2d: buffers too small"
         );
-        let one = |i: usize, yi: &mut [f32], serial: bool| {
-            let xi = &x[i * self.cin * hw..(i + 1) * self.cin * hw];
-            if self.k == 1 {
-                if serial {
-                    gemm_serial(cout, kk, hw, weight, false, xi, false, yi, false);
-                } else {
-                    gemm(cout, kk, hw, weight, false, xi, false, yi, false);
-                }
+        let groups = self.groups();
+        let serial = groups.len() >= rayon::current_num_threads();
+        let y = &mut y[..self.n * cout * hw];
+        let one = |(first, count): (usize, usize), yg: &mut [f32]| {
+            let cols_len = if self.k == 1 && count == 1 {
+                0
             } else {
-                with_scratch(kk * hw, |cols| {
-                    self.im2col(xi, cols, hw, 0);
-                    if serial {
-                        gemm_serial(cout, kk, hw, weight, false, cols, false, yi, false);
-                    } else {
-                        gemm(cout, kk, hw, weight, false, cols, false, yi, false);
-                    }
-                });
-            }
+                kk * count * hw
+            };
+            let out_len = if count > 1 { cout * count * hw } else { 0 };
+            with_scratch(cols_len + out_len, |buf| {
+                let (cols, out) = buf.split_at_mut(cols_len);
+                let b: &[f32] = if cols_len == 0 {
+                    &x[first * self.cin * hw..(first + 1) * self.cin * hw]
+                } else {
+                    self.gather_cols(x, first, count, cols);
+                    cols
+                };
+                let c: &mut [f32] = if count > 1 { out } else { &mut *yg };
+                if serial {
+                    gemm_serial(cout, kk, count * hw, weight, false, b, false, c, false);
+                } else {
+                    gemm(cout, kk, count * hw, weight, false, b, false, c, false);
+                }
+                if count > 1 {
+                    scatter_rows(out, cout, count, hw, yg);
+                }
+            });
             if let Some(b) = bias {
-                for (plane, &bc) in yi.chunks_exact_mut(hw).zip(b) {
-                    plane.iter_mut().for_each(|v| *v += bc);
+                for image in yg.chunks_exact_mut(cout * hw) {
+                    for (plane, &bc) in image.chunks_exact_mut(hw).zip(b) {
+                        plane.iter_mut().for_each(|v| *v += bc);
+                    }
                 }
             }
         };
-        let y = &mut y[..self.n * cout * hw];
-        if self.per_image() {
-            y.par_chunks_mut(cout * hw)
-                .enumerate()
-                .for_each(|(i, yi)| one(i, yi, true));
+        let g = self.group();
+        if serial {
+            y.par_chunks_mut(g * cout * hw)
+                .zip(groups)
+                .for_each(|(yg, grp)| one(grp, yg));
         } else {
-            for (i, yi) in y.chunks_mut(cout * hw).enumerate() {
-                one(i, yi, false);
+            for (yg, grp) in y.chunks_mut(g * cout * hw).zip(groups) {
+                one(grp, yg);
             }
         }
     }
 
-    /// The input gradient `dx` of `y = conv(x, weight)` given `dy`.
+    /// The input gradient `dx` of `y = conv(x, weight)` given `dy`: for k > 1 the convolution
+    /// of `dy` with the flipped, transposed kernel (`W′[ci, co, ky, kx] = W[co, ci, k−1−ky,
+    /// k−1−kx]`; its product has inner dimension `cout·k²`, where scattering the columns back
+    /// (col2im) has only `cout` and a 9× larger output to write), for 1×1 kernels one product.
     ///
     /// # Shapes
     /// `weight`: `[cout, cin, k, k]`, `dy`: `[n, cout, h, w]` → `dx`: `[n, cin, h, w]`
     pub fn backward_data(&self, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
-        let (hw, kk, cout, cin) = (self.hw(), self.kk(), self.cout, self.cin);
+        let (hw, kk, cout, cin, k) = (self.hw(), self.kk(), self.cout, self.cin, self.k);
         assert!(
             weight.len() >= cout * kk
                 && dy.len() >= self.n * cout * hw
                 && dx.len() >= self.n * cin * hw,
             "conv2d backward: buffers too small"
         );
+        if k > 1 {
+            let mut flipped = vec![0f32; cout * kk];
+            for co in 0..cout {
+                for ci in 0..cin {
+                    for t in 0..k * k {
+                        flipped[(ci * cout + co) * k * k + (k * k - 1 - t)] =
+                            weight[(co * cin + ci) * k * k + t];
+                    }
+                }
+            }
+            let adjoint = Conv2d {
+                cin: cout,
+                cout: cin,
+                ..*self
+            };
+            adjoint.forward(dy, &flipped, None, dx);
+            return;
+        }
+        let dx = &mut dx[..self.n * cin * hw];
         let one = |i: usize, dxi: &mut [f32], serial: bool| {
             let dyi = &dy[i * cout * hw..(i + 1) * cout * hw];
-            if self.k == 1 {
-                if serial {
-                    gemm_serial(cin, cout, hw, weight, true, dyi, false, dxi, false);
-                } else {
-                    gemm(cin, cout, hw, weight, true, dyi, false, dxi, false);
-                }
+            if serial {
+                gemm_serial(cin, cout, hw, weight, true, dyi, false, dxi, false);
             } else {
-                with_scratch(kk * hw, |cols| {
-                    if serial {
-                        gemm_serial(kk, cout, hw, weight, true, dyi, false, cols, false);
-                    } else {
-                        gemm(kk, cout, hw, weight, true, dyi, false, cols, false);
-                    }
-                    dxi.fill(0.0);
-                    self.col2im(cols, dxi);
-                });
+                gemm(cin, cout, hw, weight, true, dyi, false, dxi, false);
             }
         };
-        let dx = &mut dx[..self.n * cin * hw];
-        if self.per_image() {
+        if self.n >= rayon::current_num_threads() {
             dx.par_chunks_mut(cin * hw)
                 .enumerate()
                 .for_each(|(i, dxi)| one(i, dxi, true));
@@ -165,8 +201,9 @@ impl Conv2d {
     /// The weight and bias gradients of `y = conv(x, weight) + bias` given `dy`.
     ///
     /// The images are split into a fixed number of chunks (at most [`WEIGHT_CHUNKS`], however
-    /// many threads there are); each chunk sums its images' products on one core, and the
-    /// chunks' sums are added in order, so the result does not depend on the thread count.
+    /// many threads there are); each chunk sums its images' products on one core, a group of
+    /// images per product (see [`Conv2d::group`]), and the chunks' sums are added in order, so
+    /// the result does not depend on the thread count.
     ///
     /// # Shapes
     /// `x`: `[n, cin, h, w]`, `dy`: `[n, cout, h, w]` → `dw`: `[cout, cin, k, k]`, `db`: `[cout]`
@@ -177,25 +214,44 @@ impl Conv2d {
             "conv2d weight backward: buffers too small"
         );
         let chunks = self.n.clamp(1, WEIGHT_CHUNKS);
-        // Each chunk sums dwᵀ = Σ cols_i · dy_iᵀ ([cin·k², cout]): the columns are the left
-        // operand as im2col writes them (for 1×1 kernels the image itself), dy_i the right one
-        // read transposed.
+        let g = self.group();
+        // Each chunk sums dwᵀ = Σ cols_G · dy_Gᵀ ([cin·k², cout]) over its groups G of images:
+        // the columns as im2col writes them side by side (for 1×1 kernels the images
+        // themselves), dy_G the group's gradients side by side, read transposed.
         let partials: Vec<Vec<f32>> = (0..chunks)
             .into_par_iter()
             .map(|j| {
                 let mut acc = vec![0f32; kk * cout];
-                let mut cols = vec![0f32; if self.k == 1 { 0 } else { kk * hw }];
                 let (lo, hi) = (j * self.n / chunks, (j + 1) * self.n / chunks);
-                for i in lo..hi {
-                    let xi = &x[i * cin * hw..(i + 1) * cin * hw];
-                    let left: &[f32] = if self.k == 1 {
-                        xi
+                let mut first = lo;
+                while first < hi {
+                    let count = g.min(hi - first);
+                    let cols_n = count * hw;
+                    let cols_len = if self.k == 1 && count == 1 {
+                        0
                     } else {
-                        self.im2col(xi, &mut cols, hw, 0);
-                        &cols
+                        kk * cols_n
                     };
-                    let dyi = &dy[i * cout * hw..(i + 1) * cout * hw];
-                    gemm_serial(kk, hw, cout, left, false, dyi, true, &mut acc, i > lo);
+                    let dyg_len = if count > 1 { cout * cols_n } else { 0 };
+                    with_scratch(cols_len + dyg_len, |buf| {
+                        let (cols, dyg) = buf.split_at_mut(cols_len);
+                        let left: &[f32] = if cols_len == 0 {
+                            &x[first * cin * hw..(first + 1) * cin * hw]
+                        } else {
+                            self.gather_cols(x, first, count, cols);
+                            cols
+                        };
+                        let dy_g = &dy[first * cout * hw..(first + count) * cout * hw];
+                        let right: &[f32] = if count > 1 {
+                            gather_rows(dy_g, cout, count, hw, dyg);
+                            dyg
+                        } else {
+                            dy_g
+                        };
+                        let acc_on = first > lo;
+                        gemm_serial(kk, cols_n, cout, left, false, right, true, &mut acc, acc_on);
+                    });
+                    first += count;
                 }
                 acc
             })
@@ -218,6 +274,31 @@ impl Conv2d {
                     })
                     .sum::<f64>() as f32;
             });
+        }
+    }
+}
+
+/// Columns per GEMM the images are grouped to (see [`Conv2d::group`]).
+pub const GROUP_COLS: usize = 256;
+
+/// `[rows, count·hw]` (images side by side) → `count` images of `[rows, hw]`.
+fn scatter_rows(src: &[f32], rows: usize, count: usize, hw: usize, dst: &mut [f32]) {
+    let ld = count * hw;
+    for j in 0..count {
+        for r in 0..rows {
+            dst[(j * rows + r) * hw..(j * rows + r + 1) * hw]
+                .copy_from_slice(&src[r * ld + j * hw..r * ld + (j + 1) * hw]);
+        }
+    }
+}
+
+/// `count` images of `[rows, hw]` → `[rows, count·hw]` (the inverse of [`scatter_rows`]).
+fn gather_rows(src: &[f32], rows: usize, count: usize, hw: usize, dst: &mut [f32]) {
+    let ld = count * hw;
+    for j in 0..count {
+        for r in 0..rows {
+            dst[r * ld + j * hw..r * ld + (j + 1) * hw]
+                .copy_from_slice(&src[(j * rows + r) * hw..(j * rows + r + 1) * hw]);
         }
     }
 }
@@ -284,7 +365,7 @@ multiversion! {
                         row[a..b].copy_from_slice(&plane[s0..s0 + (b - a)]);
                         if !cut.is_empty() {
                             for y in (t.lo..t.hi).step_by(w) {
-                                row[y + cut.start..y + cut.end].fill(0.0);
+                                zero_small(&mut row[y + cut.start..y + cut.end]);
                             }
                         }
                     }
@@ -294,36 +375,18 @@ multiversion! {
     }
 }
 
-multiversion! {
-    /// The adjoint of [`im2col`] (with `ld = h·w`, `off = 0`): add each column entry back to the
-    /// pixel it came from, `dx`: `[cin, h, w]`. `cols` is consumed (its wrapped entries are
-    /// zeroed so that each tap is one contiguous add).
-    fn col2im(cols: &mut [f32], cin: usize, h: usize, w: usize, k: usize, dx: &mut [f32]) {
-        let hw = h * w;
-        for ky in 0..k {
-            for kx in 0..k {
-                let t = Tap::new(h, w, k, ky, kx);
-                if t.lo >= t.hi {
-                    continue;
-                }
-                let cut = t.wrapped(w);
-                let (a, b) = t.span();
-                let d0 = (a as isize + t.off) as usize;
-                for ci in 0..cin {
-                    let r = (ci * k + ky) * k + kx;
-                    let row = &mut cols[r * hw..(r + 1) * hw];
-                    if !cut.is_empty() {
-                        for y in (t.lo..t.hi).step_by(w) {
-                            row[y + cut.start..y + cut.end].fill(0.0);
-                        }
-                    }
-                    let dst = &mut dx[ci * hw + d0..ci * hw + d0 + (b - a)];
-                    for (d, s) in dst.iter_mut().zip(&row[a..b]) {
-                        *d += *s;
-                    }
-                }
-            }
+/// Zero the one or two floats a 3×3 or 5×5 kernel's edge wraps with plain stores (a `memset`
+/// call per row costs more than the stores).
+#[inline(always)]
+fn zero_small(s: &mut [f32]) {
+    match s {
+        [] => {}
+        [a] => *a = 0.0,
+        [a, b] => {
+            *a = 0.0;
+            *b = 0.0;
         }
+        _ => s.fill(0.0),
     }
 }
 
@@ -433,7 +496,25 @@ mod tests {
                 w: 1,
                 k: 3,
             },
+            // Groups of two images (640 pixels each) and a last group of one.
+            Conv2d {
+                n: 5,
+                cin: 1,
+                cout: 2,
+                h: 16,
+                w: 40,
+                k: 3,
+            },
+            Conv2d {
+                n: 3,
+                cin: 2,
+                cout: 2,
+                h: 20,
+                w: 30,
+                k: 1,
+            },
         ] {
+            assert!(c.group() < c.n || c.n * c.hw() < GROUP_COLS, "{c:?}");
             let x = rand(&mut r, c.n * c.cin * c.hw());
             let wt = rand(&mut r, c.cout * c.kk());
             let b = rand(&mut r, c.cout);
