@@ -52,7 +52,7 @@ pub trait Element: sealed::Sealed + Copy + Send + Sync + 'static {
     /// (f32); false when it did nothing. Strided operands as [`crate::dnnl::Dnnl::sgemm`].
     ///
     /// # Safety
-    /// As [`crate::dnnl::Dnnl::sgemm`].
+    /// As [`crate::dnnl::sgemm`].
     #[allow(clippy::too_many_arguments)]
     unsafe fn dnnl(
         m: usize,
@@ -90,13 +90,8 @@ impl Element for f32 {
         c_rs: isize,
         accumulate: bool,
     ) -> bool {
-        match crate::dnnl::get() {
-            // SAFETY: the caller upholds sgemm's contract.
-            Some(d) => unsafe {
-                d.sgemm(m, k, n, a, a_rs, a_cs, b, b_rs, b_cs, c, c_rs, accumulate)
-            },
-            None => false,
-        }
+        // SAFETY: the caller upholds sgemm's contract.
+        unsafe { crate::dnnl::sgemm(m, k, n, a, a_rs, a_cs, b, b_rs, b_cs, c, c_rs, accumulate) }
     }
 }
 

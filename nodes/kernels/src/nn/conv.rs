@@ -97,6 +97,9 @@ impl Conv2d {
                 && y.len() >= self.n * cout * hw,
             "conv2d: buffers too small"
         );
+        if crate::dnnl::conv::forward(self, x, weight, bias, y) {
+            return;
+        }
         let groups = self.groups();
         let serial = groups.len() >= rayon::current_num_threads();
         let y = &mut y[..self.n * cout * hw];
@@ -160,6 +163,9 @@ impl Conv2d {
                 && dx.len() >= self.n * cin * hw,
             "conv2d backward: buffers too small"
         );
+        if crate::dnnl::conv::backward_data(self, weight, dy, dx) {
+            return;
+        }
         if k > 1 {
             let mut flipped = vec![0f32; cout * kk];
             for co in 0..cout {
@@ -207,12 +213,21 @@ impl Conv2d {
     ///
     /// # Shapes
     /// `x`: `[n, cin, h, w]`, `dy`: `[n, cout, h, w]` → `dw`: `[cout, cin, k, k]`, `db`: `[cout]`
-    pub fn backward_weight(&self, x: &[f32], dy: &[f32], dw: &mut [f32], db: Option<&mut [f32]>) {
+    pub fn backward_weight(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        dw: &mut [f32],
+        mut db: Option<&mut [f32]>,
+    ) {
         let (hw, kk, cout, cin) = (self.hw(), self.kk(), self.cout, self.cin);
         assert!(
             x.len() >= self.n * cin * hw && dy.len() >= self.n * cout * hw && dw.len() >= cout * kk,
             "conv2d weight backward: buffers too small"
         );
+        if crate::dnnl::conv::backward_weight(self, x, dy, dw, db.as_deref_mut()) {
+            return;
+        }
         let chunks = self.n.clamp(1, WEIGHT_CHUNKS);
         let g = self.group();
         // Each chunk sums dwᵀ = Σ cols_G · dy_Gᵀ ([cin·k², cout]) over its groups G of images:
@@ -562,6 +577,78 @@ mod tests {
                     .map(f64::from)
                     .sum();
                 assert!((f64::from(db[co]) - want).abs() < 1e-4);
+            }
+        }
+    }
+
+    /// oneDNN's primitives (chunked, whole-batch weight gradient, 1×1, no bias) against the
+    /// im2col path above, which the direct convolution checks.
+    #[test]
+    fn onednn_matches_im2col_on_every_path() {
+        if crate::dnnl::get().is_none() {
+            eprintln!("SKIPPED: oneDNN not found (scripts/fetch_assets.sh onednn)");
+            return;
+        }
+        let mut r = Rng::new(11);
+        for (c, bias) in [
+            (
+                Conv2d {
+                    n: 5,
+                    cin: 3,
+                    cout: 7,
+                    h: 6,
+                    w: 5,
+                    k: 3,
+                },
+                true,
+            ),
+            (
+                Conv2d {
+                    n: 3,
+                    cin: 64,
+                    cout: 128,
+                    h: 4,
+                    w: 4,
+                    k: 3,
+                },
+                true,
+            ),
+            (
+                Conv2d {
+                    n: 17,
+                    cin: 8,
+                    cout: 4,
+                    h: 3,
+                    w: 3,
+                    k: 1,
+                },
+                false,
+            ),
+        ] {
+            let x = rand(&mut r, c.n * c.cin * c.hw());
+            let wt = rand(&mut r, c.cout * c.kk());
+            let b = rand(&mut r, c.cout);
+            let g = rand(&mut r, c.n * c.cout * c.hw());
+            let run = |on: bool| {
+                crate::dnnl::conv::set_enabled(on);
+                let mut y = vec![0f32; g.len()];
+                c.forward(&x, &wt, bias.then_some(&b[..]), &mut y);
+                let mut dx = vec![0f32; x.len()];
+                c.backward_data(&wt, &g, &mut dx);
+                let (mut dw, mut db) = (vec![0f32; wt.len()], vec![0f32; c.cout]);
+                c.backward_weight(&x, &g, &mut dw, Some(&mut db));
+                crate::dnnl::conv::set_enabled(true);
+                [y, dx, dw, db]
+            };
+            let (ours, theirs) = (run(false), run(true));
+            for (which, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+                let scale = a.iter().fold(1f32, |m, v| m.max(v.abs()));
+                for (p, q) in a.iter().zip(b) {
+                    assert!(
+                        (p - q).abs() <= 1e-4 * scale,
+                        "{c:?} output {which}: {p} vs {q}"
+                    );
+                }
             }
         }
     }
