@@ -22,16 +22,9 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "parity"))
 from songunet import Net, precond  # noqa: E402
 
-PRESETS = {
-    "cifar": dict(img_resolution=32, in_channels=3, model_channels=128, channel_mult=[2, 2, 2], num_blocks=4,
-                  attn_resolutions=[16]),
-    "ffhq64": dict(img_resolution=64, in_channels=3, model_channels=128, channel_mult=[1, 2, 2, 2], num_blocks=4,
-                   attn_resolutions=[16]),
-    "quickstart": dict(img_resolution=16, in_channels=1, model_channels=16, channel_mult=[1, 2], num_blocks=1,
-                       attn_resolutions=[]),
-    "small": dict(img_resolution=32, in_channels=3, model_channels=32, channel_mult=[1, 2, 2], num_blocks=1,
-                  attn_resolutions=[8]),
-}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from songunet_presets import PRESETS  # noqa: E402
+
 
 p = argparse.ArgumentParser()
 p.add_argument("--preset", default="cifar", choices=sorted(PRESETS))

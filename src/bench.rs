@@ -548,6 +548,156 @@ pub struct EdmBench {
     pub profile: bool,
 }
 
+/// A SongUNet preset of `cedm bench edm` / `cedm bench sample` (benches/songunet_presets.py
+/// has the same four).
+fn preset(
+    name: &str,
+    label_dim: usize,
+) -> Result<cedm_nodes::models::edm::songunet::SongUNetConfig, NodeError> {
+    use cedm_nodes::models::edm::songunet::SongUNetConfig;
+    Ok(match name {
+        "cifar" => SongUNetConfig::cifar(label_dim),
+        "ffhq64" => SongUNetConfig::ffhq64(label_dim),
+        "small" => SongUNetConfig::small(32, 3, label_dim),
+        // experiments/quickstart.yaml's EDM (16 px grey Fashion-MNIST).
+        "quickstart" => SongUNetConfig {
+            model_channels: 16,
+            channel_mult: vec![1, 2],
+            attn_resolutions: vec![],
+            ..SongUNetConfig::small(16, 1, label_dim)
+        },
+        p => {
+            return Err(NodeError::msg(format!(
+                "unknown preset `{p}` (cifar, ffhq64, small, quickstart)"
+            )));
+        }
+    })
+}
+
+/// Sampling throughput: EDM's deterministic Heun sampler (`steps` steps, 2·steps − 1 network
+/// evaluations per image) on a preset's SongUNet (random weights; the arithmetic is what is
+/// measured), `images` images in batches of `batch`, against the same loop in PyTorch
+/// (benches/sample.py).
+///
+/// # Errors
+/// Unknown preset, failing reference.
+pub fn sample(
+    preset_name: &str,
+    label_dim: usize,
+    images: usize,
+    batch: usize,
+    steps: usize,
+    profile_ops: bool,
+    python: Option<&Path>,
+) -> Result<Report, NodeError> {
+    use burn::tensor::Device;
+    use cedm_nodes::models::edm::sampler::{Sampler, generate};
+    let mut cfg = preset(preset_name, label_dim)?;
+    cfg.dropout = 0.0;
+    let dev = Device::flex();
+    let net = cfg.init(0, &dev);
+    let shape = (cfg.in_channels, cfg.img_resolution, cfg.img_resolution);
+    let items: Vec<(u64, Option<usize>)> = (0..images as u64)
+        .map(|k| (k, (label_dim > 0).then_some(k as usize % label_dim.max(1))))
+        .collect();
+    let p = Sampler {
+        steps: steps.max(1),
+        sigma_min: 0.002,
+        sigma_max: 80.0,
+        rho: 7.0,
+        guidance: 0.0,
+        batch_size: batch.max(1),
+    };
+    // Warm-up: one batch, two steps (kernel generation, allocator).
+    let warm = Sampler { steps: 2, ..p };
+    generate(
+        &net,
+        &dev,
+        shape,
+        cfg.label_dim,
+        &items[..batch.min(images)],
+        &warm,
+        0,
+        |_| true,
+    )?;
+    let t = Instant::now();
+    generate(&net, &dev, shape, cfg.label_dim, &items, &p, 0, |_| true)?;
+    let secs = t.elapsed().as_secs_f64();
+    let mut profile = Vec::new();
+    if profile_ops {
+        cedm_nodes::ops::set_profiling(true);
+        let t = Instant::now();
+        generate(&net, &dev, shape, cfg.label_dim, &items, &p, 0, |_| true)?;
+        let wall = t.elapsed().as_secs_f64();
+        profile = op_rows(wall, 1);
+    }
+    let reference = match python {
+        Some(py) => {
+            let v = run_reference(
+                py,
+                "sample.py",
+                &[
+                    "--preset".into(),
+                    preset_name.into(),
+                    "--label-dim".into(),
+                    label_dim.to_string(),
+                    "--images".into(),
+                    images.to_string(),
+                    "--batch".into(),
+                    batch.to_string(),
+                    "--steps".into(),
+                    steps.to_string(),
+                ],
+            )?;
+            Some(measured(&v, Some(field(&v, "rate"))))
+        }
+        None => None,
+    };
+    Ok(Report {
+        name: "sample".into(),
+        setup: format!(
+            "EDM Heun sampler, {steps} steps ({} network evaluations per image), SongUNet {preset_name} at {} px, {images} images in batches of {batch}, {} threads",
+            2 * steps.max(1) - 1,
+            cfg.img_resolution,
+            rayon::current_num_threads()
+        ),
+        unit: "img/s".into(),
+        ours: Measurement {
+            implementation: "cedm (burn flex + custom CPU ops)".into(),
+            seconds: secs,
+            rate: Some(images as f64 / secs),
+        },
+        reference,
+        notes: vec![],
+        profile,
+    })
+}
+
+/// The custom operations' times since profiling was switched on (then switched off), per
+/// step of `steps`, and the rest of `wall`.
+fn op_rows(wall: f64, steps: usize) -> Vec<ProfileRow> {
+    let ops = cedm_nodes::ops::profile();
+    cedm_nodes::ops::set_profiling(false);
+    let per = |s: f64| 1e3 * s / steps.max(1) as f64;
+    let custom: f64 = ops.iter().map(|(_, s, _)| s).sum();
+    let mut rows: Vec<ProfileRow> = ops
+        .into_iter()
+        .map(|(op, s, calls)| ProfileRow {
+            side: "cedm".into(),
+            op,
+            ms_per_step: per(s),
+            calls_per_step: Some(calls as f64 / steps.max(1) as f64),
+        })
+        .collect();
+    rows.push(ProfileRow {
+        side: "cedm".into(),
+        op: "everything else (burn ops, autodiff, data)".into(),
+        ms_per_step: per(wall - custom),
+        calls_per_step: None,
+    });
+    rows
+}
+
 /// One EDM training step (SongUNet forward and backward with EDM's preconditioning and loss,
 /// Adam) at a preset's config, in images per second, against PyTorch on the same config
 /// (benches/songunet.py). Dropout is off on both sides.
@@ -556,25 +706,8 @@ pub struct EdmBench {
 /// Unknown preset or device, failing reference.
 pub fn edm(o: &EdmBench, python: Option<&Path>) -> Result<Report, NodeError> {
     use burn::tensor::FloatDType;
-    use cedm_nodes::models::edm::songunet::SongUNetConfig;
     use cedm_nodes::models::params::{Adam, flat};
-    let mut cfg = match o.preset.as_str() {
-        "cifar" => SongUNetConfig::cifar(o.label_dim),
-        "ffhq64" => SongUNetConfig::ffhq64(o.label_dim),
-        "small" => SongUNetConfig::small(32, 3, o.label_dim),
-        // experiments/quickstart.yaml's EDM (16 px grey Fashion-MNIST).
-        "quickstart" => SongUNetConfig {
-            model_channels: 16,
-            channel_mult: vec![1, 2],
-            attn_resolutions: vec![],
-            ..SongUNetConfig::small(16, 1, o.label_dim)
-        },
-        p => {
-            return Err(NodeError::msg(format!(
-                "unknown preset `{p}` (cifar, ffhq64, small, quickstart)"
-            )));
-        }
-    };
+    let mut cfg = preset(&o.preset, o.label_dim)?;
     cfg.dropout = 0.0;
     let half = match o.precision.as_str() {
         "fp32" => None,
@@ -643,24 +776,7 @@ pub fn edm(o: &EdmBench, python: Option<&Path>) -> Result<Report, NodeError> {
             net = run(net, &mut adam)?.0;
         }
         let wall = t.elapsed().as_secs_f64();
-        let ops = cedm_nodes::ops::profile();
-        cedm_nodes::ops::set_profiling(false);
-        let per = |s: f64| 1e3 * s / o.steps.max(1) as f64;
-        let custom: f64 = ops.iter().map(|(_, s, _)| s).sum();
-        for (op, s, calls) in ops {
-            profile.push(ProfileRow {
-                side: "cedm".into(),
-                op,
-                ms_per_step: per(s),
-                calls_per_step: Some(calls as f64 / o.steps.max(1) as f64),
-            });
-        }
-        profile.push(ProfileRow {
-            side: "cedm".into(),
-            op: "everything else (burn ops, autodiff, data)".into(),
-            ms_per_step: per(wall - custom),
-            calls_per_step: None,
-        });
+        profile = op_rows(wall, o.steps);
     }
     let params = burn::module::Module::num_params(&net);
     let ours = Measurement {

@@ -188,6 +188,31 @@ pub enum BenchCommand {
         #[command(flatten)]
         reference: ReferenceArgs,
     },
+    /// Sampling with EDM's Heun sampler (deterministic, 2·steps − 1 network evaluations per
+    /// image) against EDM's `edm_sampler` loop in PyTorch on the same network (reference:
+    /// benches/sample.py).
+    Sample {
+        /// Network preset: cifar, ffhq64, small, quickstart.
+        #[arg(long, default_value = "quickstart")]
+        preset: String,
+        /// Label dimension (clusters).
+        #[arg(long, default_value_t = 10)]
+        label_dim: usize,
+        /// Images to generate.
+        #[arg(long, default_value_t = 256)]
+        images: usize,
+        /// Images per network call.
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// Heun steps.
+        #[arg(long, default_value_t = 18)]
+        steps: usize,
+        /// Also show where cedm's time goes (a second, profiled run).
+        #[arg(long)]
+        profile: bool,
+        #[command(flatten)]
+        reference: ReferenceArgs,
+    },
     /// A TEMI epoch (all heads, student and teacher, loss, AdamW, EMA) against the same heads in
     /// PyTorch (reference: benches/temi.py).
     Temi {

@@ -142,6 +142,27 @@ pub fn bench(b: &BenchCommand) -> Result<ExitCode, CliError> {
             let r = bench::edm(&o, reference.python.as_deref()).map_err(node_err)?;
             print(&r, reference.json);
         }
+        BenchCommand::Sample {
+            preset,
+            label_dim,
+            images,
+            batch,
+            steps,
+            profile,
+            reference,
+        } => {
+            let r = bench::sample(
+                preset,
+                *label_dim,
+                *images,
+                *batch,
+                *steps,
+                *profile,
+                reference.python.as_deref(),
+            )
+            .map_err(node_err)?;
+            print(&r, reference.json);
+        }
         BenchCommand::Temi {
             heads,
             batch,

@@ -29,30 +29,40 @@ pub struct GroupNorm {
 use super::math::sigmoid;
 
 multiversion! {
-    /// Σ (v + s) and Σ (v + s)² over a plane, in f32 blocks of 256 added up in f64.
+    /// Σ (v + s) and Σ (v + s)² over a plane, in f32 blocks of 256 added up in f64 (16 lanes,
+    /// written as zipped iterators so that the compiler keeps them in vector registers).
     fn plane_sums(x: &[f32], s: f32) -> (f64, f64) {
         let (mut sum, mut sq) = (0f64, 0f64);
         for block in x.chunks(256) {
-            let (mut a, mut b) = ([0f32; 16], [0f32; 16]);
-            let mut it = block.chunks_exact(16);
-            for c in &mut it {
-                let c: &[f32; 16] = c.try_into().unwrap_or(&[0.0; 16]);
-                for l in 0..16 {
-                    let v = c[l] + s;
-                    a[l] += v;
-                    b[l] += v * v;
+            let (mut a, mut b) = ([0f32; L], [0f32; L]);
+            let (body, rest) = block.split_at(block.len() / L * L);
+            for c in body.chunks_exact(L) {
+                for ((x, a), b) in c.iter().zip(a.iter_mut()).zip(b.iter_mut()) {
+                    let v = *x + s;
+                    *a += v;
+                    *b += v * v;
                 }
             }
-            for &v in it.remainder() {
+            for &v in rest {
                 let v = v + s;
                 a[0] += v;
                 b[0] += v * v;
             }
-            sum += f64::from(a.iter().sum::<f32>());
-            sq += f64::from(b.iter().sum::<f32>());
+            sum += f64::from(lane_sum(&a));
+            sq += f64::from(lane_sum(&b));
         }
         (sum, sq)
     }
+}
+
+/// The sum of 16 lanes, in a fixed order.
+#[inline(always)]
+fn lane_sum(a: &[f32; L]) -> f32 {
+    let mut t = 0f32;
+    for v in a {
+        t += v;
+    }
+    t
 }
 
 multiversion! {
@@ -94,32 +104,26 @@ multiversion! {
         let mut tot = [0f64; 4];
         for ((xb, dyb), dxb) in x.chunks(256).zip(dy.chunks(256)).zip(dx.chunks_mut(256)) {
             let (mut a0, mut a1) = ([0f32; L], [0f32; L]);
-            let mut xc = xb.chunks_exact(L);
-            let mut dyc = dyb.chunks_exact(L);
-            let mut dxc = dxb.chunks_exact_mut(L);
-            for ((xs, dys), dxs) in (&mut xc).zip(&mut dyc).zip(&mut dxc) {
-                let xs: &[f32; L] = xs.try_into().unwrap_or(&[0.0; L]);
-                let dys: &[f32; L] = dys.try_into().unwrap_or(&[0.0; L]);
-                for l in 0..L {
-                    let (xh, dz) = dz_of(xs[l], dys[l], sh, rstd, ga, be, silu);
-                    a0[l] += dz * xh;
-                    a1[l] += dz;
-                    dxs[l] = dz * ga;
+            let n = xb.len() / L * L;
+            let (xs, xr) = xb.split_at(n);
+            let (ds, dr) = dyb.split_at(n);
+            let (os, or) = dxb.split_at_mut(n);
+            for ((xc, dc), oc) in xs.chunks_exact(L).zip(ds.chunks_exact(L)).zip(os.chunks_exact_mut(L)) {
+                for ((((xv, dyv), o), s0), s1) in xc.iter().zip(dc).zip(oc.iter_mut()).zip(a0.iter_mut()).zip(a1.iter_mut()) {
+                    let (xh, dz) = dz_of(*xv, *dyv, sh, rstd, ga, be, silu);
+                    *s0 += dz * xh;
+                    *s1 += dz;
+                    *o = dz * ga;
                 }
             }
-            for ((&xv, &dyv), d) in xc
-                .remainder()
-                .iter()
-                .zip(dyc.remainder())
-                .zip(dxc.into_remainder())
-            {
+            for ((&xv, &dyv), d) in xr.iter().zip(dr).zip(or.iter_mut()) {
                 let (xh, dz) = dz_of(xv, dyv, sh, rstd, ga, be, silu);
                 a0[0] += dz * xh;
                 a1[0] += dz;
                 *d = dz * ga;
             }
-            tot[0] += f64::from(a0.iter().sum::<f32>());
-            tot[1] += f64::from(a1.iter().sum::<f32>());
+            tot[0] += f64::from(lane_sum(&a0));
+            tot[1] += f64::from(lane_sum(&a1));
         }
         tot[2] = tot[1] * f64::from(ga);
         tot[3] = tot[0] * f64::from(ga);
@@ -133,24 +137,24 @@ multiversion! {
         let mut tot = 0f64;
         for (xb, dxb) in x.chunks(256).zip(dx.chunks_mut(256)) {
             let mut a = [0f32; L];
-            let mut xc = xb.chunks_exact(L);
-            let mut dxc = dxb.chunks_exact_mut(L);
-            for (xs, dxs) in (&mut xc).zip(&mut dxc) {
-                let xs: &[f32; L] = xs.try_into().unwrap_or(&[0.0; L]);
-                for l in 0..L {
-                    let xh = (xs[l] + sh) * rstd;
-                    let v = (dxs[l] - m1 - xh * m2) * rstd;
-                    dxs[l] = v;
-                    a[l] += v;
+            let n = xb.len() / L * L;
+            let (xs, xr) = xb.split_at(n);
+            let (os, or) = dxb.split_at_mut(n);
+            for (xc, oc) in xs.chunks_exact(L).zip(os.chunks_exact_mut(L)) {
+                for ((xv, d), acc) in xc.iter().zip(oc.iter_mut()).zip(a.iter_mut()) {
+                    let xh = (*xv + sh) * rstd;
+                    let v = (*d - m1 - xh * m2) * rstd;
+                    *d = v;
+                    *acc += v;
                 }
             }
-            for (&xv, d) in xc.remainder().iter().zip(dxc.into_remainder()) {
+            for (&xv, d) in xr.iter().zip(or.iter_mut()) {
                 let xh = (xv + sh) * rstd;
                 let v = (*d - m1 - xh * m2) * rstd;
                 *d = v;
                 a[0] += v;
             }
-            tot += f64::from(a.iter().sum::<f32>());
+            tot += f64::from(lane_sum(&a));
         }
         tot
     }
