@@ -63,6 +63,41 @@ impl Report {
     }
 }
 
+/// The machine a benchmark ran on: CPU model, threads, and the GEMM / convolution providers
+/// cedm found (the ratios depend on all three; docs/performance.md).
+#[derive(Clone, Debug, Serialize)]
+pub struct Host {
+    /// `model name` from /proc/cpuinfo (or the architecture).
+    pub cpu: String,
+    /// rayon's threads (cedm) — the reference scripts use as many.
+    pub threads: usize,
+    /// System BLAS for large GEMMs, or the `gemm` crate.
+    pub blas: String,
+    /// oneDNN (convolutions, per-core products), or not found.
+    pub onednn: String,
+}
+
+impl Host {
+    /// This machine.
+    pub fn here() -> Host {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+        Host {
+            cpu,
+            threads: rayon::current_num_threads(),
+            blas: cedm_nodes::kernels::blas::describe(),
+            onednn: cedm_nodes::kernels::dnnl::describe(),
+        }
+    }
+}
+
 /// The repository's `benches/` folder (scripts are looked up there, or in `CEDM_BENCHES`).
 pub fn benches_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("CEDM_BENCHES") {

@@ -25,11 +25,23 @@ fn node_err(e: cedm_engine::NodeError) -> CliError {
 }
 
 fn print(r: &Report, json: bool) {
+    let host = bench::Host::here();
     if json {
-        outln!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
+        let mut v = serde_json::to_value(r).unwrap_or_default();
+        if let (Some(m), Ok(h)) = (v.as_object_mut(), serde_json::to_value(&host)) {
+            m.insert("host".into(), h);
+        }
+        outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return;
     }
     outln!("{}: {}", r.name, r.setup);
+    outln!(
+        "  host: {}, {} threads; {}; {}",
+        host.cpu,
+        host.threads,
+        host.blas,
+        host.onednn
+    );
     let rate = |m: &bench::Measurement| {
         m.rate
             .map(|x| format!("  {x:.1} {}", r.unit))

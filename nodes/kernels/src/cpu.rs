@@ -983,3 +983,20 @@ pub fn output(len: usize) -> Vec<f32> {
     unsafe { v.set_len(len) };
     v
 }
+
+/// Run `f` on a worker of rayon's global pool (directly when already on one) and return its
+/// result; a panic in `f` resumes in the caller. A sequence of many short parallel operations
+/// started from a pool thread splits work with the other workers directly, instead of
+/// injecting each operation into the pool from outside and sleeping until it is done.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        return f();
+    }
+    let mut out = None;
+    rayon::scope(|s| s.spawn(|_| out = Some(f())));
+    match out {
+        Some(r) => r,
+        // rayon::scope re-raises a panic of the spawned job before returning.
+        None => unreachable!("rayon::scope returned without running its job"),
+    }
+}

@@ -14,7 +14,7 @@ use crate::artifacts::features::Features;
 use crate::artifacts::images::ImageSet;
 
 /// An image encoder loaded on a device.
-pub trait Encoder {
+pub trait Encoder: Sync {
     /// Feature dimension.
     fn dim(&self) -> usize;
 
@@ -64,7 +64,10 @@ pub fn extract_batches(
     let mut done = 0;
     while done < set.n {
         let b = batch.max(1).min(set.n - done);
-        let out = encoder.embed(&set.pixels[done * il..(done + b) * il], b, shape)?;
+        // On a pool worker: the network's parallel operations then start there
+        // (cedm_kernels::cpu::on_pool).
+        let px = &set.pixels[done * il..(done + b) * il];
+        let out = cedm_kernels::cpu::on_pool(|| encoder.embed(px, b, shape))?;
         if out.len() != b * d {
             return Err(NodeError::msg(format!(
                 "the encoder returned {} values for {b} images of dimension {d}",

@@ -301,6 +301,17 @@ impl TemiState {
         xn: Tensor<2>,
         sc: &StepConfig,
     ) -> Result<StepOut, NodeError> {
+        // On a pool worker: the step's parallel operations then start there
+        // (cedm_kernels::cpu::on_pool).
+        cedm_kernels::cpu::on_pool(|| self.step_here(x, xn, sc))
+    }
+
+    fn step_here(
+        &mut self,
+        x: Tensor<2>,
+        xn: Tensor<2>,
+        sc: &StepConfig,
+    ) -> Result<StepOut, NodeError> {
         let cfg = self.student.config;
         let b = x.dims()[0];
         let x2 = Tensor::cat(vec![x, xn], 0); // [2b, D]

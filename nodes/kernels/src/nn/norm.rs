@@ -28,31 +28,75 @@ pub struct GroupNorm {
 
 use super::math::sigmoid;
 
-multiversion! {
-    /// Σ (v + s) and Σ (v + s)² over a plane, in f32 blocks of 256 added up in f64 (16 lanes,
-    /// written as zipped iterators so that the compiler keeps them in vector registers).
-    fn plane_sums(x: &[f32], s: f32) -> (f64, f64) {
-        let (mut sum, mut sq) = (0f64, 0f64);
-        for block in x.chunks(256) {
-            let (mut a, mut b) = ([0f32; L], [0f32; L]);
-            let (body, rest) = block.split_at(block.len() / L * L);
-            for c in body.chunks_exact(L) {
-                for ((x, a), b) in c.iter().zip(a.iter_mut()).zip(b.iter_mut()) {
-                    let v = *x + s;
-                    *a += v;
-                    *b += v * v;
-                }
-            }
-            for &v in rest {
-                let v = v + s;
-                a[0] += v;
-                b[0] += v * v;
-            }
-            sum += f64::from(lane_sum(&a));
-            sq += f64::from(lane_sum(&b));
-        }
-        (sum, sq)
+/// Σ (x + s) and Σ (x + s)² over a plane.
+fn plane_sums(x: &[f32], s: f32) -> (f64, f64) {
+    sums(x, x, s, 1.0, true)
+}
+
+/// The reductions of a plane in one pass: with u = (a + s)·r, (Σ u, Σ u²) when `square`, else
+/// (Σ u·b, Σ b). In f32 blocks of 256 elements on 16 lanes (no fused multiply-add), each block's
+/// lanes added in order and the blocks in f64: the AVX-512 path and the portable one give the
+/// same bits. (LLVM does not vectorise these loops itself: it pairs the two accumulators.)
+fn sums(a: &[f32], b: &[f32], s: f32, r: f32, square: bool) -> (f64, f64) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F (checked just above).
+        return unsafe { sums_avx512(a, b, s, r, square) };
     }
+    let (mut t0, mut t1) = (0f64, 0f64);
+    for (ab, bb) in a.chunks(256).zip(b.chunks(256)) {
+        let (mut l0, mut l1) = ([0f32; L], [0f32; L]);
+        for (i, (&x, &y)) in ab.iter().zip(bb).enumerate() {
+            let u = (x + s) * r;
+            let (p, q) = if square { (u, u * u) } else { (u * y, y) };
+            l0[i % L] += p;
+            l1[i % L] += q;
+        }
+        t0 += f64::from(lane_sum(&l0));
+        t1 += f64::from(lane_sum(&l1));
+    }
+    (t0, t1)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn sums_avx512(a: &[f32], b: &[f32], s: f32, r: f32, square: bool) -> (f64, f64) {
+    use std::arch::x86_64::{_mm512_add_ps, _mm512_loadu_ps, _mm512_mul_ps, _mm512_set1_ps};
+    use std::arch::x86_64::{_mm512_setzero_ps, _mm512_storeu_ps};
+    let (sv, rv) = (_mm512_set1_ps(s), _mm512_set1_ps(r));
+    let (mut t0, mut t1) = (0f64, 0f64);
+    for (ab, bb) in a.chunks(256).zip(b.chunks(256)) {
+        let (av, tail_a) = ab.as_chunks::<L>();
+        let (bv, tail_b) = bb.as_chunks::<L>();
+        let (mut v0, mut v1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        for (x, y) in av.iter().zip(bv) {
+            // SAFETY: x and y are 16 f32s each.
+            let (x, y) = unsafe { (_mm512_loadu_ps(x.as_ptr()), _mm512_loadu_ps(y.as_ptr())) };
+            let u = _mm512_mul_ps(_mm512_add_ps(x, sv), rv);
+            if square {
+                v0 = _mm512_add_ps(v0, u);
+                v1 = _mm512_add_ps(v1, _mm512_mul_ps(u, u));
+            } else {
+                v0 = _mm512_add_ps(v0, _mm512_mul_ps(u, y));
+                v1 = _mm512_add_ps(v1, y);
+            }
+        }
+        let (mut l0, mut l1) = ([0f32; L], [0f32; L]);
+        // SAFETY: l0 and l1 hold 16 f32s each.
+        unsafe {
+            _mm512_storeu_ps(l0.as_mut_ptr(), v0);
+            _mm512_storeu_ps(l1.as_mut_ptr(), v1);
+        }
+        for (i, (&x, &y)) in tail_a.iter().zip(tail_b).enumerate() {
+            let u = (x + s) * r;
+            let (p, q) = if square { (u, u * u) } else { (u * y, y) };
+            l0[i % L] += p;
+            l1[i % L] += q;
+        }
+        t0 += f64::from(lane_sum(&l0));
+        t1 += f64::from(lane_sum(&l1));
+    }
+    (t0, t1)
 }
 
 /// The sum of 16 lanes, in a fixed order.
@@ -98,66 +142,55 @@ fn dz_of(xv: f32, dyv: f32, sh: f32, rstd: f32, ga: f32, be: f32, silu: bool) ->
 }
 
 multiversion! {
-    /// First backward pass over a plane: with x̂ = (x + sh)·rstd and z = γx̂ + β, `dx ← dz·γ`
-    /// where dz = dy·act'(z); returns (Σ dz·x̂, Σ dz, Σ dz·γ, Σ dz·γ·x̂).
-    fn plane_backward1(x: &[f32], dy: &[f32], dx: &mut [f32], sh: f32, rstd: f32, ga: f32, be: f32, silu: bool) -> [f64; 4] {
-        let mut tot = [0f64; 4];
-        for ((xb, dyb), dxb) in x.chunks(256).zip(dy.chunks(256)).zip(dx.chunks_mut(256)) {
-            let (mut a0, mut a1) = ([0f32; L], [0f32; L]);
-            let n = xb.len() / L * L;
-            let (xs, xr) = xb.split_at(n);
-            let (ds, dr) = dyb.split_at(n);
-            let (os, or) = dxb.split_at_mut(n);
-            for ((xc, dc), oc) in xs.chunks_exact(L).zip(ds.chunks_exact(L)).zip(os.chunks_exact_mut(L)) {
-                for ((((xv, dyv), o), s0), s1) in xc.iter().zip(dc).zip(oc.iter_mut()).zip(a0.iter_mut()).zip(a1.iter_mut()) {
-                    let (xh, dz) = dz_of(*xv, *dyv, sh, rstd, ga, be, silu);
-                    *s0 += dz * xh;
-                    *s1 += dz;
-                    *o = dz * ga;
-                }
-            }
-            for ((&xv, &dyv), d) in xr.iter().zip(dr).zip(or.iter_mut()) {
-                let (xh, dz) = dz_of(xv, dyv, sh, rstd, ga, be, silu);
-                a0[0] += dz * xh;
-                a1[0] += dz;
-                *d = dz * ga;
-            }
-            tot[0] += f64::from(lane_sum(&a0));
-            tot[1] += f64::from(lane_sum(&a1));
+    /// First backward pass over a plane, elementwise: with x̂ = (x + sh)·rstd and
+    /// z = γx̂ + β, `dz ← dy·act'(z)`.
+    fn plane_dz(x: &[f32], dy: &[f32], dz: &mut [f32], sh: f32, rstd: f32, ga: f32, be: f32, silu: bool) {
+        for ((&xv, &dyv), d) in x.iter().zip(dy).zip(dz.iter_mut()) {
+            *d = dz_of(xv, dyv, sh, rstd, ga, be, silu).1;
         }
-        tot[2] = tot[1] * f64::from(ga);
-        tot[3] = tot[0] * f64::from(ga);
-        tot
     }
 }
 
+/// First backward pass over a plane: `dz` (see [`plane_dz`]) into `dz`; returns
+/// (Σ dz·x̂, Σ dz, Σ dz·γ, Σ dz·γ·x̂).
+#[allow(clippy::too_many_arguments)]
+fn plane_backward1(
+    x: &[f32],
+    dy: &[f32],
+    dz: &mut [f32],
+    sh: f32,
+    rstd: f32,
+    ga: f32,
+    be: f32,
+    silu: bool,
+) -> [f64; 4] {
+    plane_dz(x, dy, dz, sh, rstd, ga, be, silu);
+    let (sx, s) = sums(x, dz, sh, rstd, false);
+    [sx, s, s * f64::from(ga), sx * f64::from(ga)]
+}
+
 multiversion! {
-    /// Second backward pass: `dx ← (dx − m1 − x̂·m2)·rstd`; returns Σ dx.
-    fn plane_backward2(x: &[f32], dx: &mut [f32], sh: f32, rstd: f32, m1: f32, m2: f32) -> f64 {
-        let mut tot = 0f64;
-        for (xb, dxb) in x.chunks(256).zip(dx.chunks_mut(256)) {
-            let mut a = [0f32; L];
-            let n = xb.len() / L * L;
-            let (xs, xr) = xb.split_at(n);
-            let (os, or) = dxb.split_at_mut(n);
-            for (xc, oc) in xs.chunks_exact(L).zip(os.chunks_exact_mut(L)) {
-                for ((xv, d), acc) in xc.iter().zip(oc.iter_mut()).zip(a.iter_mut()) {
-                    let xh = (*xv + sh) * rstd;
-                    let v = (*d - m1 - xh * m2) * rstd;
-                    *d = v;
-                    *acc += v;
-                }
-            }
-            for (&xv, d) in xr.iter().zip(or.iter_mut()) {
-                let xh = (xv + sh) * rstd;
-                let v = (*d - m1 - xh * m2) * rstd;
-                *d = v;
-                a[0] += v;
-            }
-            tot += f64::from(lane_sum(&a));
+    /// Second backward pass, elementwise: `dx ← (dz·γ − m1 − x̂·m2)·rstd`.
+    fn plane_dx(x: &[f32], dx: &mut [f32], sh: f32, rstd: f32, ga: f32, m1: f32, m2: f32) {
+        for (&xv, d) in x.iter().zip(dx.iter_mut()) {
+            let xh = (xv + sh) * rstd;
+            *d = (*d * ga - m1 - xh * m2) * rstd;
         }
-        tot
     }
+}
+
+/// Second backward pass (see [`plane_dx`]); returns Σ dx.
+fn plane_backward2(
+    x: &[f32],
+    dx: &mut [f32],
+    sh: f32,
+    rstd: f32,
+    ga: f32,
+    m1: f32,
+    m2: f32,
+) -> f64 {
+    plane_dx(x, dx, sh, rstd, ga, m1, m2);
+    sums(dx, dx, 0.0, 1.0, true).0
 }
 
 impl GroupNorm {
@@ -260,7 +293,7 @@ impl GroupNorm {
                 let dyg = &dy[ng * len..(ng + 1) * len];
                 let s = |cl: usize| shift.map_or(0.0, |s| s[i * c + g * cg + cl]);
                 // First pass: dz = dy·act'(z); the group sums of dz·γ and dz·γ·x̂; the
-                // per-channel sums for γ and β. dz·γ is kept in dx for the second pass.
+                // per-channel sums for γ and β. dz is kept in dx for the second pass.
                 let (mut s1, mut s2) = (0f64, 0f64);
                 for cl in 0..cg {
                     let ch = g * cg + cl;
@@ -285,9 +318,15 @@ impl GroupNorm {
                 // dx = (dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂))/σ.
                 for cl in 0..cg {
                     let r = cl * hw..(cl + 1) * hw;
-                    psg[cl] =
-                        plane_backward2(&xg[r.clone()], &mut dxg[r], s(cl) - mean, rstd, m1, m2)
-                            as f32;
+                    psg[cl] = plane_backward2(
+                        &xg[r.clone()],
+                        &mut dxg[r],
+                        s(cl) - mean,
+                        rstd,
+                        gamma[g * cg + cl],
+                        m1,
+                        m2,
+                    ) as f32;
                 }
             });
         for ch in 0..c {

@@ -156,7 +156,11 @@ pub fn generate(
                 cond.into_iter().map(f64::from).collect()
             })
         };
-        let x = heun_sample(&z, p.steps, p.sigma_min, p.sigma_max, p.rho, d, |_| {})?;
+        // On a pool worker: the network's many short parallel operations then start there
+        // (cedm_kernels::cpu::on_pool).
+        let x = cedm_kernels::cpu::on_pool(|| {
+            heun_sample(&z, p.steps, p.sigma_min, p.sigma_max, p.rho, d, |_| {})
+        })?;
         out.extend(to_uint8(&x));
         done += b;
         if !on_batch(done) {
