@@ -12,6 +12,12 @@ import warnings
 
 import torch
 
+
+def peak_rss_mib():
+    """This process's peak RSS (VmHWM; getrusage would include the parent's at exec)."""
+    with open("/proc/self/status") as f:
+        return next(float(l.split()[1]) / 1024 for l in f if l.startswith("VmHWM:"))
+
 warnings.filterwarnings("ignore")
 p = argparse.ArgumentParser()
 p.add_argument("--weights", required=True)
@@ -30,4 +36,4 @@ with torch.inference_mode():
         m(x)
         done += a.batch
     s = time.perf_counter() - t
-print(json.dumps({"impl": f"torch {torch.__version__} (TorchScript)", "images": done, "seconds": s, "img_per_s": done / s}))
+print(json.dumps({"peak_rss_mib": peak_rss_mib(), "impl": f"torch {torch.__version__} (TorchScript)", "images": done, "seconds": s, "img_per_s": done / s}))

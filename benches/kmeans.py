@@ -12,6 +12,12 @@ import sklearn
 from safetensors.numpy import load_file
 from sklearn.cluster import KMeans
 
+
+def peak_rss_mib():
+    """This process's peak RSS (VmHWM; getrusage would include the parent's at exec)."""
+    with open("/proc/self/status") as f:
+        return next(float(l.split()[1]) / 1024 for l in f if l.startswith("VmHWM:"))
+
 p = argparse.ArgumentParser()
 p.add_argument("--features", required=True)
 p.add_argument("--k", type=int, default=100)
@@ -24,4 +30,4 @@ x = load_file(a.features)["features"].astype(np.float32)
 t = time.perf_counter()
 km = KMeans(n_clusters=a.k, n_init=a.n_init, max_iter=a.max_iter, tol=a.tol, algorithm="lloyd", random_state=a.seed).fit(x)
 secs = time.perf_counter() - t
-print(json.dumps({"impl": f"sklearn {sklearn.__version__}", "seconds": secs, "iterations": int(km.n_iter_), "inertia": float(km.inertia_)}))
+print(json.dumps({"peak_rss_mib": peak_rss_mib(), "impl": f"sklearn {sklearn.__version__}", "seconds": secs, "iterations": int(km.n_iter_), "inertia": float(km.inertia_)}))

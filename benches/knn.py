@@ -12,6 +12,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+
+def peak_rss_mib():
+    """This process's peak RSS (VmHWM; getrusage would include the parent's at exec)."""
+    with open("/proc/self/status") as f:
+        return next(float(l.split()[1]) / 1024 for l in f if l.startswith("VmHWM:"))
+
 p = argparse.ArgumentParser()
 p.add_argument("--features", required=True)
 p.add_argument("--k", type=int, default=50)
@@ -34,4 +40,4 @@ with torch.inference_mode():
 secs = time.perf_counter() - t
 if a.out:
     np.save(a.out, out.numpy())
-print(json.dumps({"impl": f"torch {torch.__version__}", "n": n, "d": x.shape[1], "k": a.k, "seconds": secs}))
+print(json.dumps({"peak_rss_mib": peak_rss_mib(), "impl": f"torch {torch.__version__}", "n": n, "d": x.shape[1], "k": a.k, "seconds": secs}))

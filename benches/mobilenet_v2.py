@@ -12,6 +12,12 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
+
+def peak_rss_mib():
+    """This process's peak RSS (VmHWM; getrusage would include the parent's at exec)."""
+    with open("/proc/self/status") as f:
+        return next(float(l.split()[1]) / 1024 for l in f if l.startswith("VmHWM:"))
+
 p = argparse.ArgumentParser()
 p.add_argument("--resolution", type=int, default=96)
 p.add_argument("--batch", type=int, default=64)
@@ -34,4 +40,4 @@ with torch.inference_mode():
         F.adaptive_avg_pool2d(m.features(x), 1).flatten(1)
         done += a.batch
     s = time.perf_counter() - t
-print(json.dumps({"impl": f"torch {torch.__version__}", "images": done, "seconds": s, "img_per_s": done / s}))
+print(json.dumps({"peak_rss_mib": peak_rss_mib(), "impl": f"torch {torch.__version__}", "images": done, "seconds": s, "img_per_s": done / s}))

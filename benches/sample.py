@@ -21,6 +21,12 @@ from songunet import Net, precond  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from songunet_presets import PRESETS  # noqa: E402
 
+
+def peak_rss_mib():
+    """This process's peak RSS (VmHWM; getrusage would include the parent's at exec)."""
+    with open("/proc/self/status") as f:
+        return next(float(l.split()[1]) / 1024 for l in f if l.startswith("VmHWM:"))
+
 p = argparse.ArgumentParser()
 p.add_argument("--preset", default="quickstart", choices=sorted(PRESETS))
 p.add_argument("--label-dim", type=int, default=10)
@@ -68,4 +74,4 @@ with torch.no_grad():
         x = edm_sampler(z, labels, a.steps)
         done += b
     secs = time.perf_counter() - t0
-print(json.dumps({"impl": f"torch {torch.__version__} (cpu)", "seconds": secs, "rate": a.images / secs}))
+print(json.dumps({"peak_rss_mib": peak_rss_mib(), "impl": f"torch {torch.__version__} (cpu)", "seconds": secs, "rate": a.images / secs}))

@@ -26,6 +26,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from songunet_presets import PRESETS  # noqa: E402
 
 
+def peak_rss_mib():
+    """This process's peak RSS (VmHWM; getrusage would include the parent's at exec)."""
+    with open("/proc/self/status") as f:
+        return next(float(l.split()[1]) / 1024 for l in f if l.startswith("VmHWM:"))
+
+
 p = argparse.ArgumentParser()
 p.add_argument("--preset", default="cifar", choices=sorted(PRESETS))
 p.add_argument("--label-dim", type=int, default=10)
@@ -98,4 +104,5 @@ if a.profile:
     # Self times of the listed operators; the rest of the (profiled) wall time is everything else.
     rest = 1e3 * wall / a.steps - sum(r["ms_per_step"] for r in top)
     out["profile"] = top + [{"op": "everything else (other ops, profiler, Python)", "ms_per_step": max(rest, 0.0)}]
+out["peak_rss_mib"] = peak_rss_mib()
 print(json.dumps(out))

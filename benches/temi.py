@@ -14,6 +14,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+
+def peak_rss_mib():
+    """This process's peak RSS (VmHWM; getrusage would include the parent's at exec)."""
+    with open("/proc/self/status") as f:
+        return next(float(l.split()[1]) / 1024 for l in f if l.startswith("VmHWM:"))
+
 p = argparse.ArgumentParser()
 p.add_argument("--heads", type=int, default=50)
 p.add_argument("--batch", type=int, default=512)
@@ -87,4 +93,4 @@ t = time.perf_counter()
 for _ in range(a.steps):
     step()
 s = (time.perf_counter() - t) / a.steps
-print(json.dumps({"impl": f"torch {torch.__version__}", "seconds_per_step": s, "seconds": s * (a.items // a.batch), "steps_per_epoch": a.items // a.batch}))
+print(json.dumps({"peak_rss_mib": peak_rss_mib(), "impl": f"torch {torch.__version__}", "seconds_per_step": s, "seconds": s * (a.items // a.batch), "steps_per_epoch": a.items // a.batch}))

@@ -77,6 +77,14 @@ def ratio(r):
     return f"{speed(r):.2f}×" if r.get("reference") else "n/a"
 
 
+def rss(r):
+    a = r["ours"].get("peak_rss_mib")
+    b = (r.get("reference") or {}).get("peak_rss_mib")
+    if a is None:
+        return "—"
+    return f"{a:,.0f} / {b:,.0f} MiB" if b is not None else f"{a:,.0f} MiB / —"
+
+
 def num(x):
     if x >= 100:
         return f"{x:,.0f}".replace(",", " ")
@@ -91,7 +99,7 @@ def measure(m, unit):
 
 
 def table_rows(results, table):
-    rows = ["| benchmark | cedm | reference | ratio (cedm speed / reference speed) |", "|---|---|---|---|"]
+    rows = ["| benchmark | cedm | reference | ratio (cedm speed / reference speed) | peak RSS cedm / reference |", "|---|---|---|---|---|"]
     for name, (_, _, t, label) in BENCHES.items():
         r = results.get(name)
         if t != table or r is None:
@@ -102,7 +110,7 @@ def table_rows(results, table):
         rows.append(
             f"| {label} | {measure(r['ours'], r['unit'])} | "
             + (f"{measure(ref, r['unit'])} ({ref['implementation']})" if ref else "—")
-            + f" | **{ratio(r)}**{spread} |"
+            + f" | **{ratio(r)}**{spread} | {rss(r)} |"
         )
     notes = [f"- {BENCHES[n][3]}: {'; '.join(r['notes'])}" for n, r in results.items() if n in BENCHES and BENCHES[n][2] == table and r.get("notes")]
     return rows + ([""] + notes if notes else [])

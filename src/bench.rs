@@ -19,6 +19,25 @@ pub struct Measurement {
     pub seconds: f64,
     /// Throughput in the benchmark's unit, if it has one.
     pub rate: Option<f64>,
+    /// The process's peak resident memory (MiB) when the measurement ended: cedm's from
+    /// /proc/self/status (VmHWM, before the reference runs), the reference script's from
+    /// `resource.getrusage`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// This process's peak resident set size so far, in MiB (Linux: VmHWM).
+pub fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = s
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
 }
 
 /// A benchmark's result.
@@ -166,6 +185,7 @@ fn measured(v: &serde_json::Value, rate: Option<f64>) -> Measurement {
             .to_string(),
         seconds: field(v, "seconds"),
         rate,
+        peak_rss_mib: v.get("peak_rss_mib").and_then(serde_json::Value::as_f64),
     }
 }
 
@@ -198,6 +218,7 @@ pub fn features(
     }
     let secs = t.elapsed().as_secs_f64();
     let ours = Measurement {
+        peak_rss_mib: peak_rss_mib(),
         implementation: "cedm NHWC CPU kernels".into(),
         seconds: secs,
         rate: Some(done as f64 / secs),
@@ -300,6 +321,7 @@ pub fn knn(n: usize, d: usize, k: usize, python: Option<&Path>) -> Result<Report
         ),
         unit: String::new(),
         ours: Measurement {
+            peak_rss_mib: peak_rss_mib(),
             implementation: "cedm (symmetric blocked gemm)".into(),
             seconds: secs,
             rate: None,
@@ -418,6 +440,7 @@ pub fn kmeans(
         ),
         unit: String::new(),
         ours: Measurement {
+            peak_rss_mib: peak_rss_mib(),
             implementation: "cedm (k-means++, Lloyd with Hamerly bounds)".into(),
             seconds: secs,
             rate: None,
@@ -455,6 +478,7 @@ pub fn inception(
     }
     let secs = t.elapsed().as_secs_f64();
     let ours = Measurement {
+        peak_rss_mib: peak_rss_mib(),
         implementation: "cedm NHWC CPU kernels".into(),
         seconds: secs,
         rate: Some(done as f64 / secs),
@@ -550,6 +574,7 @@ pub fn frechet(d: usize, n: usize, python: Option<&Path>) -> Result<Report, Node
         ),
         unit: String::new(),
         ours: Measurement {
+            peak_rss_mib: peak_rss_mib(),
             implementation: "cedm (pivoted Cholesky + symmetric eigenvalues)".into(),
             seconds: secs,
             rate: None,
@@ -698,6 +723,7 @@ pub fn sample(
         ),
         unit: "img/s".into(),
         ours: Measurement {
+            peak_rss_mib: peak_rss_mib(),
             implementation: "cedm (burn flex + custom CPU ops)".into(),
             seconds: secs,
             rate: Some(images as f64 / secs),
@@ -815,6 +841,7 @@ pub fn edm(o: &EdmBench, python: Option<&Path>) -> Result<Report, NodeError> {
     }
     let params = burn::module::Module::num_params(&net);
     let ours = Measurement {
+        peak_rss_mib: peak_rss_mib(),
         implementation: format!("cedm (burn, {}, {})", comp.describe(), o.precision),
         seconds: secs,
         rate: Some((o.steps * b) as f64 / secs),
@@ -963,6 +990,7 @@ pub fn temi(
         ),
         unit: "step/s".into(),
         ours: Measurement {
+            peak_rss_mib: peak_rss_mib(),
             implementation: "cedm (burn flex, stacked heads)".into(),
             seconds: per_step * per_epoch as f64,
             rate: Some(1.0 / per_step),

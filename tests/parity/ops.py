@@ -4,7 +4,7 @@
 
 torch 2.15. Every operation with a hand-written backward pass, on random inputs of odd sizes
 (and, for the convolution, shapes that reach each code path: the im2col product, images grouped
-per product at small maps, oneDNN's per-chunk primitives and its whole-batch weight gradient):
+per product at small maps, oneDNN's per-chunk primitives, and large kernels that stay on im2col + GEMM):
 the forward output and the gradient of sum(y * dy) with respect to every input, for a random dy.
 The reference computes in float64 from the float32 inputs, so the Rust test measures its own f32
 error. Semantics transcribed from what SongUNet and the TEMI heads compute:
@@ -60,7 +60,7 @@ CONVS = [
     (2, 6, 4, 5, 5, 1),  # 1x1
     (1, 3, 2, 3, 3, 3),  # tiny: the plain im2col product
     (9, 8, 8, 4, 4, 3),  # small maps: images grouped per product
-    (2, 96, 80, 5, 5, 3),  # cout*cin*9 >= 65536: oneDNN's whole-batch weight gradient
+    (2, 96, 80, 5, 5, 3),  # cout*cin*9 >= 65536: a large kernel (im2col + GEMM even with oneDNN)
 ]
 for i, (n, cin, cout, h, w, k) in enumerate(CONVS):
     fan = cin * k * k

@@ -581,7 +581,7 @@ mod tests {
         }
     }
 
-    /// oneDNN's primitives (chunked, whole-batch weight gradient, 1×1, no bias) against the
+    /// oneDNN's primitives (chunked, 1×1, no bias; large kernels fall back to im2col) against the
     /// im2col path above, which the direct convolution checks.
     #[test]
     fn onednn_matches_im2col_on_every_path() {
