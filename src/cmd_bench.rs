@@ -43,9 +43,14 @@ fn print(r: &Report, json: bool) {
         host.onednn
     );
     let rate = |m: &bench::Measurement| {
+        let rss = m
+            .peak_rss_mib
+            .map(|x| format!("  (peak RSS {x:.0} MiB)"))
+            .unwrap_or_default();
         m.rate
             .map(|x| format!("  {x:.1} {}", r.unit))
             .unwrap_or_default()
+            + &rss
     };
     outln!(
         "  {:<36} {:>10}{}",
@@ -305,11 +310,20 @@ fn is_stats_file(p: &std::path::Path) -> bool {
 }
 
 /// Statistics of a path for `cedm fid`: read a stats file, or embed the images.
+/// A bad input file: exit 2, like a bad experiment.
+fn input_err(e: cedm_engine::NodeError) -> CliError {
+    CliError::Input(e.to_string())
+}
+
 fn fid_stats(a: &FidArgs, path: &std::path::Path) -> Result<Stats, CliError> {
+    // A FIFO, a device or a socket is refused before it is read (the read would block).
+    cedm_engine::FileKind::FileOrDir
+        .check(path)
+        .map_err(CliError::Input)?;
     if is_stats_file(path) {
-        return Stats::read(path).map_err(node_err);
+        return Stats::read(path).map_err(input_err);
     }
-    let set = load_images(path).map_err(node_err)?.subset(a.limit, None);
+    let set = load_images(path).map_err(input_err)?.subset(a.limit, None);
     let comp = compute(a.device).map_err(node_err)?;
     let enc: Box<dyn Encoder> = match a.metric {
         FidMetric::Fid => {
@@ -321,7 +335,7 @@ fn fid_stats(a: &FidArgs, path: &std::path::Path) -> Result<Stats, CliError> {
                         .unwrap_or_else(|| "assets".into());
                     let w = root.join("weights/inception-2015-12-05.safetensors");
                     if !w.exists() {
-                        return Err(CliError::Other(format!(
+                        return Err(CliError::Input(format!(
                             "the FID Inception is not at {} (the default): run scripts/fetch_assets.sh in the repository, set CEDM_ASSETS, or pass --weights",
                             w.display()
                         )));
@@ -329,11 +343,17 @@ fn fid_stats(a: &FidArgs, path: &std::path::Path) -> Result<Stats, CliError> {
                     w
                 }
             };
-            Box::new(Inception::load(&w, &comp, FidResize::TfBilinear).map_err(node_err)?)
+            cedm_engine::FileKind::File
+                .check(&w)
+                .map_err(CliError::Input)?;
+            Box::new(Inception::load(&w, &comp, FidResize::TfBilinear).map_err(input_err)?)
         }
         FidMetric::Fdd => {
-            let w = a.weights.clone().ok_or_else(|| CliError::Other("--metric fdd needs --weights (a DINOv2 checkpoint, e.g. dinov2_vitl14_pretrain.pth)".into()))?;
-            Box::new(Vit::load(&a.model, None, &w, &comp, 224, Filter::Bicubic).map_err(node_err)?)
+            let w = a.weights.clone().ok_or_else(|| CliError::Usage("--metric fdd needs --weights (a DINOv2 checkpoint, e.g. dinov2_vitl14_pretrain.pth)".into()))?;
+            cedm_engine::FileKind::File
+                .check(&w)
+                .map_err(CliError::Input)?;
+            Box::new(Vit::load(&a.model, None, &w, &comp, 224, Filter::Bicubic).map_err(input_err)?)
         }
     };
     eprintln!(

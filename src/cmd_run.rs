@@ -10,11 +10,16 @@ use crate::cli::{Cli, DagArgs, DagFormat, ExecArgs, RunArgs, StatusArgs};
 use crate::render::{self, Human, JsonLines, paint, secs, status_text};
 use crate::{CliError, cache_for, outln, registry};
 
-/// Install handlers: the first SIGINT/SIGTERM/SIGUSR1/SIGUSR2 asks nodes to stop (they
-/// checkpoint); a second SIGINT or SIGTERM exits at once.
+/// Install handlers: the first SIGINT/SIGTERM/SIGHUP/SIGUSR1/SIGUSR2 asks nodes to stop (they
+/// checkpoint); a second SIGINT, SIGTERM or SIGHUP exits at once. SIGHUP is an SSH session
+/// dropping: it stops as cleanly as Ctrl-C.
 fn stop_flag() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
         let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone());
         let _ = signal_hook::flag::register(sig, stop.clone());
     }
@@ -212,6 +217,9 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, CliError> {
         ExitCode::from(130)
     } else if summary.ok() {
         ExitCode::SUCCESS
+    } else if summary.storage_full() {
+        // The disk is full: a filesystem failure (docs/cli.md), not a node's.
+        ExitCode::from(3)
     } else {
         ExitCode::from(1)
     })
@@ -330,8 +338,11 @@ fn exec_code(
         Err(cedm_engine::TaskError::Interrupted) => (ExitCode::from(130), 130),
         Err(e) => {
             eprintln!("{} {} failed: {e}", paint("✗", "31"), task.instance);
+            let msg = e.to_string();
             let c = if stop.load(std::sync::atomic::Ordering::Relaxed) {
                 130
+            } else if msg.contains("(os error 28)") || msg.contains("(os error 122)") {
+                3
             } else {
                 1
             };

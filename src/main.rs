@@ -7,7 +7,7 @@
 //! | 1 | a node failed, or `cache verify` found problems |
 //! | 2 | the experiment is invalid, a file it needs is missing, or the command line is wrong |
 //! | 3 | the cache or the filesystem failed |
-//! | 130 | interrupted (Ctrl-C, SIGTERM, a scheduler's warning signal); finished nodes stay cached |
+//! | 130 | interrupted (Ctrl-C, SIGTERM, SIGHUP, a scheduler's warning signal); finished nodes stay cached |
 
 #![forbid(unsafe_code)]
 
@@ -54,6 +54,10 @@ pub enum CliError {
     #[error("{0}")]
     #[diagnostic(code(cedm::usage))]
     Usage(String),
+    /// An input file given on the command line is missing, unreadable or malformed (exit 2).
+    #[error("{0}")]
+    #[diagnostic(code(cedm::input))]
+    Input(String),
     /// Something else failed (exit 3).
     #[error("{0}")]
     #[diagnostic(code(cedm::error))]
@@ -64,7 +68,7 @@ impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
             CliError::Engine(cedm_engine::EngineError::Cache(_)) => 3,
-            CliError::Engine(_) | CliError::Spec(_) | CliError::Usage(_) => 2,
+            CliError::Engine(_) | CliError::Spec(_) | CliError::Usage(_) | CliError::Input(_) => 2,
             CliError::Cache(_) | CliError::Other(_) => 3,
         }
     }
@@ -120,6 +124,15 @@ pub fn cache_for(
 }
 
 fn main() -> ExitCode {
+    // A panic inside a node is that node's failure: its backtrace goes to the node's log.
+    cedm_engine::panics::install();
+    // The allocator's cache of free blocks, in MiB (docs/performance.md).
+    if let Some(mib) = std::env::var("CEDM_ALLOC_CACHE_MIB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        cedm_nodes::kernels::alloc::set_limit(mib.saturating_mul(1 << 20));
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(ref a) => cmd_run::run(&cli, a),

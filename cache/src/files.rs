@@ -1,5 +1,11 @@
 //! Digests of input files outside the cache (datasets, weights), remembered by
-//! (path, size, mtime, inode) so that a no-op run never rehashes gigabytes.
+//! (path, size, mtime, ctime, inode, device) so that a no-op run never rehashes gigabytes. The
+//! ctime is part of the stamp because a file rewritten in place with its mtime set back (`touch
+//! -d`, `cp -p`, some sync tools) keeps its mtime but always gets a new ctime.
+//!
+//! Only regular files and directories are hashed: a FIFO, a socket or a device is refused
+//! before it is opened (reading one would block forever or read a whole disk), and a directory
+//! walk never enters a directory twice (symlink loops).
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -16,6 +22,9 @@ struct Stamp {
     path: String,
     size: u64,
     mtime_ns: i128,
+    /// Absent in memos of older versions (they never match: the file is rehashed once).
+    #[serde(default)]
+    ctime_ns: i128,
     inode: u64,
     dev: u64,
 }
@@ -31,6 +40,7 @@ fn stamp(path: &Path, m: &fs::Metadata) -> Stamp {
         path: path.to_string_lossy().to_string(),
         size: m.len(),
         mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
         inode: m.ino(),
         dev: m.dev(),
     }
@@ -61,9 +71,11 @@ impl Cache {
                 .join(path)
         };
         let m = fs::metadata(&abs).map_err(io_err("reading", &abs))?;
+        special_file(&abs, &m)?;
         if m.is_dir() {
             let mut files = Vec::new();
-            walk(&abs, &abs, &mut files)?;
+            let mut seen = std::collections::BTreeSet::new();
+            walk(&abs, &abs, &mut files, &mut seen)?;
             files.sort();
             let mut h = blake3::Hasher::new();
             h.update(b"cedm-dir-v1\0");
@@ -95,8 +107,11 @@ impl Cache {
         let digest = Digest::of_file(&abs).map_err(io_err("hashing", &abs))?;
         let size = m.len();
         let memo = Memo { stamp: st, digest };
-        // The memo is an optimisation: failing to write it must not fail the run.
-        let _ = atomic_write(&memo_path, &serde_json::to_vec(&memo).unwrap_or_default());
+        // The memo is an optimisation: failing to write it must not fail the run. A read-only
+        // view of the cache (`cedm status`) does not write it.
+        if !self.is_read_only() {
+            let _ = atomic_write(&memo_path, &serde_json::to_vec(&memo).unwrap_or_default());
+        }
         Ok(FileRef {
             path: abs.to_string_lossy().to_string(),
             digest,
@@ -105,13 +120,51 @@ impl Cache {
     }
 }
 
-fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<(), CacheError> {
+/// Refuse what is neither a regular file nor a directory (`m` follows symlinks).
+pub(crate) fn special_file(path: &Path, m: &fs::Metadata) -> Result<(), CacheError> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = m.file_type();
+    let what = if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_file() || t.is_dir() {
+        return Ok(());
+    } else {
+        "not a regular file"
+    };
+    Err(CacheError::Io {
+        op: "reading",
+        path: path.to_path_buf(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{what}; expected a regular file or a directory"),
+        ),
+    })
+}
+
+/// Every regular file below `dir` (symlinks followed, each directory entered once; FIFOs,
+/// sockets and devices skipped).
+fn walk(
+    base: &Path,
+    dir: &Path,
+    out: &mut Vec<(String, PathBuf)>,
+    seen: &mut std::collections::BTreeSet<(u64, u64)>,
+) -> Result<(), CacheError> {
+    let dm = fs::metadata(dir).map_err(io_err("reading", dir))?;
+    if !seen.insert((dm.dev(), dm.ino())) {
+        return Ok(());
+    }
     for e in fs::read_dir(dir).map_err(io_err("listing", dir))? {
         let e = e.map_err(io_err("listing", dir))?;
         let p = e.path();
         let m = fs::metadata(&p).map_err(io_err("reading", &p))?;
         if m.is_dir() {
-            walk(base, &p, out)?;
+            walk(base, &p, out, seen)?;
         } else if m.is_file() {
             let rel = p
                 .strip_prefix(base)

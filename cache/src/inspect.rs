@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::fsutil::{hostname, process_alive};
-use crate::store::{StagingOwner, read_json};
+use crate::store::{StagingOwner, read_json, read_record};
 use crate::{Cache, CacheError, Digest, Record, io_err};
 
 /// One problem found by [`Cache::verify`].
@@ -71,20 +71,9 @@ pub struct GcReport {
     pub work_dirs: usize,
 }
 
+/// The regular files of a sharded directory (no symlink followed: [`crate::safety`]).
 fn list_sharded(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(shards) = fs::read_dir(dir) else {
-        return out;
-    };
-    for s in shards.flatten() {
-        if let Ok(files) = fs::read_dir(s.path()) {
-            for f in files.flatten() {
-                out.push(f.path());
-            }
-        }
-    }
-    out.sort();
-    out
+    crate::safety::list_sharded(dir).files
 }
 
 impl Cache {
@@ -93,7 +82,7 @@ impl Cache {
         let mut v: Vec<Record> = list_sharded(&self.root.join("records"))
             .par_iter()
             .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .filter_map(|p| read_json::<Record>(p, "record").ok().flatten())
+            .filter_map(|p| read_record(p).ok().flatten())
             .collect();
         v.sort_by(|a, b| (&a.meta.started, a.key).cmp(&(&b.meta.started, b.key)));
         v
@@ -145,8 +134,11 @@ impl Cache {
     }
 
     /// Rehash every object, check every record's objects. Corrupt objects go to quarantine.
+    /// Symlinks and special files anywhere in `objects/` are reported as strays, never
+    /// followed or opened.
     pub fn verify(&self) -> VerifyReport {
-        let objects = list_sharded(&self.root.join("objects"));
+        let listing = crate::safety::list_sharded(&self.root.join("objects"));
+        let objects = listing.files;
         let results: Vec<(u64, Option<VerifyProblem>)> = objects
             .par_iter()
             .map(|p| {
@@ -159,9 +151,11 @@ impl Cache {
                     // A write killed before its rename: garbage for gc, not damage.
                     return (0, None);
                 }
-                match name.parse::<Digest>() {
-                    Err(_) => (0, Some(VerifyProblem::StrayFile { path: p.clone() })),
-                    Ok(want) => match Digest::of_file(p) {
+                // The name must be the digest in lowercase, in its own shard: anything else is
+                // a stray (and quarantining by digest would move the genuine object).
+                match crate::safety::object_name_digest(p).filter(|_| !name.is_empty()) {
+                    None => (0, Some(VerifyProblem::StrayFile { path: p.clone() })),
+                    Some(want) => match Digest::of_file(p) {
                         Ok(got) if got == want => (size, None),
                         _ => {
                             self.quarantine(&want);
@@ -175,6 +169,12 @@ impl Cache {
             objects: objects.len(),
             ..VerifyReport::default()
         };
+        report.problems.extend(
+            listing
+                .strays
+                .into_iter()
+                .map(|path| VerifyProblem::StrayFile { path }),
+        );
         for (bytes, problem) in results {
             report.bytes += bytes;
             report.problems.extend(problem);
@@ -184,7 +184,7 @@ impl Cache {
                 continue;
             }
             report.records += 1;
-            match read_json::<Record>(&p, "record") {
+            match read_record(&p) {
                 Ok(Some(r)) => {
                     for (name, o) in &r.outputs {
                         if !self.object_path(&o.digest).exists() {
@@ -219,7 +219,8 @@ impl Cache {
         let mut report = GcReport::default();
         let mut live_objects: HashSet<Digest> = HashSet::new();
         for p in list_sharded(&self.root.join("records")) {
-            let Ok(Some(r)) = read_json::<Record>(&p, "record") else {
+            // Only valid records (whose key is their file name) are kept or deleted.
+            let Ok(Some(r)) = read_record(&p) else {
                 continue;
             };
             if keep.is_some_and(|k| !k.contains(&r.key)) {
@@ -259,8 +260,17 @@ impl Cache {
                 }
             }
         }
-        if let Ok(entries) = fs::read_dir(self.root.join("tmp")) {
+        // tmp/ and work/ must be real directories, and only real directories in them are
+        // removed (remove_dir_all does not follow symlinks below them).
+        let tmp = self.root.join("tmp");
+        let entries = crate::safety::real_dir(&tmp)
+            .then(|| fs::read_dir(&tmp).ok())
+            .flatten();
+        if let Some(entries) = entries {
             for e in entries.flatten() {
+                if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
                 let owner: Option<StagingOwner> =
                     read_json(&e.path().join("owner.json"), "staging owner")
                         .ok()
@@ -277,8 +287,15 @@ impl Cache {
                 }
             }
         }
-        if let Ok(entries) = fs::read_dir(self.root.join("work")) {
+        let work = self.root.join("work");
+        let entries = crate::safety::real_dir(&work)
+            .then(|| fs::read_dir(&work).ok())
+            .flatten();
+        if let Some(entries) = entries {
             for e in entries.flatten() {
+                if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
                 let Ok(key) = e.file_name().to_string_lossy().parse::<Digest>() else {
                     continue;
                 };
@@ -297,9 +314,13 @@ impl Cache {
     }
 
     /// Copy a record's outputs into `dir` under their names, with `record.json` beside them.
+    /// Only below `dir`: names are validated, no symlink is followed on either side, files
+    /// get mode 0644 (umask applied), and every copy is checked against its digest
+    /// ([`crate::safety::export_file`]).
     ///
     /// # Errors
-    /// When the key has no record or a copy fails.
+    /// When the key has no (valid) record, an object is missing, damaged or not a regular
+    /// file, or a copy fails.
     pub fn export(
         &self,
         key: &Digest,
@@ -311,23 +332,17 @@ impl Cache {
         fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
         let mut out = BTreeMap::new();
         for (name, o) in &record.outputs {
-            let dest = dir.join(name);
-            if let Some(parent) = dest.parent() {
-                fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
-            }
-            let src = self.object_path(&o.digest);
-            fs::copy(&src, &dest).map_err(io_err("copying", &src))?;
-            let mut perms = fs::metadata(&dest)
-                .map_err(io_err("reading", &dest))?
-                .permissions();
-            #[allow(clippy::permissions_set_readonly_false)]
-            perms.set_readonly(false);
-            let _ = fs::set_permissions(&dest, perms);
+            let src = self.object_file(&o.digest)?.ok_or_else(|| {
+                CacheError::Lookup(format!("output `{name}`: object {} is missing", o.digest))
+            })?;
+            let dest = crate::safety::export_file(&src, &o.digest, dir, name)?;
             out.insert(name.clone(), dest);
         }
-        let rp = dir.join("record.json");
-        fs::write(&rp, serde_json::to_vec_pretty(&record).unwrap_or_default())
-            .map_err(io_err("writing", &rp))?;
+        crate::safety::export_bytes(
+            &serde_json::to_vec_pretty(&record).unwrap_or_default(),
+            dir,
+            "record.json",
+        )?;
         Ok(out)
     }
 

@@ -23,6 +23,7 @@ mod fsutil;
 mod inspect;
 mod lock;
 mod record;
+pub mod safety;
 mod store;
 
 use std::path::{Path, PathBuf};
@@ -94,6 +95,9 @@ pub const CACHE_FORMAT: u32 = 1;
 pub struct Cache {
     root: PathBuf,
     lock_policy: LockPolicy,
+    /// A view for commands that only look ([`Cache::read_only`]): damaged objects are reported,
+    /// not quarantined, and no memo is written.
+    read_only: bool,
 }
 
 impl Cache {
@@ -139,7 +143,23 @@ impl Cache {
         Ok(Cache {
             root,
             lock_policy: LockPolicy::default(),
+            read_only: false,
         })
+    }
+
+    /// A view of this cache for commands that only look (`cedm status`, `run --dry-run`,
+    /// reports): [`Cache::check`] reports damaged objects instead of moving them to
+    /// quarantine, and file digests are not memoised. Repair is left to `run` and `verify`.
+    pub fn read_only(&self) -> Cache {
+        Cache {
+            read_only: true,
+            ..self.clone()
+        }
+    }
+
+    /// Whether this is a [`Cache::read_only`] view.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// Use a different lock timing policy (tests, slow shared filesystems).
@@ -164,6 +184,16 @@ impl Cache {
     /// Path of the object with this content digest.
     pub fn object_path(&self, d: &Digest) -> PathBuf {
         self.sharded("objects", d, "")
+    }
+
+    /// The object's path when it is safe to open: real directories below the cache root and a
+    /// regular file (no symlink anywhere); `Ok(None)` when it does not exist.
+    ///
+    /// # Errors
+    /// A symlink or a special file on the way ([`safety::object_file`]).
+    pub fn object_file(&self, d: &Digest) -> Result<Option<PathBuf>, CacheError> {
+        let hex = d.to_hex();
+        safety::object_file(&self.root, &Path::new("objects").join(&hex[..2]).join(&hex))
     }
 
     /// Path of the record of this key.

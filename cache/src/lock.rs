@@ -164,8 +164,13 @@ pub fn try_lock(
                     purpose: purpose.to_string(),
                 };
                 let bytes = serde_json::to_vec(&owner).map_err(std::io::Error::other)?;
-                f.write_all(&bytes)?;
-                f.sync_all()?;
+                // A lock that could not be written (disk full) is removed: an empty lock file
+                // left behind would make the next run wait for its stale timeout.
+                if let Err(e) = f.write_all(&bytes).and_then(|()| f.sync_all()) {
+                    drop(f);
+                    let _ = fs::remove_file(path);
+                    return Err(e);
+                }
                 return Ok(Ok(start_heartbeat(path.to_path_buf(), owner, *policy)));
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {

@@ -94,7 +94,23 @@ impl Cache {
         let digest = Digest::of_file(file).map_err(io_err("hashing", file))?;
         let size = fs::metadata(file).map_err(io_err("reading", file))?.len();
         let dest = self.object_path(&digest);
-        let intact = match fs::metadata(&dest) {
+        // The shard directories must be real: an object is never published through a symlink.
+        for d in [
+            self.root.join("objects"),
+            dest.parent().unwrap_or(&self.root).to_path_buf(),
+        ] {
+            if fs::symlink_metadata(&d).is_ok_and(|m| !m.file_type().is_dir()) {
+                return Err(CacheError::Io {
+                    op: "publishing into",
+                    path: d,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "not a real directory (a symlink inside the cache?)",
+                    ),
+                });
+            }
+        }
+        let intact = match fs::symlink_metadata(&dest) {
             // An object of the same name may exist from an earlier run; trust it only if its
             // bytes really are these (a corrupt copy is replaced, never reused).
             Ok(m) if m.len() == size => Digest::of_file(&dest).is_ok_and(|d| d == digest),
@@ -140,7 +156,10 @@ impl Cache {
     /// When it is missing.
     pub fn read_object(&self, d: &Digest) -> Result<Vec<u8>, CacheError> {
         let p = self.object_path(d);
-        fs::read(&p).map_err(io_err("reading", &p))
+        match self.object_file(d)? {
+            Some(p) => fs::read(&p).map_err(io_err("reading", &p)),
+            None => Err(io_err("reading", &p)(std::io::ErrorKind::NotFound.into())),
+        }
     }
 
     /// Publish a staging area as the result of `key`.
@@ -204,27 +223,40 @@ impl Cache {
     /// # Errors
     /// When the record exists but cannot be read or parsed.
     pub fn record(&self, key: &Digest) -> Result<Option<Record>, CacheError> {
-        read_json(&self.record_path(key), "record")
+        read_record(&self.record_path(key))
     }
 
     /// Look a key up and check that its outputs exist with the right sizes; objects modified
-    /// after the record was written are rehashed. Damaged objects are moved to quarantine.
+    /// or changed (mtime or ctime: an in-place rewrite with the mtime set back still moves the
+    /// ctime) after the record was written are rehashed. Damaged objects are moved to
+    /// quarantine, except in a [`Cache::read_only`] view.
     ///
     /// # Errors
     /// When the record is unreadable.
     pub fn check(&self, key: &Digest) -> Result<HitCheck, CacheError> {
         let rp = self.record_path(key);
-        let record: Record = match read_json(&rp, "record") {
+        let record: Record = match read_record(&rp) {
             Ok(Some(r)) => r,
             Ok(None) => return Ok(HitCheck::Miss),
             // A record that does not parse is treated as absent: the node reruns and replaces it.
             Err(CacheError::Malformed { .. }) => return Ok(HitCheck::Miss),
             Err(e) => return Err(e),
         };
-        let rec_mtime = fs::metadata(&rp).and_then(|m| m.modified()).ok();
+        let rec_time = fs::metadata(&rp).ok().map(|m| changed_ns(&m));
         let mut problems = Vec::new();
         for (name, o) in &record.outputs {
-            let p = self.object_path(&o.digest);
+            // Never through a symlink: a planted link or special file is damage, not data.
+            let p = match self.object_file(&o.digest) {
+                Ok(Some(p)) => p,
+                Ok(None) => {
+                    problems.push((name.clone(), "object missing".to_string()));
+                    continue;
+                }
+                Err(e) => {
+                    problems.push((name.clone(), e.to_string()));
+                    continue;
+                }
+            };
             match fs::metadata(&p) {
                 Err(_) => problems.push((name.clone(), "object missing".to_string())),
                 Ok(m) if m.len() != o.size => {
@@ -232,16 +264,20 @@ impl Cache {
                         name.clone(),
                         format!("size {} instead of {}", m.len(), o.size),
                     ));
-                    self.quarantine(&o.digest);
+                    if !self.read_only {
+                        self.quarantine(&o.digest);
+                    }
                 }
                 Ok(m) => {
-                    let touched = match (m.modified().ok(), rec_mtime) {
-                        (Some(om), Some(rm)) => om > rm,
-                        _ => true,
+                    let touched = match rec_time {
+                        Some(rt) => changed_ns(&m) > rt,
+                        None => true,
                     };
                     if touched && Digest::of_file(&p).ok() != Some(o.digest) {
                         problems.push((name.clone(), "content does not match its digest".into()));
-                        self.quarantine(&o.digest);
+                        if !self.read_only {
+                            self.quarantine(&o.digest);
+                        }
                     }
                 }
             }
@@ -253,11 +289,17 @@ impl Cache {
         }
     }
 
-    /// Move a damaged object out of `objects/`.
+    /// Move a damaged object out of `objects/` (only a regular file at its own path, into a
+    /// real `quarantine/` directory: nothing is moved through a symlink).
     pub(crate) fn quarantine(&self, d: &Digest) {
-        let src = self.object_path(d);
+        let Ok(Some(src)) = self.object_file(d) else {
+            return;
+        };
         let dir = self.root.join("quarantine");
-        if fs::create_dir_all(&dir).is_ok() {
+        if !dir.exists() {
+            let _ = fs::create_dir(&dir);
+        }
+        if crate::safety::real_dir(&dir) {
             let _ = fs::rename(&src, dir.join(unique_name(&format!("{}-", d.short()))));
         }
     }
@@ -410,10 +452,44 @@ fn collect_files(
     Ok(())
 }
 
+/// A record file, validated ([`crate::safety::validate_record`]): a record that fails is
+/// malformed and never acted on.
+pub(crate) fn read_record(p: &Path) -> Result<Option<Record>, CacheError> {
+    let r: Option<Record> = read_json(p, "record")?;
+    if let Some(r) = &r {
+        crate::safety::validate_record(r, p)?;
+    }
+    Ok(r)
+}
+
+/// Largest JSON state file read (records, failures, memos, refs): 64 MiB.
+const MAX_JSON_BYTES: u64 = 64 << 20;
+
 pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(
     p: &Path,
     what: &'static str,
 ) -> Result<Option<T>, CacheError> {
+    // Regular files only (a FIFO planted in the tree would block the read), and capped.
+    match fs::symlink_metadata(p) {
+        Ok(m) if !m.file_type().is_file() => {
+            return Err(CacheError::Malformed {
+                what,
+                path: p.to_path_buf(),
+                message: "not a regular file (symlinks are not followed in the cache)".into(),
+            });
+        }
+        Ok(m) if m.len() > MAX_JSON_BYTES => {
+            return Err(CacheError::Malformed {
+                what,
+                path: p.to_path_buf(),
+                message: format!(
+                    "{} bytes; state files are at most {MAX_JSON_BYTES}",
+                    m.len()
+                ),
+            });
+        }
+        _ => {}
+    }
     match fs::read(p) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
@@ -425,4 +501,11 @@ pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_err("reading", p)(e)),
     }
+}
+
+/// The later of a file's mtime and ctime, in nanoseconds since the epoch.
+fn changed_ns(m: &fs::Metadata) -> i128 {
+    use std::os::unix::fs::MetadataExt;
+    let t = |s: i64, ns: i64| i128::from(s) * 1_000_000_000 + i128::from(ns);
+    t(m.mtime(), m.mtime_nsec()).max(t(m.ctime(), m.ctime_nsec()))
 }

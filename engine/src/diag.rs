@@ -66,9 +66,22 @@ impl SpecError {
     pub fn new(path: &Path, src: &str, mut problems: Vec<Problem>) -> SpecError {
         problems.sort_by_key(|p| p.span.offset);
         let file = path.display().to_string();
+        let text = src;
         let src = Arc::new(NamedSource::new(file.clone(), src.to_string()).with_language("yaml"));
         for p in &mut problems {
-            p.src = Some(src.clone());
+            // A problem on a very long line (a 100 000-character flow mapping) is shown as its
+            // line and column, not as a snippet of the whole line.
+            let at = p.span.offset.min(text.len());
+            let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+            let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+            if end - start > 1000 {
+                let line = text[..at].matches('\n').count() + 1;
+                let col = text[start..at].chars().count() + 1;
+                p.message = format!("{} (line {line}, column {col})", p.message);
+                p.src = None;
+            } else {
+                p.src = Some(src.clone());
+            }
         }
         SpecError {
             src,
@@ -155,12 +168,16 @@ impl Diagnostic for SpecError {
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         match self.problems.as_slice() {
-            [one] => Some(labels_of(one)),
+            [one] if one.src.is_some() => Some(labels_of(one)),
             _ => None,
         }
     }
     fn source_code(&self) -> Option<&dyn SourceCode> {
-        Some(&*self.src)
+        match self.problems.as_slice() {
+            // A problem on a very long line carries no snippet (see SpecError::new).
+            [one] if one.src.is_none() => None,
+            _ => Some(&*self.src),
+        }
     }
     fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
         if self.problems.len() < 2 {

@@ -20,7 +20,9 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::node::{Checked, FileParam, Node, NodeError, ParamError, RunContext, Slot, check_typed};
+use crate::node::{
+    Checked, FileParam, Node, NodeError, ParamError, RunContext, Slot, check_typed_all,
+};
 use crate::resources::{BatchDefaults, Resources};
 
 /// A node kind with typed params. See the module docs.
@@ -92,7 +94,7 @@ impl<K: Kind> Node for K {
         schema::<K::Params>()
     }
     fn check(&self, params: &serde_json::Value) -> Result<Checked, Vec<ParamError>> {
-        let (p, canonical) = check_typed::<K::Params>(params).map_err(|e| vec![e])?;
+        let (p, canonical) = check_typed_all::<K::Params>(params)?;
         let problems = K::validate(&p);
         if !problems.is_empty() {
             return Err(problems);
@@ -135,5 +137,30 @@ pub mod rules {
     pub fn positive(field: &str, value: f64) -> Option<ParamError> {
         (!(value > 0.0 && value.is_finite()))
             .then(|| ParamError::invalid(field, "must be positive"))
+    }
+
+    /// `value` must be at most `max` (sizes from params, against cedm's caps:
+    /// [`crate::limits`]).
+    pub fn at_most(field: &str, value: usize, max: usize) -> Option<ParamError> {
+        (value > max).then(|| ParamError::invalid(field, format!("must be at most {max}")))
+    }
+
+    /// An image side from a param: at most [`crate::limits::MAX_SIDE`] pixels.
+    pub fn side(field: &str, value: usize) -> Option<ParamError> {
+        at_most(field, value, crate::limits::MAX_SIDE)
+    }
+
+    /// The product of several params (an allocation they size together) must stay within
+    /// `max`; the problem is reported at the first of them.
+    pub fn product_at_most(fields: &[(&str, usize)], max: usize) -> Option<ParamError> {
+        let dims: Vec<usize> = fields.iter().map(|f| f.1).collect();
+        if crate::limits::product(&dims, max).is_some() {
+            return None;
+        }
+        let names: Vec<String> = fields.iter().map(|(f, v)| format!("{f} ({v})")).collect();
+        Some(ParamError::invalid(
+            fields.first().map_or("", |f| f.0),
+            format!("{} is more than {max}", names.join(" × ")),
+        ))
     }
 }

@@ -20,7 +20,9 @@ pub mod exec;
 pub mod interp;
 pub mod key;
 pub mod kind;
+pub mod limits;
 pub mod node;
+pub mod panics;
 pub mod plan;
 pub mod resources;
 pub mod run;
@@ -35,8 +37,8 @@ pub use diag::{Problem, SpecError};
 pub use event::{Event, EventKind, Reason, Reporter, Status};
 pub use kind::{Kind, rules};
 pub use node::{
-    Artifact, BatchDefaults, Checked, FileParam, Node, NodeError, ParamError, Progress, Registry,
-    Resources, RunContext, Slot, check_typed,
+    Artifact, BatchDefaults, Checked, FileKind, FileParam, Node, NodeError, ParamError, Progress,
+    Registry, Resources, RunContext, Slot, check_typed,
 };
 pub use plan::{Instance, Plan, expand};
 pub use run::{

@@ -73,14 +73,85 @@ pub struct FileParam {
     pub param: String,
     /// The path as written (relative paths are resolved against the experiment's folder).
     pub path: PathBuf,
+    /// What the path must name; anything else (a FIFO, a device, a socket, a directory where
+    /// a file is expected) is refused before it is hashed or read.
+    pub kind: FileKind,
+}
+
+/// What a [`FileParam`] must name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FileKind {
+    /// A regular file.
+    #[default]
+    File,
+    /// A directory.
+    Dir,
+    /// A regular file or a directory (a folder or a zip of images).
+    FileOrDir,
+}
+
+impl FileKind {
+    /// Why `path` does not fit, if it does not (`Ok` when it is missing: hashing says so).
+    ///
+    /// # Errors
+    /// A description naming what the path is and what was expected.
+    pub fn check(self, path: &std::path::Path) -> Result<(), String> {
+        use std::os::unix::fs::FileTypeExt;
+        let Ok(m) = std::fs::metadata(path) else {
+            return Ok(());
+        };
+        let t = m.file_type();
+        let is = if t.is_file() {
+            "a regular file"
+        } else if t.is_dir() {
+            "a directory"
+        } else if t.is_fifo() {
+            "a FIFO (named pipe)"
+        } else if t.is_socket() {
+            "a socket"
+        } else if t.is_char_device() {
+            "a character device"
+        } else if t.is_block_device() {
+            "a block device"
+        } else {
+            "not a regular file"
+        };
+        let (ok, want) = match self {
+            FileKind::File => (t.is_file(), "a regular file"),
+            FileKind::Dir => (t.is_dir(), "a directory"),
+            FileKind::FileOrDir => (t.is_file() || t.is_dir(), "a regular file or a directory"),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("{}: is {is}; expected {want}", path.display()))
+        }
+    }
 }
 
 impl FileParam {
-    /// The top-level param `param` naming the file `path`.
+    /// The top-level param `param` naming the regular file `path`.
     pub fn new(param: &str, path: impl Into<PathBuf>) -> FileParam {
         FileParam {
             param: param.to_string(),
             path: path.into(),
+            kind: FileKind::File,
+        }
+    }
+
+    /// The top-level param `param` naming the directory `path`.
+    pub fn dir(param: &str, path: impl Into<PathBuf>) -> FileParam {
+        FileParam {
+            kind: FileKind::Dir,
+            ..FileParam::new(param, path)
+        }
+    }
+
+    /// The top-level param `param` naming a regular file or a directory.
+    pub fn file_or_dir(param: &str, path: impl Into<PathBuf>) -> FileParam {
+        FileParam {
+            kind: FileKind::FileOrDir,
+            ..FileParam::new(param, path)
         }
     }
 }
@@ -180,6 +251,82 @@ where
         message: e.to_string(),
     })?;
     Ok((typed, canonical))
+}
+
+/// As [`check_typed`], but every mismatch at once: after each error the offending value (or
+/// unknown field) is taken out and the params checked again, so a user sees all of a node's
+/// problems in one run. A required field that is missing because an invalid value was taken
+/// out is not reported twice.
+///
+/// # Errors
+/// Every mismatch found (at most 64).
+pub fn check_typed_all<P>(
+    params: &serde_json::Value,
+) -> Result<(P, serde_json::Value), Vec<ParamError>>
+where
+    P: DeserializeOwned + serde::Serialize,
+{
+    let mut cur = params.clone();
+    let mut errors: Vec<ParamError> = Vec::new();
+    let mut removed: Vec<Vec<PathSeg>> = Vec::new();
+    for _ in 0..64 {
+        match check_typed::<P>(&cur) {
+            Ok(ok) if errors.is_empty() => return Ok(ok),
+            Ok(_) => return Err(errors),
+            Err(e) => {
+                // The location of the value to take out: the value's path, or the unknown or
+                // missing field inside the mapping at the path.
+                let mut at = e.path.clone();
+                match &e.kind {
+                    ParamErrorKind::Unknown { field, .. } | ParamErrorKind::Missing { field } => {
+                        at.push(PathSeg::Key(field.clone()));
+                    }
+                    ParamErrorKind::Invalid => {}
+                }
+                let consequence =
+                    matches!(e.kind, ParamErrorKind::Missing { .. }) && removed.contains(&at);
+                if !consequence {
+                    errors.push(e.clone());
+                }
+                if matches!(e.kind, ParamErrorKind::Missing { .. })
+                    || at.is_empty()
+                    || !take_out(&mut cur, &at)
+                {
+                    // Nothing more can be learned by removing (a missing field stays missing).
+                    return Err(errors);
+                }
+                removed.push(at);
+            }
+        }
+    }
+    Err(errors)
+}
+
+/// Remove the value at `path` from `v`; whether something was removed.
+fn take_out(v: &mut serde_json::Value, path: &[PathSeg]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut cur = v;
+    for seg in parents {
+        let next = match (seg, cur) {
+            (PathSeg::Key(k), serde_json::Value::Object(m)) => m.get_mut(k),
+            (PathSeg::Index(i), serde_json::Value::Array(a)) => a.get_mut(*i),
+            _ => None,
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return false,
+        }
+    }
+    match (last, cur) {
+        (PathSeg::Key(k), serde_json::Value::Object(m)) => m.remove(k).is_some(),
+        (PathSeg::Index(i), serde_json::Value::Array(a)) if *i < a.len() => {
+            a.remove(*i);
+            true
+        }
+        _ => false,
+    }
 }
 
 fn between_backticks(s: &str) -> Option<(String, &str)> {

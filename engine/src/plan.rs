@@ -460,6 +460,31 @@ fn parse_resources(spec: &NodeSpec, problems: &mut Vec<Problem>) -> ResourceSpec
 /// that do not fit their kind (at any sweep point), bad resources.
 pub fn expand(exp: Experiment, registry: &Registry) -> Result<Plan, SpecError> {
     let mut problems = template_problems(&exp, registry);
+    // The grid's size first, in checked arithmetic: a sweep of 12 variables × 10 values would
+    // otherwise allocate 10¹² points before anything else is said.
+    let sizes: Vec<usize> = exp.sweep.iter().map(|v| v.values.len()).collect();
+    if crate::limits::product(&sizes, crate::limits::MAX_SWEEP_POINTS).is_none() {
+        let shown: Vec<String> = exp
+            .sweep
+            .iter()
+            .map(|v| format!("{} ({})", v.name, v.values.len()))
+            .collect();
+        let span = exp.sweep.first().map(|v| v.span).unwrap_or_default();
+        problems.push(
+            Problem::new(
+                "cedm::spec::sweep_too_large",
+                format!(
+                    "the sweep expands to more than {} points: {}",
+                    crate::limits::MAX_SWEEP_POINTS,
+                    shown.join(" × ")
+                ),
+                span,
+                "this sweep",
+            )
+            .with_help("split it into several experiment files, or sweep fewer values"),
+        );
+        return Err(SpecError::new(&exp.shown, &exp.src, problems));
+    }
     let points = sweep_points(&exp);
     let swept: BTreeSet<&str> = exp.sweep.iter().map(|s| s.name.as_str()).collect();
 
@@ -674,6 +699,7 @@ pub fn expand(exp: Experiment, registry: &Registry) -> Result<Plan, SpecError> {
                 files.push(FileParam {
                     param: f.param.clone(),
                     path: abs,
+                    kind: f.kind,
                 });
             }
             if let Some(obj) = key_params.as_object_mut() {

@@ -86,6 +86,15 @@ impl RunSummary {
         self.outcomes.iter().filter(|o| f(o)).count()
     }
 
+    /// Whether a failure was the disk (or quota) being full: the filesystem failed, not the
+    /// node (exit code 3). Failures are carried as their error chains, which end in the OS
+    /// error (`… (os error 28)`: ENOSPC, `(os error 122)`: EDQUOT).
+    pub fn storage_full(&self) -> bool {
+        self.outcomes.iter().any(|o| {
+            matches!(o, Outcome::Failed(m) if m.contains("(os error 28)") || m.contains("(os error 122)"))
+        })
+    }
+
     /// Whether every selected instance has a result.
     pub fn ok(&self) -> bool {
         !self.interrupted
@@ -104,6 +113,9 @@ pub fn hash_files(plan: &Plan, cache: &Cache) -> Vec<BTreeMap<String, Result<Fil
             inst.files
                 .iter()
                 .map(|f| {
+                    if let Err(e) = f.kind.check(&f.path) {
+                        return (f.param.clone(), Err(e));
+                    }
                     let r = cache.hash_path(&f.path).map_err(|e| match e {
                         cedm_cache::CacheError::Io { source, .. } => {
                             format!("{}: {source}", f.path.display())
@@ -395,7 +407,11 @@ pub fn decide(
 }
 
 /// The status of every instance: cached, will run (and why), waits on upstream, missing file.
+///
+/// Read-only: damaged objects are reported (the instance will run), not quarantined, and no
+/// file-digest memo is written ([`Cache::read_only`]).
 pub fn status(plan: &Plan, cache: &Cache, force: &[String]) -> Vec<Status> {
+    let cache = &cache.read_only();
     let files = hash_files(plan, cache);
     let forced: BTreeSet<usize> = force.iter().flat_map(|f| plan.find(f)).collect();
     let mut out: Vec<Status> = Vec::with_capacity(plan.instances.len());

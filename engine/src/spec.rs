@@ -150,10 +150,47 @@ impl Experiment {
     /// # Errors
     /// Every structural problem, with spans; an unreadable file is reported as an I/O error.
     pub fn load(path: &Path) -> Result<Experiment, crate::EngineError> {
-        let src = std::fs::read_to_string(path).map_err(|source| crate::EngineError::Read {
+        let read_err = |source| crate::EngineError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        // Regular files only: a FIFO or a device given as the experiment would block the read.
+        let m = std::fs::metadata(path).map_err(read_err)?;
+        if !m.is_file() {
+            return Err(read_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file",
+            )));
+        }
+        if m.len() > 16 << 20 {
+            return Err(read_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "larger than 16 MiB; an experiment file is YAML text",
+            )));
+        }
+        let bytes = std::fs::read(path).map_err(read_err)?;
+        let src = match String::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                // Point at the first invalid byte, in the text as far as it is valid.
+                let at = e.utf8_error().valid_up_to();
+                let text = String::from_utf8_lossy(e.as_bytes()).to_string();
+                let lossy_at = String::from_utf8_lossy(&e.as_bytes()[..at]).len();
+                return Err(crate::EngineError::Spec(SpecError::new(
+                    path,
+                    &text,
+                    vec![
+                        Problem::new(
+                            "cedm::spec::not_utf8",
+                            "the file is not UTF-8 text",
+                            crate::yaml::Span::new(lossy_at, 1),
+                            "invalid byte here",
+                        )
+                        .with_help("save the experiment file as UTF-8"),
+                    ],
+                )));
+            }
+        };
         Experiment::parse(path, &src).map_err(crate::EngineError::Spec)
     }
 

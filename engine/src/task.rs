@@ -262,9 +262,16 @@ pub fn run_task(
         stats: BTreeMap::new(),
         last_progress: None,
     };
+    let capture = crate::panics::Capture::start();
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| kind.run(&mut ctx)));
+    let caught = capture.finish();
     let seconds = t0.elapsed().as_secs_f64();
-    let log_text = ctx.log_text();
+    let mut log_text = ctx.log_text();
+    // A panic's location and backtrace go to the node's log; its error stays one line.
+    for c in &caught {
+        log_text.push_str(c);
+        log_text.push('\n');
+    }
     let log = cache.put_bytes(log_text.as_bytes()).ok();
     let meta = RunMeta {
         experiment: task.experiment.clone(),
@@ -284,7 +291,15 @@ pub fn run_task(
     let error = match result {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(error_chain(&e)),
-        Err(p) => Some(format!("node panicked: {}", panic_message(&*p))),
+        Err(p) => Some(format!(
+            "node panicked: {}{}",
+            panic_message(&*p).lines().next().unwrap_or_default(),
+            if caught.is_empty() {
+                ""
+            } else {
+                " (backtrace in the node's log: cedm cache show)"
+            }
+        )),
     };
     if let Some(error) = error {
         let _ = cache.put_failure(&Failure {

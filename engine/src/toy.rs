@@ -72,6 +72,9 @@ pub struct AddParams {
     /// Fail instead of writing a result.
     #[serde(default)]
     pub fail: bool,
+    /// Panic instead of writing a result (tests that a panic is a one-line node failure).
+    #[serde(default)]
+    pub panic: bool,
     /// Pretend to need an accelerator.
     #[serde(default)]
     pub gpus: u32,
@@ -104,6 +107,9 @@ impl Kind for Add {
         }
         if p.fail {
             return Err(NodeError::msg("asked to fail"));
+        }
+        if p.panic {
+            panic!("asked to panic\nsecond line of the message");
         }
         let a = read_value(ctx, "a")?.unwrap_or(0);
         let b = read_value(ctx, "b")?.unwrap_or(0);

@@ -277,6 +277,21 @@ pub fn parse(src: &str) -> Result<Node, SyntaxError> {
                 .render_with_options(serde_saphyr::render_options! {
                     snippets: serde_saphyr::SnippetMode::Off,
                 });
+            if raw.contains("from_str_multiple")
+                || raw.to_lowercase().contains("multiple documents")
+            {
+                // A second document (`---` after content): say so in the user's terms.
+                let second = src
+                    .match_indices("\n---")
+                    .map(|(i, _)| i + 1)
+                    .find(|&i| !src[..i].trim().is_empty() && !src[..i].trim().starts_with("---"))
+                    .unwrap_or(span.offset);
+                return Err(SyntaxError {
+                    message: "an experiment file holds one YAML document; this is a second one"
+                        .into(),
+                    span: Span::new(second, 3),
+                });
+            }
             Err(SyntaxError {
                 message: clean_message(&raw),
                 span,

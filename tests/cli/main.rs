@@ -3,6 +3,7 @@
 mod util;
 
 mod crash;
+mod determinism;
 #[cfg(not(feature = "wgpu"))]
 mod devices;
 mod edm;
@@ -11,6 +12,7 @@ mod features;
 mod keys;
 mod kinds;
 mod metrics;
+mod reliability;
 mod report;
 mod slurm;
 #[cfg(feature = "wgpu")]

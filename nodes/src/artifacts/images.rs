@@ -230,6 +230,15 @@ impl ImageSet {
                 t.shape
             )));
         };
+        // The header is input: at least one image, 1 or 3 channels, non-empty and sane sides.
+        let side = cedm_engine::limits::MAX_SIDE;
+        if n == 0 || !(c == 1 || c == 3) || h == 0 || w == 0 || h > side || w > side {
+            return Err(NodeError::msg(format!(
+                "{}: images [N, C, H, W] = {:?}: expected N ≥ 1, C 1 or 3, 1 ≤ H, W ≤ {side}",
+                path.display(),
+                t.shape
+            )));
+        }
         Ok(ImageSet {
             n,
             c,

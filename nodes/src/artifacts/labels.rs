@@ -50,6 +50,14 @@ pub fn read_labels(a: &Artifact, n: usize) -> Result<(Vec<i64>, LabelInfo), Node
             labels.len()
         )));
     }
+    // Labels are input: 0 ≤ label < 2²⁰ (a conditioning vector of that width at most).
+    if let Some(&bad) = labels.iter().find(|&&l| !(0..1 << 20).contains(&l)) {
+        return Err(NodeError::msg(format!(
+            "input `labels` ({}) holds the label {bad}; labels must be in 0..{}",
+            a.record.kind,
+            1 << 20
+        )));
+    }
     let dim = labels
         .iter()
         .copied()

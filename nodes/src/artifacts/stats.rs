@@ -6,7 +6,7 @@
 //! format of pytorch-fid's `--save-stats` and of EDM's reference files.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 use cedm_engine::NodeError;
@@ -129,8 +129,8 @@ impl Stats {
                 .unwrap_or(0);
             ((mu.shape, mu.data), (sigma.shape, sigma.data), n)
         };
-        let d = mu.0.iter().product::<usize>();
-        if mu.0.len() != 1 || sigma.0 != [d, d] {
+        let d = mu.0.first().copied().unwrap_or(0);
+        if mu.0.len() != 1 || d == 0 || sigma.0 != [d, d] {
             return Err(NodeError::msg(format!(
                 "{}: `mu` must be [d] and `sigma` [d, d], got {:?} and {:?}",
                 path.display(),
@@ -237,14 +237,15 @@ fn parse_npy(bytes: &[u8], what: &str) -> Result<(Vec<usize>, Vec<f64>), String>
         .map(|s| s.parse::<usize>())
         .collect::<Result<_, _>>()
         .map_err(|_| format!("{what}: bad shape ({shape_s})"))?;
-    let count: usize = shape.iter().product();
-    let body = &bytes[start + hlen..];
+    // Checked: the header's shape is input (its product, times the item size, may overflow).
+    let count = cedm_engine::limits::elements(&shape, what)?;
+    let body = bytes.get(start + hlen..).unwrap_or_default();
     let data: Vec<f64> = match descr {
-        "<f8" if body.len() >= count * 8 => body[..count * 8]
+        "<f8" if body.len() / 8 >= count => body[..count * 8]
             .chunks_exact(8)
             .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
             .collect(),
-        "<f4" if body.len() >= count * 4 => body[..count * 4]
+        "<f4" if body.len() / 4 >= count => body[..count * 4]
             .chunks_exact(4)
             .map(|b| f64::from(f32::from_le_bytes(b.try_into().unwrap_or([0; 4]))))
             .collect(),
@@ -272,10 +273,9 @@ pub fn read_npz(path: &Path) -> Result<BTreeMap<String, (Vec<usize>, Vec<f64>)>,
             .map_err(|e| NodeError::msg(format!("{}: {e}", path.display())))?
             .trim_end_matches(".npy")
             .to_string();
-        let mut bytes = Vec::new();
-        entry
-            .read_to_end(&mut bytes)
-            .map_err(NodeError::io("reading", path))?;
+        let bytes =
+            cedm_engine::limits::read_capped(&mut entry, cedm_engine::limits::MAX_DECOMPRESSED)
+                .map_err(NodeError::io("reading", path))?;
         let arr =
             parse_npy(&bytes, &format!("{}: {name}", path.display())).map_err(NodeError::msg)?;
         out.insert(name, arr);

@@ -81,27 +81,55 @@ fn crop_resize(d: &Decoded, res: usize, filter: Filter) -> Vec<u8> {
     out
 }
 
+/// Largest image (or dataset.json) accepted, compressed or not: 256 MiB.
+const MAX_ENTRY_BYTES: u64 = 256 << 20;
+
 /// Entries (name, bytes) of a folder or zip, sorted by name, and `dataset.json` if present.
 fn entries(path: &Path) -> Result<(Vec<(String, Vec<u8>)>, Option<Vec<u8>>), NodeError> {
     let mut out = Vec::new();
     let mut meta = None;
     if path.is_dir() {
-        fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+        // Regular files only (a FIFO or a device named like an image would block the read
+        // forever), symlinks followed, each directory entered once (symlink loops).
+        fn walk(
+            base: &Path,
+            dir: &Path,
+            out: &mut Vec<String>,
+            seen: &mut std::collections::BTreeSet<(u64, u64)>,
+        ) -> std::io::Result<()> {
+            use std::os::unix::fs::MetadataExt;
+            let dm = std::fs::metadata(dir)?;
+            if !seen.insert((dm.dev(), dm.ino())) {
+                return Ok(());
+            }
             for e in std::fs::read_dir(dir)? {
                 let p = e?.path();
-                if p.is_dir() {
-                    walk(base, &p, out)?;
-                } else if let Ok(rel) = p.strip_prefix(base) {
-                    out.push(rel.to_string_lossy().replace('\\', "/"));
+                let Ok(m) = std::fs::metadata(&p) else {
+                    continue;
+                };
+                if m.is_dir() {
+                    walk(base, &p, out, seen)?;
+                } else if m.is_file() {
+                    if let Ok(rel) = p.strip_prefix(base) {
+                        out.push(rel.to_string_lossy().replace('\\', "/"));
+                    }
                 }
             }
             Ok(())
         }
         let mut names = Vec::new();
-        walk(path, path, &mut names).map_err(NodeError::io("listing", path))?;
+        walk(path, path, &mut names, &mut Default::default())
+            .map_err(NodeError::io("listing", path))?;
         names.sort();
         for n in names {
             let p = path.join(&n);
+            let len = std::fs::metadata(&p).map_or(0, |m| m.len());
+            if len > MAX_ENTRY_BYTES && (n == "dataset.json" || is_image(&n)) {
+                return Err(NodeError::msg(format!(
+                    "{}: {len} bytes (at most {MAX_ENTRY_BYTES} per image)",
+                    p.display()
+                )));
+            }
             if n == "dataset.json" {
                 meta = Some(std::fs::read(&p).map_err(NodeError::io("reading", &p))?);
             } else if is_image(&n) {
@@ -127,9 +155,25 @@ fn entries(path: &Path) -> Result<(Vec<(String, Vec<u8>)>, Option<Vec<u8>>), Nod
             let mut e = z
                 .by_name(&n)
                 .map_err(|e| NodeError::msg(format!("{}: {n}: {e}", path.display())))?;
-            let mut bytes = Vec::with_capacity(e.size() as usize);
-            e.read_to_end(&mut bytes)
+            // The declared size is input: capped, and never trusted for an allocation.
+            if e.size() > MAX_ENTRY_BYTES {
+                return Err(NodeError::msg(format!(
+                    "{}: {n}: declares {} bytes uncompressed (at most {MAX_ENTRY_BYTES} per image)",
+                    path.display(),
+                    e.size()
+                )));
+            }
+            let mut bytes = Vec::new();
+            (&mut e)
+                .take(MAX_ENTRY_BYTES + 1)
+                .read_to_end(&mut bytes)
                 .map_err(|e| NodeError::msg(format!("{}: {n}: {e}", path.display())))?;
+            if bytes.len() as u64 > MAX_ENTRY_BYTES {
+                return Err(NodeError::msg(format!(
+                    "{}: {n}: more than {MAX_ENTRY_BYTES} bytes uncompressed",
+                    path.display()
+                )));
+            }
             if n == "dataset.json" {
                 meta = Some(bytes);
             } else if is_image(&n) {
@@ -193,6 +237,9 @@ pub fn load(
             (h, w)
         }
     };
+    // The output's size in checked arithmetic before it is allocated.
+    cedm_engine::limits::elements(&[decoded.len(), c, h, w], &path.display().to_string())
+        .map_err(NodeError::msg)?;
     let pixels: Vec<u8> = decoded
         .par_iter()
         .map(|d| {

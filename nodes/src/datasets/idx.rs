@@ -3,7 +3,6 @@
 //! Format (<http://yann.lecun.com/exdb/mnist/>): big-endian magic `00 00 08 NDIM` (type 0x08 =
 //! uint8), NDIM big-endian u32 sizes, then the data. Images have NDIM = 3 (N, H, W), labels 1.
 
-use std::io::Read;
 use std::path::Path;
 
 use cedm_engine::NodeError;
@@ -32,6 +31,14 @@ pub enum IdxError {
         want: usize,
         /// Bytes present.
         have: usize,
+    },
+    /// Dimensions that are zero, overflow, or exceed cedm's caps.
+    #[error("{path}: {message}")]
+    Size {
+        /// File.
+        path: String,
+        /// What is wrong.
+        message: String,
     },
     /// Read error (missing file, bad gzip).
     #[error("{path}: {source}")]
@@ -63,11 +70,12 @@ pub fn read_idx(path: &Path, ndim: u8) -> Result<(Vec<usize>, Vec<u8>), IdxError
     };
     let raw = std::fs::read(path).map_err(io)?;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(io)?;
-        out
+        // Capped: a gzip bomb is an error, not an out-of-memory abort.
+        cedm_engine::limits::read_capped(
+            flate2::read::GzDecoder::new(&raw[..]),
+            cedm_engine::limits::MAX_DECOMPRESSED,
+        )
+        .map_err(io)?
     } else {
         raw
     };
@@ -96,7 +104,14 @@ pub fn read_idx(path: &Path, ndim: u8) -> Result<(Vec<usize>, Vec<u8>), IdxError
             ]) as usize
         })
         .collect();
-    let want: usize = dims.iter().product();
+    // Checked: the header's sizes are input (their product may overflow).
+    let want =
+        cedm_engine::limits::elements(&dims, "the header's dimensions").map_err(|message| {
+            IdxError::Size {
+                path: p.clone(),
+                message,
+            }
+        })?;
     let have = bytes.len() - header;
     if have < want {
         return Err(IdxError::Truncated {
@@ -114,6 +129,16 @@ pub fn read_idx(path: &Path, ndim: u8) -> Result<(Vec<usize>, Vec<u8>), IdxError
 /// Malformed files, or label and image counts that differ.
 pub fn load(images: &Path, labels: Option<&Path>) -> Result<ImageSet, NodeError> {
     let (dims, pixels) = read_idx(images, 3)?;
+    if dims.contains(&0) {
+        return Err(IdxError::Size {
+            path: images.display().to_string(),
+            message: format!(
+                "holds {} images of {}×{} pixels; a dataset needs at least one non-empty image",
+                dims[0], dims[1], dims[2]
+            ),
+        }
+        .into());
+    }
     let labels = match labels {
         Some(l) => {
             let (ld, lb) = read_idx(l, 1)?;

@@ -53,6 +53,32 @@ fn four() -> f64 {
 /// An unknown preset, or `custom` without `arch`.
 pub fn config(model: &str, arch: Option<&Arch>) -> Result<VitConfig, String> {
     match (model, arch) {
+        ("custom", Some(a))
+            if a.patch == 0
+                || a.dim == 0
+                || a.depth == 0
+                || a.heads == 0
+                || a.grid == 0
+                || a.dim % a.heads != 0 =>
+        {
+            Err(format!(
+                "`arch` needs patch, dim, depth, heads and grid ≥ 1 and dim divisible by heads (got patch {}, dim {}, depth {}, heads {}, grid {})",
+                a.patch, a.dim, a.depth, a.heads, a.grid
+            ))
+        }
+        ("custom", Some(a))
+            if a.patch > 64
+                || a.dim > 1 << 14
+                || a.depth > 256
+                || a.grid > 1024
+                || a.registers > 1024
+                || !(a.mlp_ratio > 0.0 && a.mlp_ratio <= 64.0) =>
+        {
+            Err(format!(
+                "`arch` is beyond any ViT (patch ≤ 64, dim ≤ 16384, depth ≤ 256, grid ≤ 1024, registers ≤ 1024, 0 < mlp_ratio ≤ 64; got patch {}, dim {}, depth {}, grid {}, registers {}, mlp_ratio {})",
+                a.patch, a.dim, a.depth, a.grid, a.registers, a.mlp_ratio
+            ))
+        }
         ("custom", Some(a)) => Ok(VitConfig {
             patch: a.patch,
             dim: a.dim,

@@ -286,6 +286,37 @@ impl Kind for ClusterTemi {
         .into_iter()
         .flatten()
         .collect();
+        // The heads' weights, sized by params, against cedm's cap on one array.
+        let cap = cedm_engine::limits::MAX_ELEMENTS;
+        let (h, hid, bot) = (p.heads.get(), p.hidden_dim.get(), p.bottleneck_dim.get());
+        problems.extend(rules::product_at_most(
+            &[("heads", h), ("hidden_dim", hid), ("hidden_dim", hid)],
+            cap,
+        ));
+        problems.extend(rules::product_at_most(
+            &[
+                ("heads", h),
+                ("bottleneck_dim", bot),
+                ("clusters", p.clusters),
+            ],
+            cap,
+        ));
+        problems.extend(rules::product_at_most(
+            &[
+                ("heads", h),
+                ("batch_size", p.batch_size.get()),
+                ("clusters", p.clusters),
+            ],
+            cap,
+        ));
+        problems.extend(rules::at_most("hidden_layers", p.hidden_layers.get(), 64));
+        problems.extend(rules::product_at_most(
+            &[
+                ("epochs", p.epochs.get()),
+                ("batch_size", p.batch_size.get()),
+            ],
+            1 << 48,
+        ));
         if !(p.gamma > 0.0 && p.gamma <= 1.0) {
             problems.push(ParamError::invalid(
                 "gamma",

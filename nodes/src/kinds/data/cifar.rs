@@ -51,7 +51,7 @@ impl Kind for DataCifar {
     type Params = Params;
 
     fn files(p: &Params) -> Vec<FileParam> {
-        vec![FileParam::new("dir", &p.dir)]
+        vec![FileParam::dir("dir", &p.dir)]
     }
 
     fn run(&self, p: Params, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {

@@ -4,7 +4,7 @@
 use std::num::NonZeroUsize;
 use std::path::Path;
 
-use cedm_engine::{FileParam, Kind, NodeError, ParamError, RunContext, Slot};
+use cedm_engine::{FileParam, Kind, NodeError, ParamError, RunContext, Slot, limits, rules};
 use cedm_kernels::imageops::Filter;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -70,6 +70,11 @@ impl Kind for DataIdx {
                 format!("must be 1 or 3, not {}", p.channels),
             ));
         }
+        problems.extend(rules::side("pad", p.pad));
+        problems.extend(rules::side(
+            "resolution",
+            p.resolution.map_or(0, NonZeroUsize::get),
+        ));
         problems
     }
 
@@ -90,6 +95,12 @@ impl Kind for DataIdx {
         set = set.subset(p.limit.map(NonZeroUsize::get), p.subset_seed);
         if p.channels == 3 {
             set = set.to_rgb();
+        }
+        // The output's size in checked arithmetic before it is allocated.
+        let (h2, w2) = (set.h + 2 * p.pad, set.w + 2 * p.pad);
+        let r = p.resolution.map_or(0, NonZeroUsize::get);
+        for dims in [[set.n, set.c, h2, w2], [set.n, set.c, r, r]] {
+            limits::elements(&dims, "the padded or resized images").map_err(NodeError::msg)?;
         }
         set = set.pad(p.pad);
         if let Some(r) = p.resolution {

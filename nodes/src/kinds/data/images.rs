@@ -56,17 +56,22 @@ impl Kind for DataImages {
     type Params = Params;
 
     fn validate(p: &Params) -> Vec<ParamError> {
-        match p.channels {
-            Some(c) if c != 1 && c != 3 => vec![ParamError::invalid(
+        let mut problems = Vec::new();
+        if let Some(c) = p.channels.filter(|c| *c != 1 && *c != 3) {
+            problems.push(ParamError::invalid(
                 "channels",
                 format!("must be 1 or 3, not {c}"),
-            )],
-            _ => vec![],
+            ));
         }
+        problems.extend(cedm_engine::rules::side(
+            "resolution",
+            p.resolution.map_or(0, NonZeroUsize::get),
+        ));
+        problems
     }
 
     fn files(p: &Params) -> Vec<FileParam> {
-        vec![FileParam::new("path", &p.path)]
+        vec![FileParam::file_or_dir("path", &p.path)]
     }
 
     fn run(&self, p: Params, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {

@@ -128,20 +128,38 @@ impl Kind for EdmSample {
     const KIND: &'static str = "edm/sample";
     // 2: SongUNet's CPU forward through the custom ops (floats summed in another order); outputs
     // differ in the last bits.
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const ABOUT: &'static str = "Sample with EDM's deterministic Heun sampler (ρ 7, σ 80 → 0.002), conditions from q(c) or uniform; images, grid per cluster";
     const INPUTS: &'static [Slot] = &[Slot::one("network", "a trained network (edm/train)")];
     type Params = Params;
 
     fn validate(p: &Params) -> Vec<ParamError> {
-        if p.sigma_min > 0.0 && p.sigma_max > p.sigma_min {
-            vec![]
-        } else {
-            vec![ParamError::invalid(
+        let mut problems = Vec::new();
+        if !(p.sigma_min > 0.0 && p.sigma_max > p.sigma_min) {
+            problems.push(ParamError::invalid(
                 "sigma_min",
                 "needs 0 < sigma_min < sigma_max",
-            )]
+            ));
         }
+        // Sizes from params, against cedm's caps (the images are held in memory).
+        problems.extend(cedm_engine::rules::at_most("count", p.count.get(), 1 << 24));
+        problems.extend(cedm_engine::rules::at_most("steps", p.steps.get(), 1 << 16));
+        problems.extend(cedm_engine::rules::at_most(
+            "batch_size",
+            p.batch_size.get(),
+            1 << 16,
+        ));
+        problems.extend(cedm_engine::rules::product_at_most(
+            &[("grid_rows", p.grid_rows), ("grid_cols", p.grid_cols)],
+            1 << 16,
+        ));
+        if p.first_seed.checked_add(p.count.get() as u64).is_none() {
+            problems.push(ParamError::invalid(
+                "first_seed",
+                "first_seed + count overflows a 64-bit seed",
+            ));
+        }
+        problems
     }
 
     fn resources(_: &Params) -> Resources {
@@ -227,6 +245,8 @@ impl Kind for EdmSample {
         };
         let secs = t0.elapsed().as_secs_f64();
         ctx.stat("img_per_s", total as f64 / secs.max(1e-9));
+        // Timings go to the record's meta only: outputs are the same bytes on every run.
+        ctx.stat("seconds", secs);
         let set = ImageSet {
             n: total,
             c,
@@ -295,7 +315,7 @@ impl Kind for EdmSample {
         }
         write_json(
             &ctx.out_dir().join("info.json"),
-            &serde_json::json!({"images": total, "shape": [c, h, w], "steps": p.steps, "label_dim": info.dim, "condition_counts": hist, "seconds": secs}),
+            &serde_json::json!({"images": total, "shape": [c, h, w], "steps": p.steps, "label_dim": info.dim, "condition_counts": hist}),
         )?;
         Ok(())
     }

@@ -61,7 +61,8 @@ impl Kind for FeaturesKnn {
             f.d,
             p.k.get(),
             p.normalize,
-            p.block_size.get(),
+            // A block never needs more rows than there are items (the param is input).
+            p.block_size.get().min(n.max(1)),
             |done| {
                 ctx.progress(done as u64, Some(n as u64), "rows", None);
                 !ctx.should_stop()

@@ -269,6 +269,30 @@ impl Kind for EdmTrain {
                 "needs at least one level",
             ));
         }
+        // Sizes from params, against caps far above any EDM (an impossible network is an
+        // error here, not an overflow or an out-of-memory abort mid-run).
+        let mult = p.channel_mult.as_deref().unwrap_or_default();
+        if mult.len() > 12 || mult.iter().any(|&m| m == 0 || m > 64) {
+            problems.push(ParamError::invalid(
+                "channel_mult",
+                "needs 1 to 12 levels, each multiplier in 1..=64",
+            ));
+        }
+        let mc = p.model_channels.unwrap_or(128);
+        problems.extend(rules::product_at_most(
+            &[
+                ("model_channels", mc),
+                ("channel_mult", mult.iter().copied().max().unwrap_or(1)),
+            ],
+            1 << 14,
+        ));
+        problems.extend(rules::at_least("model_channels", mc, 1));
+        problems.extend(rules::at_most("num_blocks", p.num_blocks.unwrap_or(1), 64));
+        problems.extend(rules::at_most("batch_size", p.batch_size.get(), 1 << 16));
+        problems.extend(rules::at_most("log_points", p.log_points, 1 << 20));
+        if !(p.duration_kimg <= 1e9) {
+            problems.push(ParamError::invalid("duration_kimg", "must be at most 1e9"));
+        }
         problems
     }
 
