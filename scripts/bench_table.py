@@ -131,7 +131,8 @@ def profile_rows(r):
 
 
 def host_line(results):
-    hosts = {json.dumps(r.get("host"), sort_keys=True) for r in results.values() if r.get("host")}
+    # The machine as the default rows see it (the `-off` rows run without oneDNN and OpenBLAS).
+    hosts = {json.dumps(r.get("host"), sort_keys=True) for r in results.values() if r.get("host") and not r.get("env")}
     lines = []
     for h in sorted(hosts):
         h = json.loads(h)
