@@ -351,3 +351,49 @@ fn sighup_stops_like_sigint() {
     // No lock stays behind: the next run starts at once and finishes the work.
     assert!(std::fs::read_dir(d.cache().join("locks")).map_or(true, |mut r| r.next().is_none()));
 }
+
+#[test]
+fn a_full_disk_exits_3_and_leaves_no_lock_behind() {
+    // A 1 MiB tmpfs holds the cache (needs root, as CI has; skipped loudly otherwise).
+    let d = Dir::new();
+    let mnt = d.path().join("small");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mnt)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("*** FULL-DISK TEST SKIPPED: cannot mount a tmpfs (not root?) ***");
+        return;
+    }
+    let cache = mnt.join("cache");
+    d.write(
+        "exp.yaml",
+        "name: full\nnodes:\n  a: {kind: toy/value, params: {value: 1}}\n  b: {kind: toy/add, inputs: {a: a}, params: {k: 2}}\n",
+    );
+    let run = |args: &[&str]| {
+        d.cedm()
+            .env("CEDM_CACHE", &cache)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["status", "exp.yaml"]).status.success());
+    // Fill the disk.
+    let _ = std::fs::write(mnt.join("filler"), vec![0u8; 2 << 20]);
+    let o = run(&["run", "exp.yaml"]);
+    let code = o.status.code();
+    let locks: Vec<_> = std::fs::read_dir(cache.join("locks"))
+        .map(|r| r.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    let _ = Command::new("umount").arg(&mnt).status();
+    assert_eq!(code, Some(3), "{}", stderr(&o));
+    assert!(
+        flat(&o).contains("No space left on device"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(locks.is_empty(), "locks left behind: {locks:?}");
+}
