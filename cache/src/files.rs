@@ -120,11 +120,14 @@ impl Cache {
     }
 }
 
-/// Refuse what is neither a regular file nor a directory (`m` follows symlinks).
-pub(crate) fn special_file(path: &Path, m: &fs::Metadata) -> Result<(), CacheError> {
+/// What a file is, in words (`a FIFO (named pipe)`, `a directory`, …), for error messages.
+pub fn describe_file_type(t: fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
-    let t = m.file_type();
-    let what = if t.is_fifo() {
+    if t.is_file() {
+        "a regular file"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
         "a FIFO (named pipe)"
     } else if t.is_socket() {
         "a socket"
@@ -132,17 +135,26 @@ pub(crate) fn special_file(path: &Path, m: &fs::Metadata) -> Result<(), CacheErr
         "a character device"
     } else if t.is_block_device() {
         "a block device"
-    } else if t.is_file() || t.is_dir() {
-        return Ok(());
     } else {
         "not a regular file"
-    };
+    }
+}
+
+/// Refuse what is neither a regular file nor a directory (`m` follows symlinks).
+pub(crate) fn special_file(path: &Path, m: &fs::Metadata) -> Result<(), CacheError> {
+    let t = m.file_type();
+    if t.is_file() || t.is_dir() {
+        return Ok(());
+    }
     Err(CacheError::Io {
         op: "reading",
         path: path.to_path_buf(),
         source: std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            format!("{what}; expected a regular file or a directory"),
+            format!(
+                "{}; expected a regular file or a directory",
+                describe_file_type(t)
+            ),
         ),
     })
 }

@@ -29,6 +29,7 @@ mod store;
 use std::path::{Path, PathBuf};
 
 pub use digest::{BadDigest, Digest};
+pub use files::describe_file_type;
 pub use fsutil::{crash_point, hostname, rfc3339_now};
 pub use inspect::{GcReport, VerifyProblem, VerifyReport};
 pub use lock::{LockGuard, LockOwner, LockPolicy, LockState};

@@ -96,26 +96,11 @@ impl FileKind {
     /// # Errors
     /// A description naming what the path is and what was expected.
     pub fn check(self, path: &std::path::Path) -> Result<(), String> {
-        use std::os::unix::fs::FileTypeExt;
         let Ok(m) = std::fs::metadata(path) else {
             return Ok(());
         };
         let t = m.file_type();
-        let is = if t.is_file() {
-            "a regular file"
-        } else if t.is_dir() {
-            "a directory"
-        } else if t.is_fifo() {
-            "a FIFO (named pipe)"
-        } else if t.is_socket() {
-            "a socket"
-        } else if t.is_char_device() {
-            "a character device"
-        } else if t.is_block_device() {
-            "a block device"
-        } else {
-            "not a regular file"
-        };
+        let is = cedm_cache::describe_file_type(t);
         let (ok, want) = match self {
             FileKind::File => (t.is_file(), "a regular file"),
             FileKind::Dir => (t.is_dir(), "a directory"),
