@@ -27,7 +27,7 @@ p.add_argument("--dim", type=int, default=1280)
 p.add_argument("--clusters", type=int, default=100)
 p.add_argument("--items", type=int, default=60000)
 p.add_argument("--steps", type=int, default=5)
-p.add_argument("--hidden-layers", type=int, default=2)
+p.add_argument("--nlayers", type=int, default=2)  # TEMI's --nlayers: D→512→256
 p.add_argument("--threads", type=int, default=os.cpu_count())
 a = p.parse_args()
 torch.set_num_threads(a.threads)
@@ -36,7 +36,7 @@ torch.manual_seed(0)
 
 def head():
     layers = [nn.Linear(a.dim, 512), nn.GELU()]
-    for _ in range(a.hidden_layers - 1):
+    for _ in range(a.nlayers - 2):
         layers += [nn.Linear(512, 512), nn.GELU()]
     layers += [nn.Linear(512, 256)]
     mlp = nn.Sequential(*layers)

@@ -925,7 +925,7 @@ pub fn temi(
         heads,
         input: dim,
         hidden: 512,
-        hidden_layers: 2,
+        hidden_layers: 1,
         bottleneck: 256,
         clusters,
     };
@@ -935,7 +935,8 @@ pub fn temi(
     let x: Vec<f32> = (0..batch * dim).map(|_| rng.normal() as f32).collect();
     let xn: Vec<f32> = x.iter().map(|v| v + 0.1 * rng.normal() as f32).collect();
     let sc = StepConfig {
-        temperature: 0.1,
+        student_temp: 0.1,
+        teacher_temp: 0.1,
         gamma: 0.6,
         prior_momentum: 0.9,
         teacher_momentum: 0.996,
@@ -985,7 +986,7 @@ pub fn temi(
     Ok(Report {
         name: "temi".into(),
         setup: format!(
-            "TEMI epoch of {items} items: {per_epoch} steps of {batch} pairs, {heads} heads {dim}→512→512→256→{clusters}, {} threads",
+            "TEMI epoch of {items} items: {per_epoch} steps of {batch} pairs, {heads} heads {dim}→512→256→{clusters} (TEMI nlayers 2), {} threads",
             rayon::current_num_threads()
         ),
         unit: "step/s".into(),

@@ -306,3 +306,32 @@ fn custom_ops_match_pytorch_forward_and_gradients() {
         1e-6,
     );
 }
+
+/// SongUNet's attention computes its logits and softmax in f32 under f16 (NVlabs/edm's
+/// AttentionOp): logits of ~8·10⁴ overflow f16 (max 65 504) but not f32, so the weights stay
+/// finite and equal the f32 computation's; done in f16, they would be NaN.
+#[test]
+fn attention_softmax_runs_in_f32_under_f16() {
+    use burn::tensor::FloatDType;
+    use burn::tensor::activation::softmax;
+    use cedm_nodes::models::edm::songunet::attention_weights;
+    let dev = Device::flex();
+    let (n, c, hw) = (1, 4, 3);
+    // q·k/√c per position pair: Σ_c (200 · 200/2) = 8·10⁴ on the diagonal, less elsewhere.
+    let q: Vec<f32> = (0..n * c * hw).map(|i| 200.0 - (i % hw) as f32 * 10.0).collect();
+    let k = q.clone();
+    let t = |v: Vec<f32>| Tensor::<3>::from_data(TensorData::new(v, [n, c, hw]), &dev);
+    let want = host(attention_weights(t(q.clone()), t(k.clone())));
+    let half = attention_weights(
+        t(q.clone()).cast(FloatDType::F16),
+        t(k.clone()).cast(FloatDType::F16),
+    );
+    assert_eq!(half.dtype(), burn::tensor::DType::F16);
+    let got = host(half.cast(FloatDType::F32));
+    assert!(got.iter().all(|v| v.is_finite()), "{got:?}");
+    close("attention weights f16 vs f32", &got, &want, 2e-3);
+    // The same in f16 throughout overflows: what the f32 path prevents.
+    let kh = t(k).cast(FloatDType::F16) / (c as f64).sqrt();
+    let naive = softmax(t(q).cast(FloatDType::F16).swap_dims(1, 2).matmul(kh), 2);
+    assert!(host(naive.cast(FloatDType::F32)).iter().any(|v| !v.is_finite()));
+}

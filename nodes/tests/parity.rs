@@ -186,21 +186,44 @@ fn vit_dinov2_registers_and_swiglu_match_reference() {
 }
 
 #[test]
-fn temi_loss_and_two_adamw_steps_match_pytorch() {
+fn temi_six_steps_with_every_schedule_match_pytorch() {
     // Uncleared kernel outputs start as NaN here: an element a kernel forgot would show.
     cedm_nodes::kernels::cpu::poison_outputs(true);
-    use cedm_nodes::models::temi_heads::{
-        HeadsConfig, StepConfig, TemiState, from_torch, to_torch,
-    };
+    use cedm_nodes::kinds::cluster::temi::{Params, step_config};
+    use cedm_nodes::models::temi_heads::{HeadsConfig, TemiState, from_torch, to_torch};
     use std::collections::HashMap;
     let t = fixture("temi.safetensors");
     let names = t.names();
+    let meta = t.metadata();
     let device = Device::flex();
+    // The kind's params from the generator's values (its metadata), through serde as a YAML
+    // would give them; the rest at their defaults.
+    let num = |k: &str| -> serde_json::Value {
+        let v: f64 = meta[k].parse().unwrap();
+        if v.fract() == 0.0 && !meta[k].contains('.') && !meta[k].contains('e') {
+            serde_json::json!(v as u64)
+        } else {
+            serde_json::json!(v)
+        }
+    };
+    let mut pj = serde_json::json!({
+        "clusters": 5, "heads": 2, "gamma": 0.6, "hidden_dim": 16, "bottleneck_dim": 8, "nlayers": 2,
+    });
+    for k in [
+        "lr", "min_lr", "warmup_epochs", "weight_decay", "weight_decay_end", "momentum_teacher",
+        "max_momentum_teacher", "student_temp", "teacher_temp", "warmup_teacher_temp",
+        "warmup_teacher_temp_epochs", "prior_momentum", "freeze_last_layer", "epochs",
+    ] {
+        pj[k] = num(k);
+    }
+    pj["batch_size"] = num("batch");
+    let p: Params = serde_json::from_value(pj).unwrap();
+    let iters: usize = meta["iters"].parse().unwrap();
     let cfg = HeadsConfig {
         heads: 2,
         input: 8,
         hidden: 16,
-        hidden_layers: 2,
+        hidden_layers: p.nlayers.get() - 1,
         bottleneck: 8,
         clusters: 5,
     };
@@ -213,53 +236,69 @@ fn temi_loss_and_two_adamw_steps_match_pytorch() {
             })
             .collect()
     };
-    let init = from_torch(&cfg, &prefixed("init."), &device).unwrap();
+    let init = prefixed("init.");
+    // TEMI's nlayers = 2 head: mlp.0 and mlp.2 only.
+    assert!(init.contains_key("heads.0.mlp.2.weight") && !init.contains_key("heads.0.mlp.4.weight"));
+    let init = from_torch(&cfg, &init, &device).unwrap();
     let mut st = TemiState::new(init);
-    let sc = StepConfig {
-        temperature: 0.1,
-        gamma: 0.6,
-        prior_momentum: 0.9,
-        teacher_momentum: 0.996,
-        lr: 1e-3,
-        weight_decay: 1e-4,
-        freeze_last: false,
-    };
-    for step in 0..2 {
-        let x = t.f32(&format!("step{step}.x")).unwrap();
-        let xn = t.f32(&format!("step{step}.x_nn")).unwrap();
-        let xt: Tensor<2> = Tensor::from_data(TensorData::new(x.data, [6, 8]), &device);
-        let xnt: Tensor<2> = Tensor::from_data(TensorData::new(xn.data, [6, 8]), &device);
-        let out = st.step(xt, xnt, &sc).unwrap();
-        let want_loss = t.f32(&format!("step{step}.loss")).unwrap().data[0];
-        assert!(
-            (out.loss - want_loss).abs() < 1e-5,
-            "step {step}: loss {} vs {want_loss}",
-            out.loss
-        );
-        assert!(
-            max_abs_diff(
-                &out.head_losses,
-                &t.f32(&format!("step{step}.head_losses")).unwrap().data
-            ) < 1e-5
-        );
-        assert!(
-            max_abs_diff(
-                &out.weight,
-                &t.f32(&format!("step{step}.weight")).unwrap().data
-            ) < 1e-5
-        );
-        let prior: Vec<f32> = st.prior.clone().into_data().try_into_vec().unwrap();
-        assert!(max_abs_diff(&prior, &t.f32(&format!("step{step}.prior")).unwrap().data) < 1e-6);
-        for (who, heads) in [("student", &st.student), ("teacher", &st.teacher)] {
-            let want = prefixed(&format!("step{step}.{who}."));
-            let got = to_torch(heads).unwrap();
-            assert_eq!(got.len(), want.len());
-            for (k, v) in &want {
-                let d = max_abs_diff(&got[k], v);
-                assert!(d < 1e-5, "step {step} {who} {k}: max |Δ| = {d}");
+    let mut step = 0;
+    for epoch in 0..p.epochs.get() {
+        for it in 0..iters {
+            let sc = step_config(&p, iters, epoch, it);
+            let want = t
+                .get::<f64>(
+                    &format!("step{step}.schedule"),
+                    cedm_nodes::artifacts::safetensors::DType::F64,
+                )
+                .unwrap()
+                .data;
+            for (name, got, w) in [
+                ("lr", sc.lr, want[0]),
+                ("weight decay", sc.weight_decay, want[1]),
+                ("teacher momentum", sc.teacher_momentum, want[2]),
+                ("teacher temperature", sc.teacher_temp, want[3]),
+            ] {
+                assert!((got - w).abs() <= 1e-12 * w.abs().max(1.0), "step {step} {name}: {got} vs {w}");
             }
+            assert_eq!(sc.freeze_last, epoch < p.freeze_last_layer);
+            let x = t.f32(&format!("step{step}.x")).unwrap();
+            let xn = t.f32(&format!("step{step}.x_nn")).unwrap();
+            let xt: Tensor<2> = Tensor::from_data(TensorData::new(x.data, [6, 8]), &device);
+            let xnt: Tensor<2> = Tensor::from_data(TensorData::new(xn.data, [6, 8]), &device);
+            let out = st.step(xt, xnt, &sc).unwrap();
+            let want_loss = t.f32(&format!("step{step}.loss")).unwrap().data[0];
+            assert!(
+                (out.loss - want_loss).abs() < 1e-5,
+                "step {step}: loss {} vs {want_loss}",
+                out.loss
+            );
+            assert!(
+                max_abs_diff(
+                    &out.head_losses,
+                    &t.f32(&format!("step{step}.head_losses")).unwrap().data
+                ) < 1e-5
+            );
+            assert!(
+                max_abs_diff(
+                    &out.weight,
+                    &t.f32(&format!("step{step}.weight")).unwrap().data
+                ) < 1e-5
+            );
+            let prior: Vec<f32> = st.prior.clone().into_data().try_into_vec().unwrap();
+            assert!(max_abs_diff(&prior, &t.f32(&format!("step{step}.prior")).unwrap().data) < 1e-6);
+            for (who, heads) in [("student", &st.student), ("teacher", &st.teacher)] {
+                let want = prefixed(&format!("step{step}.{who}."));
+                let got = to_torch(heads).unwrap();
+                assert_eq!(got.len(), want.len());
+                for (k, v) in &want {
+                    let d = max_abs_diff(&got[k], v);
+                    assert!(d < 2e-5, "step {step} {who} {k}: max |Δ| = {d}");
+                }
+            }
+            step += 1;
         }
     }
+    assert_eq!(step, 6);
 }
 
 #[test]

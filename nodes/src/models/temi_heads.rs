@@ -2,8 +2,9 @@
 //! Clustering using Pretrained Models"; reference: HHU-MMBS/TEMI-official-BMVC2023
 //! `model_builders/multi_head.py`, `losses/multihead_losses.py`), trained on frozen features.
 //!
-//! H heads, each: Linear(D, hidden) → GELU → [Linear(hidden, hidden) → GELU]… → Linear(hidden,
-//! bottleneck) → L2-normalise → weight-normalised Linear(bottleneck, C, no bias). All heads are
+//! H heads, each TEMI's DINOHead: Linear(D, hidden) → GELU → [Linear(hidden, hidden) → GELU]… →
+//! Linear(hidden, bottleneck) → L2-normalise → weight-normalised Linear(bottleneck, C, no bias)
+//! (TEMI's default `nlayers = 2` is one hidden layer: D→hidden→bottleneck). All heads are
 //! stored stacked so that one batched matrix product evaluates them together; the first layer,
 //! whose input is shared, is one `[D, H·hidden]` product.
 //!
@@ -34,7 +35,8 @@ pub struct HeadsConfig {
     pub input: usize,
     /// Hidden width.
     pub hidden: usize,
-    /// Hidden layers (Linear+GELU before the bottleneck projection): 2 gives D→h→h→b.
+    /// Hidden layers (Linear+GELU before the bottleneck projection), TEMI's `nlayers − 1`: 1
+    /// gives D→h→b (TEMI's default), 2 gives D→h→h→b. At least 1.
     pub hidden_layers: usize,
     /// Bottleneck width.
     pub bottleneck: usize,
@@ -204,8 +206,10 @@ pub fn forward(cfg: &HeadsConfig, p: &[Tensor<3>], x: Tensor<2>) -> Tensor<3> {
 /// Hyper-parameters of one TEMI step.
 #[derive(Clone, Copy, Debug)]
 pub struct StepConfig {
-    /// Student and teacher softmax temperature.
-    pub temperature: f64,
+    /// Student softmax temperature.
+    pub student_temp: f64,
+    /// Teacher softmax temperature of this step (TEMI warms it up per epoch).
+    pub teacher_temp: f64,
     /// Exponent γ (β in the TEMI code).
     pub gamma: f64,
     /// EMA momentum of the cluster prior q̃.
@@ -317,7 +321,7 @@ impl TemiState {
         let x2 = Tensor::cat(vec![x, xn], 0); // [2b, D]
         // Teacher: probabilities, prior update (before the loss), pair weights. No gradient.
         let t = forward(&cfg, &self.teacher.params, x2.clone());
-        let pt = softmax(t / sc.temperature, 2); // [H, 2b, C]
+        let pt = softmax(t / sc.teacher_temp, 2); // [H, 2b, C]
         self.prior = self.prior.clone() * sc.prior_momentum
             + pt.clone().mean_dim(1) * (1.0 - sc.prior_momentum);
         let t1 = pt.clone().narrow(1, 0, b);
@@ -331,7 +335,7 @@ impl TemiState {
             .map(|p| p.clone().autodiff().require_grad())
             .collect();
         let s = forward(&cfg, &leaves, x2.autodiff());
-        let ps = softmax(s / sc.temperature, 2);
+        let ps = softmax(s / sc.student_temp, 2);
         let ps1 = ps.clone().narrow(1, 0, b);
         let ps2 = ps.narrow(1, b, b);
         let prior = self.prior.clone().autodiff();

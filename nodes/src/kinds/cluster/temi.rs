@@ -7,8 +7,11 @@
 //! −log Σ_c (q_s q_t)^γ / q̃ weighted by w, symmetrised and averaged over heads; AdamW updates
 //! the student, the teacher follows by EMA. After each epoch the head with the lowest mean loss
 //! becomes the best head; its teacher assigns every item to argmax_c. Schedules follow TEMI's
-//! `train_main.py`: learning rate scaled by batch/256, linear warm-up then cosine to `min_lr`
-//! (constant when equal), last layer frozen for `freeze_last_layer` epochs.
+//! `train_main.py` ([`step_config`], the one place they are decided): learning rate scaled by
+//! batch/256, linear warm-up then cosine to `min_lr` (constant when equal); weight decay and
+//! teacher momentum on cosines (constant at the README's values); the teacher temperature
+//! warmed up linearly per epoch; last layer frozen for `freeze_last_layer` epochs. The heads are
+//! TEMI's DINOHead with `nlayers = 2` (D→512 GELU→256, L2-normalised, weight-normalised 256→C).
 //!
 //! Training checkpoints every epoch in the node's work directory; a re-run resumes there (each
 //! epoch's randomness derives from (seed, epoch), so a resumed run gives the same result).
@@ -28,63 +31,96 @@ use crate::artifacts::knn::Knn;
 use crate::artifacts::safetensors::{Tensors, Writer};
 use crate::artifacts::{json_string, write_json};
 use crate::device::{compute, to_host, to_host_int};
-use crate::models::temi_heads::{Heads, HeadsConfig, StepConfig, TemiState, forward, to_torch};
+use crate::models::temi_heads::{
+    Heads, HeadsConfig, StepConfig, TemiState, forward, to_torch,
+};
 use crate::params::nz;
 
-/// Params of `cluster/temi` (defaults: the paper's, seed Table 5 / TEMI's README).
+/// Params of `cluster/temi`. Defaults: the paper's where it gives one (seed Table 5: heads,
+/// epochs, batch, γ), otherwise TEMI's README command (`train_main.py --batch_size=1024
+/// --max_momentum_teacher=0.996 --lr=1e-4 --warmup_epochs=20 --min_lr=1e-4 --epochs=100
+/// --knn=50`), otherwise TEMI's `main_args.py` (line numbers of HHU-MMBS/TEMI-official-BMVC2023).
+/// Names follow TEMI's flags.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
-    /// Number of clusters C (output dimension of each head). Required.
+    /// Number of clusters C (`--out_dim`, output dimension of each head). Required.
     pub clusters: usize,
-    /// Heads H trained in parallel; the best is kept. Default: 50 (paper).
+    /// Heads H trained in parallel; the best is kept (`--num_heads`). Default: 50 (paper).
     #[serde(default = "d_heads")]
     pub heads: NonZeroUsize,
-    /// Exponent γ of TEMI's loss (0.6 clusters; 1 gives the plain-PMI variant the cluster-count
-    /// bound uses). Default: 0.6.
+    /// Exponent γ of TEMI's loss (`--loss-args beta=`; 0.6 clusters; 1 gives the plain-PMI
+    /// variant the cluster-count bound uses). Default: 0.6.
     #[serde(default = "d_gamma")]
     pub gamma: f64,
-    /// Epochs. Default: 200.
+    /// Epochs. Default: 200 (paper; README 100).
     #[serde(default = "d_epochs")]
     pub epochs: NonZeroUsize,
-    /// Pairs per step. Default: 512.
+    /// Pairs per step. Default: 512 (paper; README 1024).
     #[serde(default = "d_batch")]
     pub batch_size: NonZeroUsize,
-    /// Base learning rate, scaled by batch_size/256 as TEMI does. Default: 1e-4.
-    #[serde(default = "d_lr")]
+    /// Learning rate after warm-up, scaled by batch_size/256 (`--lr`, train_main.py:178).
+    /// Default: 1e-4 (README).
+    #[serde(default = "d_1e4")]
     pub lr: f64,
-    /// Final learning rate of the cosine schedule (scaled likewise). Default: 1e-4 (constant).
-    #[serde(default = "d_lr")]
+    /// Final learning rate of the cosine schedule, scaled likewise (`--min_lr`). Default: 1e-4
+    /// (README; constant after warm-up).
+    #[serde(default = "d_1e4")]
     pub min_lr: f64,
-    /// Epochs of linear warm-up from 0. Default: 20 (TEMI's README).
+    /// Epochs of linear learning-rate warm-up from 0 (`--warmup_epochs`). Default: 20 (README).
     #[serde(default = "d_warmup")]
     pub warmup_epochs: usize,
-    /// AdamW weight decay (weights, not biases). Default: 1e-4.
-    #[serde(default = "d_lr")]
+    /// AdamW weight decay of weights (not biases) at the start of the cosine schedule
+    /// (`--weight_decay`, main_args.py:50). Default: 1e-4.
+    #[serde(default = "d_1e4")]
     pub weight_decay: f64,
-    /// Teacher EMA momentum. Default: 0.996.
+    /// Weight decay at the end (`--weight_decay_end`, main_args.py:52). Default: 1e-4.
+    #[serde(default = "d_1e4")]
+    pub weight_decay_end: f64,
+    /// Teacher EMA momentum at the start of its cosine schedule (`--momentum_teacher`,
+    /// main_args.py:25). Default: 0.996.
     #[serde(default = "d_momentum")]
-    pub teacher_momentum: f64,
-    /// EMA momentum of the per-head cluster prior q̃. Default: 0.9.
+    pub momentum_teacher: f64,
+    /// Teacher momentum at the end (`--max_momentum_teacher`; main_args.py:29 says 1.0, the
+    /// README command 0.996, i.e. constant). Default: 0.996 (README).
+    #[serde(default = "d_momentum")]
+    pub max_momentum_teacher: f64,
+    /// EMA momentum of the per-head cluster prior q̃ (`probs_momentum`,
+    /// losses/multihead_losses.py:30). Default: 0.9.
     #[serde(default = "d_prior")]
     pub prior_momentum: f64,
-    /// Softmax temperature of student and teacher. Default: 0.1.
+    /// Softmax temperature of the student (`student_temp`, losses/mi.py:23). Default: 0.1.
     #[serde(default = "d_temp")]
-    pub temperature: f64,
-    /// Positives are drawn among this many nearest neighbours. Default: 50.
+    pub student_temp: f64,
+    /// Teacher temperature after its warm-up (`--teacher_temp`, main_args.py:39). Default: 0.1.
+    #[serde(default = "d_temp")]
+    pub teacher_temp: f64,
+    /// Teacher temperature at epoch 0 (`--warmup_teacher_temp`, main_args.py:36). Default: 0.1.
+    #[serde(default = "d_temp")]
+    pub warmup_teacher_temp: f64,
+    /// Epochs of the teacher temperature's linear warm-up (`--warmup_teacher_temp_epochs`,
+    /// main_args.py:42). Default: 30.
+    #[serde(default = "d_temp_epochs")]
+    pub warmup_teacher_temp_epochs: NonZeroUsize,
+    /// Positives are drawn among this many nearest neighbours (`--knn`). Default: 50 (README).
     #[serde(default = "d_knn")]
     pub knn: NonZeroUsize,
-    /// Hidden width of the heads. Default: 512.
+    /// Linear layers of the head's MLP before the weight-normalised last layer (`--nlayers`,
+    /// main_args.py:119; DINOHead in model_builders/multi_head.py): 2 gives D→hidden (GELU)
+    /// →bottleneck; each one more adds a hidden→hidden layer. At least 2 (TEMI's `nlayers = 1`,
+    /// a single D→bottleneck layer, is not offered). Default: 2 (seed Table 5's "MLP hidden
+    /// layers 2").
+    #[serde(default = "d_layers")]
+    pub nlayers: NonZeroUsize,
+    /// Hidden width of the heads (`--hidden_dim`, main_args.py:120). Default: 512.
     #[serde(default = "d_hidden")]
     pub hidden_dim: NonZeroUsize,
-    /// Hidden layers before the bottleneck: 2 gives D→512→512→256 (as specified for cedm);
-    /// TEMI's code default is 1 (D→512→256). Default: 2.
-    #[serde(default = "d_layers")]
-    pub hidden_layers: NonZeroUsize,
-    /// Bottleneck width before the weight-normalised last layer. Default: 256.
+    /// Bottleneck width before the weight-normalised last layer (`--bottleneck_dim`,
+    /// main_args.py:121). Default: 256.
     #[serde(default = "d_bottleneck")]
     pub bottleneck_dim: NonZeroUsize,
-    /// Epochs during which the last layer is not updated. Default: 1.
+    /// Epochs during which the last layer is not updated (`--freeze_last_layer`,
+    /// main_args.py:66). Default: 1.
     #[serde(default = "d_freeze")]
     pub freeze_last_layer: usize,
     /// Seed of initialisation, order and positives. Default: 0.
@@ -104,7 +140,7 @@ fn d_epochs() -> NonZeroUsize {
 fn d_batch() -> NonZeroUsize {
     const { nz(512) }
 }
-fn d_lr() -> f64 {
+fn d_1e4() -> f64 {
     1e-4
 }
 fn d_warmup() -> usize {
@@ -118,6 +154,9 @@ fn d_prior() -> f64 {
 }
 fn d_temp() -> f64 {
     0.1
+}
+fn d_temp_epochs() -> NonZeroUsize {
+    const { nz(30) }
 }
 fn d_knn() -> NonZeroUsize {
     const { nz(50) }
@@ -135,8 +174,38 @@ fn d_freeze() -> usize {
     1
 }
 
-/// TEMI's `cosine_scheduler`: linear warm-up from 0 over `warmup` iterations, then a cosine from
-/// `base` to `end` over the rest.
+/// Every per-step hyper-parameter of training step `it` of epoch `epoch` (`iters` steps per
+/// epoch), as TEMI's `train_main.py` schedules them: lr, weight decay and teacher momentum per
+/// iteration (lines 177-191, 262-265, 304), the teacher temperature per epoch (losses/mi.py:30),
+/// the last layer frozen during the first `freeze_last_layer` epochs (utils.py:115). The one
+/// place the schedules are decided; the parity test runs it.
+pub fn step_config(p: &Params, iters: usize, epoch: usize, it: usize) -> StepConfig {
+    let total = p.epochs.get() * iters;
+    let g = epoch * iters + it;
+    let scale = p.batch_size.get() as f64 / 256.0;
+    let w = p.warmup_teacher_temp_epochs.get();
+    let teacher_temp = if epoch < w && w > 1 {
+        p.warmup_teacher_temp + (p.teacher_temp - p.warmup_teacher_temp) * epoch as f64 / (w - 1) as f64
+    } else if epoch < w {
+        p.warmup_teacher_temp
+    } else {
+        p.teacher_temp
+    };
+    StepConfig {
+        student_temp: p.student_temp,
+        teacher_temp,
+        gamma: p.gamma,
+        prior_momentum: p.prior_momentum,
+        teacher_momentum: cosine_schedule(p.momentum_teacher, p.max_momentum_teacher, total, 0, g),
+        lr: cosine_schedule(p.lr * scale, p.min_lr * scale, total, p.warmup_epochs * iters, g),
+        weight_decay: cosine_schedule(p.weight_decay, p.weight_decay_end, total, 0, g),
+        freeze_last: epoch < p.freeze_last_layer,
+    }
+}
+
+/// TEMI's `utils.cosine_scheduler` (utils.py:159) at iteration `it`: linear warm-up from 0 over
+/// `warmup` iterations (`np.linspace(0, base, warmup)`), then a cosine from `base` to `end` over
+/// the rest.
 pub fn cosine_schedule(base: f64, end: f64, total: usize, warmup: usize, it: usize) -> f64 {
     if it < warmup {
         if warmup == 1 {
@@ -268,8 +337,10 @@ fn assign(
 impl Kind for ClusterTemi {
     const KIND: &'static str = "cluster/temi";
     // 2: the heads' CPU forward/backward and AdamW through fused ops (another summation order, a
-    // polynomial erf); outputs differ in the last bits.
-    const VERSION: u32 = 2;
+    // polynomial erf); outputs differ in the last bits. 3: TEMI's head depth (nlayers = 2:
+    // D→512→256, was D→512→512→256) and its schedules (teacher temperature warm-up, cosine weight
+    // decay and teacher momentum); params renamed after TEMI's flags.
+    const VERSION: u32 = 3;
     const ABOUT: &'static str = "TEMI clustering heads on frozen features with kNN positives → cluster labels, q(c), C_u, KL(U‖p)";
     const INPUTS: &'static [Slot] = &[
         Slot::one("features", "a feature artifact (features/*)"),
@@ -280,7 +351,11 @@ impl Kind for ClusterTemi {
     fn validate(p: &Params) -> Vec<ParamError> {
         let mut problems: Vec<ParamError> = [
             rules::at_least("clusters", p.clusters, 2),
-            rules::within("teacher_momentum", p.teacher_momentum, 0.0, 1.0),
+            rules::within("momentum_teacher", p.momentum_teacher, 0.0, 1.0),
+            rules::within("max_momentum_teacher", p.max_momentum_teacher, 0.0, 1.0),
+            rules::positive("student_temp", p.student_temp),
+            rules::positive("teacher_temp", p.teacher_temp),
+            rules::positive("warmup_teacher_temp", p.warmup_teacher_temp),
             rules::within("prior_momentum", p.prior_momentum, 0.0, 1.0),
         ]
         .into_iter()
@@ -309,7 +384,8 @@ impl Kind for ClusterTemi {
             ],
             cap,
         ));
-        problems.extend(rules::at_most("hidden_layers", p.hidden_layers.get(), 64));
+        problems.extend(rules::at_least("nlayers", p.nlayers.get(), 2));
+        problems.extend(rules::at_most("nlayers", p.nlayers.get(), 65));
         problems.extend(rules::product_at_most(
             &[
                 ("epochs", p.epochs.get()),
@@ -377,7 +453,7 @@ impl Kind for ClusterTemi {
             heads,
             input: feats.d,
             hidden: p.hidden_dim.get(),
-            hidden_layers: p.hidden_layers.get(),
+            hidden_layers: p.nlayers.get() - 1,
             bottleneck: p.bottleneck_dim.get(),
             clusters: p.clusters,
         };
@@ -392,7 +468,6 @@ impl Kind for ClusterTemi {
             best = b;
             history = h;
         }
-        let scale = batch_size as f64 / 256.0;
         let total = epochs * iters;
         let t0 = std::time::Instant::now();
         ctx.log(format!(
@@ -425,21 +500,7 @@ impl Kind for ClusterTemi {
                     nb[r * feats.d..(r + 1) * feats.d].copy_from_slice(feats.row(j));
                 }
                 let g = epoch * iters + it;
-                let sc = StepConfig {
-                    temperature: p.temperature,
-                    gamma: p.gamma,
-                    prior_momentum: p.prior_momentum,
-                    teacher_momentum: p.teacher_momentum,
-                    lr: cosine_schedule(
-                        p.lr * scale,
-                        p.min_lr * scale,
-                        total,
-                        p.warmup_epochs * iters,
-                        g,
-                    ),
-                    weight_decay: p.weight_decay,
-                    freeze_last: epoch < p.freeze_last_layer,
-                };
+                let sc = step_config(&p, iters, epoch, it);
                 let x = Tensor::<2>::from_data(
                     TensorData::new(xb.clone(), [batch_size, feats.d]),
                     &dev,

@@ -22,7 +22,7 @@ use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::{silu, softmax};
-use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, FloatDType, Tensor, TensorData};
 
 use cedm_engine::NodeError;
 use cedm_kernels::rng::Rng;
@@ -366,12 +366,25 @@ impl UNetBlock {
             let q = t.clone().narrow(2, 0, 1).reshape([n, c, hh * ww]);
             let k = t.clone().narrow(2, 1, 1).reshape([n, c, hh * ww]);
             let v = t.narrow(2, 2, 1).reshape([n, c, hh * ww]);
-            let w = softmax(q.swap_dims(1, 2).matmul(k / (c as f64).sqrt()), 2); // [n, q, k]
+            let w = attention_weights(q, k); // [n, q, k]
             let a = v.matmul(w.swap_dims(1, 2)).reshape([n, c, hh, ww]); // [n, c, q]
             x = ops::add_scale(ops::conv2d(proj, a), x, scale);
         }
         x
     }
+}
+
+/// Attention weights softmax_k(qᵀk / √c) of `q`, `k` `[n, c, hw]` → `[n, q, k]`, as NVlabs/edm's
+/// `AttentionOp` (training/networks.py:113-126): k is scaled in its own dtype, then the product
+/// and the softmax are computed in f32 whatever the compute dtype, and the weights cast back to
+/// it, so that f16/bf16 training cannot overflow the logits. (EDM's hand-written backward takes
+/// the softmax's gradient from the weights rounded to the half type; autodiff here takes it from
+/// the f32 softmax: the same formula, different last bits.)
+pub fn attention_weights(q: Tensor<3>, k: Tensor<3>) -> Tensor<3> {
+    let dt = q.dtype();
+    let c = k.dims()[1];
+    let k = (k / (c as f64).sqrt()).cast(FloatDType::F32);
+    softmax(q.cast(FloatDType::F32).swap_dims(1, 2).matmul(k), 2).cast(dt)
 }
 
 /// An encoder entry: the first conv, or a block.
