@@ -69,6 +69,8 @@ pub struct GcReport {
     pub staging: usize,
     /// Work directories of keys with no live lock removed.
     pub work_dirs: usize,
+    /// Trajectory index entries whose record is gone, removed.
+    pub snapshot_entries: usize,
 }
 
 /// The regular files of a sharded directory (no symlink followed: [`crate::safety`]).
@@ -232,6 +234,7 @@ impl Cache {
             }
             live_objects.extend(r.outputs.values().map(|o| o.digest));
             live_objects.extend(r.meta.log);
+            live_objects.extend(r.meta.resume);
         }
         for p in list_sharded(&self.root.join("failures")) {
             if let Ok(Some(f)) = read_json::<crate::Failure>(&p, "failure") {
@@ -310,6 +313,7 @@ impl Cache {
                 }
             }
         }
+        report.snapshot_entries = self.prune_snapshots(dry_run);
         Ok(report)
     }
 

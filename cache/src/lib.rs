@@ -25,6 +25,7 @@ mod lock;
 mod record;
 pub mod safety;
 mod store;
+mod trajectory;
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +38,7 @@ pub use record::{
     Failure, FileRef, InputRef, OutputRef, RECORD_FORMAT, Record, RunMeta, combined_digest,
 };
 pub use store::{HitCheck, Staging};
+pub use trajectory::SnapshotEntry;
 
 /// Errors of the artifact store. Each names the path it was working on.
 #[derive(Debug, thiserror::Error)]

@@ -78,6 +78,11 @@ pub struct RunMeta {
     /// Free-form numbers the node reported (timings of phases, throughput).
     #[serde(default)]
     pub stats: BTreeMap<String, f64>,
+    /// For a snapshot of a trajectory (a training that a longer one continues): the object with
+    /// the state a longer run resumes from. Not an output, so it never changes the output digest
+    /// (a record published without it is the same result).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<Digest>,
 }
 
 /// A published node result. Written last: its presence is the commit point of a run.

@@ -65,6 +65,23 @@ pub fn node_key(k: &KeyInput<'_>) -> Digest {
     Digest(*h.finalize().as_bytes())
 }
 
+/// The identity of a trajectory ([`crate::kind::Trajectory`]): the key without its length
+/// param, under its own domain so that it never equals a node key.
+pub fn trajectory_key(k: &KeyInput<'_>, length: &str) -> Digest {
+    let mut params = k.params.clone();
+    if let Some(m) = params.as_object_mut() {
+        m.remove(length);
+    }
+    let inner = node_key(&KeyInput {
+        params: &params,
+        ..k.clone()
+    });
+    let mut h = blake3::Hasher::new();
+    h.update(b"cedm-trajectory-v1\0");
+    h.update(&inner.0);
+    Digest(*h.finalize().as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

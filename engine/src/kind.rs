@@ -38,6 +38,9 @@ pub trait Kind: Send + Sync + 'static {
     /// Params that say *how* to compute, not *what* (e.g. the devices of a data-parallel
     /// training): the node sees them, the key leaves them out, so changing them reuses the cache.
     const UNKEYED: &'static [&'static str] = &[];
+    /// For a computation that a longer run continues (a training): how its length is named and
+    /// where it keeps its resumable state. See [`Trajectory`].
+    const TRAJECTORY: Option<Trajectory> = None;
 
     /// The params (each field documented with its default and source: `cedm kinds` and
     /// `docs/nodes.md` are generated from the schema).
@@ -69,6 +72,25 @@ pub trait Kind: Send + Sync + 'static {
     /// # Errors
     /// Anything that stops the node; nothing is published then.
     fn run(&self, p: Self::Params, ctx: &mut RunContext<'_>) -> Result<(), NodeError>;
+}
+
+/// A kind whose result at length L is a prefix of its result at any longer length: a training
+/// whose every step depends only on the steps before it (not on how long the run will be).
+///
+/// The engine then treats the runs that differ only in `length` as one trajectory: a run
+/// publishes its snapshots ([`RunContext::snapshot`]) under the keys of the shorter runs they
+/// equal, so asking for one of those is a cache hit; a run of a longer length starts from the
+/// longest snapshot cached, by placing its state in the work directory as `state` before the
+/// kind runs (the kind resumes from it as from its own checkpoint). Keys are unchanged: a
+/// snapshot's key is the key the shorter run has. The kind promises that its outputs at length
+/// L are the same bytes whether it ran to L fresh, resumed from a snapshot, or published L as a
+/// snapshot of a longer run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trajectory {
+    /// The param that says how far to run (a number, e.g. `duration_kimg`).
+    pub length: &'static str,
+    /// The file in the work directory that holds the resumable state (the kind's checkpoint).
+    pub state: &'static str,
 }
 
 /// JSON schema of a params type (field docs and defaults), for `cedm kinds` and the docs.
@@ -111,6 +133,9 @@ impl<K: Kind> Node for K {
     }
     fn unkeyed_params(&self) -> &'static [&'static str] {
         K::UNKEYED
+    }
+    fn trajectory(&self) -> Option<Trajectory> {
+        K::TRAJECTORY
     }
     fn batch_defaults(&self) -> BatchDefaults {
         K::batch_defaults()

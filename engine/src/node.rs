@@ -414,6 +414,10 @@ pub trait Node: Send + Sync {
     fn unkeyed_params(&self) -> &'static [&'static str] {
         &[]
     }
+    /// Whether runs that differ only in a length param form one resumable trajectory.
+    fn trajectory(&self) -> Option<crate::kind::Trajectory> {
+        None
+    }
     /// What a batch job of this kind reserves by default (CPU cores, memory, wall time);
     /// `resources:` in the YAML overrides it per node.
     fn batch_defaults(&self) -> BatchDefaults {
@@ -511,7 +515,13 @@ pub struct RunContext<'a> {
     pub(crate) log: Mutex<String>,
     pub(crate) stats: BTreeMap<String, f64>,
     pub(crate) last_progress: Option<Instant>,
+    pub(crate) snapshots: Option<&'a SnapshotSink<'a>>,
 }
+
+/// Publishes a snapshot of a trajectory: its length, a writer of its outputs, its state file.
+pub(crate) type SnapshotSink<'a> = dyn Fn(f64, &dyn Fn(&Path) -> Result<(), NodeError>, Option<&Path>) -> Result<(), NodeError>
+    + Sync
+    + 'a;
 
 impl<'a> RunContext<'a> {
     /// A context for running a node outside the engine (tests, benchmarks, standalone commands).
@@ -539,6 +549,7 @@ impl<'a> RunContext<'a> {
             log: Mutex::new(String::new()),
             stats: BTreeMap::new(),
             last_progress: None,
+            snapshots: None,
         }
     }
 
@@ -643,6 +654,27 @@ impl<'a> RunContext<'a> {
     /// Record a number about this run (a timing, a throughput) in the record's metadata.
     pub fn stat(&mut self, name: &str, value: f64) {
         self.stats.insert(name.to_string(), value);
+    }
+
+    /// Publish a snapshot of this run (a kind with a [`crate::kind::Trajectory`]): the result a
+    /// run to `length` gives, which `write` writes into the directory it is handed exactly as the
+    /// kind writes its outputs, with `state` (the kind's checkpoint at this point, copied) for a
+    /// longer run to resume from. It is published under the key of the run to `length`; if that
+    /// key is cached, or being computed elsewhere, or is this run's own, nothing is written.
+    /// Outside the engine (standalone contexts) this does nothing.
+    ///
+    /// # Errors
+    /// `write`'s errors, and the cache's.
+    pub fn snapshot(
+        &self,
+        length: f64,
+        write: &dyn Fn(&Path) -> Result<(), NodeError>,
+        state: Option<&Path>,
+    ) -> Result<(), NodeError> {
+        match self.snapshots {
+            Some(sink) => sink(length, write, state),
+            None => Ok(()),
+        }
     }
 
     /// The node instance label (e.g. `temi[C=10]`).

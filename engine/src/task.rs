@@ -10,7 +10,9 @@ use cedm_cache::{Cache, Digest, Failure, FileRef, HitCheck, InputRef, Record, Ru
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, EventKind, Reason, Reporter};
-use crate::node::{Artifact, Registry, RunContext};
+use crate::key::{KeyInput, node_key, trajectory_key};
+use crate::kind::Trajectory;
+use crate::node::{Artifact, NodeError, Registry, RunContext};
 pub use crate::resources::BatchResources;
 
 /// One key to compute.
@@ -248,11 +250,61 @@ pub fn run_task(
             },
         )
     };
+    let work_dir = cache.work_dir(&task.key);
+    let trajectory = kind
+        .trajectory()
+        .and_then(|tr| trajectory_of(task, tr).map(|t| (tr, t)));
+    let mut resumed = None;
+    if let Some((tr, (id, length))) = &trajectory {
+        let state = work_dir.join(tr.state);
+        if !state.exists() {
+            if let Some((at, key, from)) = best_snapshot(cache, id, *length, &task.key) {
+                place_state(&from, &state).map_err(|e| {
+                    TaskError::Node(format!(
+                        "placing the state of snapshot {key} in {}: {e}",
+                        state.display()
+                    ))
+                })?;
+                resumed = Some(format!(
+                    "resuming the trajectory from its snapshot at {} = {at} (key {key})",
+                    tr.length
+                ));
+            }
+        }
+    }
+    let run_started = started.clone();
+    let sink = |length: f64,
+                write: &dyn Fn(&std::path::Path) -> Result<(), NodeError>,
+                state: Option<&std::path::Path>|
+     -> Result<(), NodeError> {
+        let Some((tr, (id, _))) = &trajectory else {
+            return Ok(());
+        };
+        publish_snapshot(
+            task,
+            cache,
+            executor,
+            &run_started,
+            t0,
+            (*tr, *id),
+            length,
+            write,
+            state,
+        )
+        .map(|published| {
+            if let Some(key) = published {
+                on_log(&format!(
+                    "published the snapshot at {} = {length} as {key}",
+                    tr.length
+                ));
+            }
+        })
+    };
     let mut ctx = RunContext {
         params: task.params.clone(),
         inputs,
         out_dir: staging.out_dir().to_path_buf(),
-        work_dir: cache.work_dir(&task.key),
+        work_dir: work_dir.clone(),
         device: task.device,
         instance: task.instance.clone(),
         stop,
@@ -261,7 +313,11 @@ pub fn run_task(
         log: std::sync::Mutex::new(String::new()),
         stats: BTreeMap::new(),
         last_progress: None,
+        snapshots: Some(&sink),
     };
+    if let Some(line) = &resumed {
+        ctx.log(line);
+    }
     let capture = crate::panics::Capture::start();
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| kind.run(&mut ctx)));
     let caught = capture.finish();
@@ -286,6 +342,7 @@ pub fn run_task(
         log,
         peak_rss: peak_rss(),
         stats: ctx.stats.clone(),
+        resume: None,
     };
     let interrupted = matches!(result, Ok(Err(crate::node::NodeError::Interrupted)));
     let error = match result {
@@ -315,6 +372,15 @@ pub fn run_task(
         });
     }
     cedm_cache::crash_point("before-publish");
+    let mut meta = meta;
+    if let Some((tr, _)) = &trajectory {
+        // The state at the end: what a longer run resumes from (moved out of the work
+        // directory, which publishing removes).
+        let state = work_dir.join(tr.state);
+        if state.is_file() {
+            meta.resume = Some(cache.put_object(&state)?.digest);
+        }
+    }
     let record = cache.publish(
         staging,
         task.key,
@@ -325,7 +391,188 @@ pub fn run_task(
         task.files.clone(),
         meta,
     )?;
+    if let Some((_, (id, length))) = &trajectory {
+        cache.add_snapshot(id, *length, &task.key)?;
+    }
     Ok(record)
+}
+
+/// Publish one snapshot of a trajectory under the key of the run to `length`; the key, or
+/// `None` when nothing was published (this run's own key, already cached, or locked by a run
+/// computing it).
+#[allow(clippy::too_many_arguments)]
+fn publish_snapshot(
+    task: &Task,
+    cache: &Cache,
+    executor: &str,
+    started: &str,
+    t0: Instant,
+    (tr, id): (Trajectory, Digest),
+    length: f64,
+    write: &dyn Fn(&std::path::Path) -> Result<(), NodeError>,
+    state: Option<&std::path::Path>,
+) -> Result<Option<Digest>, NodeError> {
+    let cache_err =
+        |e: cedm_cache::CacheError| NodeError::msg(format!("publishing a snapshot: {e}"));
+    let mut params = task.key_params.clone();
+    let Some(m) = params.as_object_mut() else {
+        return Ok(None);
+    };
+    // In the type the kind's canonical params give it (an integer stays an integer), so the key
+    // is the one a run asked for with this length has.
+    let value = match m.get(tr.length) {
+        Some(v) if v.is_u64() && length >= 0.0 && length.fract() == 0.0 => {
+            serde_json::json!(length as u64)
+        }
+        Some(v) if v.is_i64() && length.fract() == 0.0 => serde_json::json!(length as i64),
+        _ => serde_json::json!(length),
+    };
+    m.insert(tr.length.to_string(), value);
+    let key = key_with(task, &params);
+    if key == task.key {
+        return Ok(None);
+    }
+    if let HitCheck::Hit(_) = cache.check(&key).map_err(cache_err)? {
+        cache.add_snapshot(&id, length, &key).map_err(cache_err)?;
+        return Ok(None);
+    }
+    let Ok(_guard) = cache.try_lock(&key, &task.instance).map_err(cache_err)? else {
+        return Ok(None);
+    };
+    let staging = cache.stage().map_err(cache_err)?;
+    write(staging.out_dir())?;
+    let resume = match state {
+        Some(p) => {
+            let tmp = staging.dir().join("resume-state");
+            std::fs::copy(p, &tmp).map_err(NodeError::io("copying", p))?;
+            Some(cache.put_object(&tmp).map_err(cache_err)?.digest)
+        }
+        None => None,
+    };
+    let log = format!(
+        "snapshot at {} = {length}, published by the run of key {} ({}) while it trained on\n",
+        tr.length, task.key, task.instance
+    );
+    let meta = RunMeta {
+        experiment: task.experiment.clone(),
+        node: task.node.clone(),
+        instance: format!("{} @ {} = {length}", task.instance, tr.length),
+        started: started.to_string(),
+        seconds: t0.elapsed().as_secs_f64(),
+        device: task.device.to_string(),
+        host: cedm_cache::hostname(),
+        cedm_version: env!("CARGO_PKG_VERSION").to_string(),
+        executor: executor.to_string(),
+        log: cache.put_bytes(log.as_bytes()).ok(),
+        peak_rss: peak_rss(),
+        stats: BTreeMap::new(),
+        resume,
+    };
+    cache
+        .publish(
+            staging,
+            key,
+            &task.kind,
+            task.version,
+            params,
+            task.inputs.clone(),
+            task.files.clone(),
+            meta,
+        )
+        .map_err(cache_err)?;
+    cache.add_snapshot(&id, length, &key).map_err(cache_err)?;
+    Ok(Some(key))
+}
+
+/// The key the task would have with these key params (its inputs and files unchanged).
+fn key_with(task: &Task, params: &serde_json::Value) -> Digest {
+    let inputs: BTreeMap<String, Digest> = task
+        .inputs
+        .iter()
+        .map(|(s, r)| (s.clone(), r.digest))
+        .collect();
+    let files: BTreeMap<String, Digest> = task
+        .files
+        .iter()
+        .map(|(p, f)| (p.clone(), f.digest))
+        .collect();
+    node_key(&KeyInput {
+        kind: &task.kind,
+        version: task.version,
+        params,
+        inputs: &inputs,
+        files: &files,
+    })
+}
+
+/// A task's trajectory: its identity and its length, when the kind has one and the task's key
+/// is the one its parts give (a task from an older cedm whose key was computed otherwise is run
+/// as a plain node).
+fn trajectory_of(task: &Task, tr: Trajectory) -> Option<(Digest, f64)> {
+    let length = task.key_params.get(tr.length)?.as_f64()?;
+    if key_with(task, &task.key_params) != task.key {
+        return None;
+    }
+    let inputs: BTreeMap<String, Digest> = task
+        .inputs
+        .iter()
+        .map(|(s, r)| (s.clone(), r.digest))
+        .collect();
+    let files: BTreeMap<String, Digest> = task
+        .files
+        .iter()
+        .map(|(p, f)| (p.clone(), f.digest))
+        .collect();
+    let id = trajectory_key(
+        &KeyInput {
+            kind: &task.kind,
+            version: task.version,
+            params: &task.key_params,
+            inputs: &inputs,
+            files: &files,
+        },
+        tr.length,
+    );
+    Some((id, length))
+}
+
+/// The longest cached snapshot of the trajectory no longer than `length` (other than the key
+/// itself) whose resume state is intact: its length, key and state file.
+fn best_snapshot(
+    cache: &Cache,
+    trajectory: &Digest,
+    length: f64,
+    own: &Digest,
+) -> Option<(f64, Digest, std::path::PathBuf)> {
+    cache
+        .snapshots(trajectory)
+        .into_iter()
+        .rev()
+        .filter(|s| s.length <= length && s.key != *own)
+        .find_map(|s| {
+            let HitCheck::Hit(r) = cache.check(&s.key).ok()? else {
+                return None;
+            };
+            let d = r.meta.resume?;
+            let p = cache.object_file(&d).ok()??;
+            // A damaged state would silently change every later step: check it first.
+            (Digest::of_file(&p).ok()? == d).then_some((s.length, s.key, p))
+        })
+}
+
+/// Copy a snapshot's state into the work directory as the kind's state file (atomically).
+fn place_state(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    if let Some(d) = to.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let tmp = to.with_extension("resume-tmp");
+    std::fs::copy(from, &tmp)?;
+    // Objects are read-only; the kind rewrites its checkpoint in place of this one.
+    let mut perm = std::fs::metadata(&tmp)?.permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    std::fs::set_permissions(&tmp, perm)?;
+    std::fs::rename(&tmp, to)
 }
 
 /// An error and its sources, joined with ": ".

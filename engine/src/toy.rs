@@ -186,12 +186,107 @@ impl Kind for Sum {
     }
 }
 
+/// Steps any `toy/walk` took in this process (tests count work done, not runs).
+pub static WALK_STEPS: AtomicUsize = AtomicUsize::new(0);
+
+/// Params of `toy/walk`.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WalkParams {
+    /// How many steps to walk (the trajectory's length).
+    pub steps: u64,
+    /// Start value.
+    #[serde(default)]
+    pub start: i64,
+    /// Publish a snapshot every this many steps (0: none; not part of the key).
+    #[serde(default)]
+    pub snapshot_every: u64,
+    /// Stop (interrupted) after this many steps of this run (0: never; not part of the key).
+    #[serde(default)]
+    pub stop_after: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WalkState {
+    step: u64,
+    value: i64,
+}
+
+/// `toy/walk`: a toy training — a value updated step by step, checkpointed in its work
+/// directory, whose runs of different lengths form one trajectory.
+pub struct Walk;
+
+impl Walk {
+    fn outputs(dir: &std::path::Path, st: &WalkState) -> Result<(), NodeError> {
+        let p = dir.join("value.txt");
+        std::fs::write(&p, format!("{}\n", st.value)).map_err(NodeError::io("writing", &p))?;
+        let p = dir.join("steps.txt");
+        std::fs::write(&p, format!("{}\n", st.step)).map_err(NodeError::io("writing", &p))
+    }
+}
+
+impl Kind for Walk {
+    const KIND: &'static str = "toy/walk";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "Walks a value `steps` steps with checkpoints and snapshots (toy trajectory for engine tests).";
+    const INPUTS: &'static [Slot] = &[];
+    const UNKEYED: &'static [&'static str] = &["snapshot_every", "stop_after"];
+    const TRAJECTORY: Option<crate::kind::Trajectory> = Some(crate::kind::Trajectory {
+        length: "steps",
+        state: "state.json",
+    });
+    type Params = WalkParams;
+    fn run(&self, p: WalkParams, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        let state = ctx.work_dir()?.join("state.json");
+        let mut st = match std::fs::read(&state) {
+            Ok(b) => {
+                serde_json::from_slice(&b).map_err(|e| NodeError::msg(format!("state: {e}")))?
+            }
+            Err(_) => WalkState {
+                step: 0,
+                value: p.start,
+            },
+        };
+        if st.step > p.steps {
+            return Err(NodeError::msg(format!(
+                "state at step {} is past {}",
+                st.step, p.steps
+            )));
+        }
+        ctx.log(format!("from step {}", st.step));
+        let save = |st: &WalkState| -> Result<(), NodeError> {
+            let b = serde_json::to_vec(st).map_err(|e| NodeError::msg(e.to_string()))?;
+            std::fs::write(&state, b).map_err(NodeError::io("writing", &state))
+        };
+        let mut this_run = 0;
+        while st.step < p.steps {
+            if p.stop_after > 0 && this_run == p.stop_after {
+                save(&st)?;
+                return Err(NodeError::Interrupted);
+            }
+            st.value = st.value.wrapping_mul(31).wrapping_add(st.step as i64 + 7) % 1_000_003;
+            st.step += 1;
+            this_run += 1;
+            WALK_STEPS.fetch_add(1, Ordering::SeqCst);
+            if p.snapshot_every > 0 && st.step % p.snapshot_every == 0 && st.step < p.steps {
+                save(&st)?;
+                ctx.snapshot(st.step as f64, &|d| Walk::outputs(d, &st), Some(&state))?;
+            }
+        }
+        ctx.stat("steps_run", this_run as f64);
+        save(&st)?;
+        Walk::outputs(ctx.out_dir(), &st)
+    }
+}
+
 /// Register the toy kinds.
 pub fn register(r: &mut Registry) {
     r.register(&Value)
         .register(&Add)
         .register(&FileLen)
-        .register(&Sum);
+        .register(&Sum)
+        .register(&Walk);
 }
 
 /// A registry holding only the toy kinds.

@@ -318,7 +318,9 @@ fn attention_softmax_runs_in_f32_under_f16() {
     let dev = Device::flex();
     let (n, c, hw) = (1, 4, 3);
     // q·k/√c per position pair: Σ_c (200 · 200/2) = 8·10⁴ on the diagonal, less elsewhere.
-    let q: Vec<f32> = (0..n * c * hw).map(|i| 200.0 - (i % hw) as f32 * 10.0).collect();
+    let q: Vec<f32> = (0..n * c * hw)
+        .map(|i| 200.0 - (i % hw) as f32 * 10.0)
+        .collect();
     let k = q.clone();
     let t = |v: Vec<f32>| Tensor::<3>::from_data(TensorData::new(v, [n, c, hw]), &dev);
     let want = host(attention_weights(t(q.clone()), t(k.clone())));
@@ -333,5 +335,9 @@ fn attention_softmax_runs_in_f32_under_f16() {
     // The same in f16 throughout overflows: what the f32 path prevents.
     let kh = t(k).cast(FloatDType::F16) / (c as f64).sqrt();
     let naive = softmax(t(q).cast(FloatDType::F16).swap_dims(1, 2).matmul(kh), 2);
-    assert!(host(naive.cast(FloatDType::F32)).iter().any(|v| !v.is_finite()));
+    assert!(
+        host(naive.cast(FloatDType::F32))
+            .iter()
+            .any(|v| !v.is_finite())
+    );
 }

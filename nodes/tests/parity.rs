@@ -210,9 +210,20 @@ fn temi_six_steps_with_every_schedule_match_pytorch() {
         "clusters": 5, "heads": 2, "gamma": 0.6, "hidden_dim": 16, "bottleneck_dim": 8, "nlayers": 2,
     });
     for k in [
-        "lr", "min_lr", "warmup_epochs", "weight_decay", "weight_decay_end", "momentum_teacher",
-        "max_momentum_teacher", "student_temp", "teacher_temp", "warmup_teacher_temp",
-        "warmup_teacher_temp_epochs", "prior_momentum", "freeze_last_layer", "epochs",
+        "lr",
+        "min_lr",
+        "warmup_epochs",
+        "weight_decay",
+        "weight_decay_end",
+        "momentum_teacher",
+        "max_momentum_teacher",
+        "student_temp",
+        "teacher_temp",
+        "warmup_teacher_temp",
+        "warmup_teacher_temp_epochs",
+        "prior_momentum",
+        "freeze_last_layer",
+        "epochs",
     ] {
         pj[k] = num(k);
     }
@@ -238,7 +249,9 @@ fn temi_six_steps_with_every_schedule_match_pytorch() {
     };
     let init = prefixed("init.");
     // TEMI's nlayers = 2 head: mlp.0 and mlp.2 only.
-    assert!(init.contains_key("heads.0.mlp.2.weight") && !init.contains_key("heads.0.mlp.4.weight"));
+    assert!(
+        init.contains_key("heads.0.mlp.2.weight") && !init.contains_key("heads.0.mlp.4.weight")
+    );
     let init = from_torch(&cfg, &init, &device).unwrap();
     let mut st = TemiState::new(init);
     let mut step = 0;
@@ -258,7 +271,10 @@ fn temi_six_steps_with_every_schedule_match_pytorch() {
                 ("teacher momentum", sc.teacher_momentum, want[2]),
                 ("teacher temperature", sc.teacher_temp, want[3]),
             ] {
-                assert!((got - w).abs() <= 1e-12 * w.abs().max(1.0), "step {step} {name}: {got} vs {w}");
+                assert!(
+                    (got - w).abs() <= 1e-12 * w.abs().max(1.0),
+                    "step {step} {name}: {got} vs {w}"
+                );
             }
             assert_eq!(sc.freeze_last, epoch < p.freeze_last_layer);
             let x = t.f32(&format!("step{step}.x")).unwrap();
@@ -285,7 +301,9 @@ fn temi_six_steps_with_every_schedule_match_pytorch() {
                 ) < 1e-5
             );
             let prior: Vec<f32> = st.prior.clone().into_data().try_into_vec().unwrap();
-            assert!(max_abs_diff(&prior, &t.f32(&format!("step{step}.prior")).unwrap().data) < 1e-6);
+            assert!(
+                max_abs_diff(&prior, &t.f32(&format!("step{step}.prior")).unwrap().data) < 1e-6
+            );
             for (who, heads) in [("student", &st.student), ("teacher", &st.teacher)] {
                 let want = prefixed(&format!("step{step}.{who}."));
                 let got = to_torch(heads).unwrap();

@@ -687,6 +687,7 @@ impl Executor for SlurmExecutor {
                         log: engine.cache.put_bytes(text.as_bytes()).ok(),
                         peak_rss: None,
                         stats: BTreeMap::new(),
+                        resume: None,
                     };
                     let _ = engine.cache.put_failure(&Failure {
                         key: task.key,

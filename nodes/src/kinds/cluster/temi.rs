@@ -31,9 +31,7 @@ use crate::artifacts::knn::Knn;
 use crate::artifacts::safetensors::{Tensors, Writer};
 use crate::artifacts::{json_string, write_json};
 use crate::device::{compute, to_host, to_host_int};
-use crate::models::temi_heads::{
-    Heads, HeadsConfig, StepConfig, TemiState, forward, to_torch,
-};
+use crate::models::temi_heads::{Heads, HeadsConfig, StepConfig, TemiState, forward, to_torch};
 use crate::params::nz;
 
 /// Params of `cluster/temi`. Defaults: the paper's where it gives one (seed Table 5: heads,
@@ -185,7 +183,8 @@ pub fn step_config(p: &Params, iters: usize, epoch: usize, it: usize) -> StepCon
     let scale = p.batch_size.get() as f64 / 256.0;
     let w = p.warmup_teacher_temp_epochs.get();
     let teacher_temp = if epoch < w && w > 1 {
-        p.warmup_teacher_temp + (p.teacher_temp - p.warmup_teacher_temp) * epoch as f64 / (w - 1) as f64
+        p.warmup_teacher_temp
+            + (p.teacher_temp - p.warmup_teacher_temp) * epoch as f64 / (w - 1) as f64
     } else if epoch < w {
         p.warmup_teacher_temp
     } else {
@@ -197,7 +196,13 @@ pub fn step_config(p: &Params, iters: usize, epoch: usize, it: usize) -> StepCon
         gamma: p.gamma,
         prior_momentum: p.prior_momentum,
         teacher_momentum: cosine_schedule(p.momentum_teacher, p.max_momentum_teacher, total, 0, g),
-        lr: cosine_schedule(p.lr * scale, p.min_lr * scale, total, p.warmup_epochs * iters, g),
+        lr: cosine_schedule(
+            p.lr * scale,
+            p.min_lr * scale,
+            total,
+            p.warmup_epochs * iters,
+            g,
+        ),
         weight_decay: cosine_schedule(p.weight_decay, p.weight_decay_end, total, 0, g),
         freeze_last: epoch < p.freeze_last_layer,
     }

@@ -1,0 +1,158 @@
+//! Trajectories on the toy kind `toy/walk`: a longer run resumes from the longest cached
+//! snapshot and gives the bytes of a fresh run; snapshots are cache hits for shorter runs; a
+//! damaged or collected state is never used; interrupts still resume from the work directory.
+
+use std::path::Path;
+
+use cedm_cache::{Cache, Record};
+use cedm_engine::event::Collect;
+use cedm_engine::{Engine, EventKind, Experiment, Plan, RunOptions, expand, run, toy};
+
+fn plan(dir: &Path, params: &str) -> Plan {
+    let p = dir.join("exp.yaml");
+    std::fs::write(
+        &p,
+        format!("name: walk\nnodes:\n  w: {{kind: toy/walk, params: {{{params}}}}}\n"),
+    )
+    .unwrap();
+    match expand(Experiment::load(&p).unwrap(), &toy::registry()) {
+        Ok(p) => p,
+        Err(e) => panic!("{}", e.render_plain()),
+    }
+}
+
+/// Run `w` with these params; (its record, whether it started, the events).
+fn walk(dir: &Path, cache: &Cache, params: &str) -> (Option<Record>, bool, Collect) {
+    let p = plan(dir, params);
+    let reg = toy::registry();
+    let events = Collect::default();
+    let engine = Engine {
+        cache,
+        registry: &reg,
+        reporter: &events,
+    };
+    let s = run(&p, &engine, &RunOptions::default()).unwrap();
+    let started = !events
+        .labels(|k| matches!(k, EventKind::Started { .. }))
+        .is_empty();
+    (s.outcomes[0].record().cloned(), started, events)
+}
+
+fn steps_run(r: &Record) -> f64 {
+    r.meta.stats["steps_run"]
+}
+
+fn value(cache: &Cache, r: &Record) -> String {
+    String::from_utf8(cache.read_object(&r.outputs["value.txt"].digest).unwrap()).unwrap()
+}
+
+fn log(cache: &Cache, r: &Record) -> String {
+    String::from_utf8(cache.read_object(&r.meta.log.unwrap()).unwrap()).unwrap()
+}
+
+#[test]
+fn a_longer_run_resumes_from_the_shorter_one_and_equals_a_fresh_run() {
+    let d = tempfile::tempdir().unwrap();
+    let a = Cache::open(d.path().join("a")).unwrap();
+    let (r2, _, _) = walk(d.path(), &a, "steps: 2");
+    let r2 = r2.unwrap();
+    assert_eq!(steps_run(&r2), 2.0);
+    assert!(
+        r2.meta.resume.is_some(),
+        "the final state is kept for a longer run"
+    );
+    let (r4, started, _) = walk(d.path(), &a, "steps: 4");
+    let r4 = r4.unwrap();
+    assert!(started);
+    assert_eq!(steps_run(&r4), 2.0, "only the second half ran");
+    assert!(
+        log(&a, &r4).contains("snapshot at steps = 2"),
+        "{}",
+        log(&a, &r4)
+    );
+    // A fresh cache: the same key, the same bytes, all four steps run.
+    let b = Cache::open(d.path().join("b")).unwrap();
+    let (f4, _, _) = walk(d.path(), &b, "steps: 4");
+    let f4 = f4.unwrap();
+    assert_eq!(steps_run(&f4), 4.0);
+    assert_eq!(f4.key, r4.key);
+    assert_eq!(f4.outputs, r4.outputs);
+    assert_eq!(f4.output_digest, r4.output_digest);
+    // Another start value is another trajectory: nothing to resume from.
+    let (o4, _, _) = walk(d.path(), &a, "steps: 4, start: 5");
+    assert_eq!(steps_run(&o4.unwrap()), 4.0);
+}
+
+#[test]
+fn snapshots_are_cache_hits_for_shorter_runs_and_resume_points_for_longer_ones() {
+    let d = tempfile::tempdir().unwrap();
+    let a = Cache::open(d.path().join("a")).unwrap();
+    let (r6, _, _) = walk(d.path(), &a, "steps: 6, snapshot_every: 2");
+    assert_eq!(steps_run(&r6.unwrap()), 6.0);
+    // 4 and 2 were published while it ran: hits, whatever snapshot_every says now.
+    let (r4, started, _) = walk(d.path(), &a, "steps: 4");
+    assert!(!started, "the snapshot at 4 is a cache hit");
+    let r4 = r4.unwrap();
+    assert!(
+        r4.meta.instance.contains("steps = 4"),
+        "{}",
+        r4.meta.instance
+    );
+    let (_, started2, _) = walk(d.path(), &a, "steps: 2, snapshot_every: 1");
+    assert!(!started2);
+    let b = Cache::open(d.path().join("b")).unwrap();
+    let (f4, _, _) = walk(d.path(), &b, "steps: 4");
+    let f4 = f4.unwrap();
+    assert_eq!(
+        (f4.key, &f4.outputs),
+        (r4.key, &r4.outputs),
+        "a snapshot is the fresh run's bytes"
+    );
+    assert_eq!(value(&a, &r4), value(&b, &f4));
+    // 5 resumes from the longest snapshot not past it (4), 7 from the end of the 6 run.
+    let (r5, _, _) = walk(d.path(), &a, "steps: 5");
+    assert_eq!(steps_run(&r5.unwrap()), 1.0);
+    let (r7, _, _) = walk(d.path(), &a, "steps: 7");
+    assert_eq!(steps_run(&r7.unwrap()), 1.0);
+}
+
+#[test]
+fn a_damaged_or_collected_state_is_not_used() {
+    let d = tempfile::tempdir().unwrap();
+    let a = Cache::open(d.path().join("a")).unwrap();
+    let (r2, _, _) = walk(d.path(), &a, "steps: 2");
+    let state = a.object_path(&r2.unwrap().meta.resume.unwrap());
+    // gc keeps the state of a live record.
+    a.gc(None, false).unwrap();
+    assert!(state.exists(), "gc removed a live record's resume state");
+    // Damaged (same size, other bytes): the run starts over instead of resuming from it.
+    let mut bytes = std::fs::read(&state).unwrap();
+    bytes[0] ^= 1;
+    let mut perm = std::fs::metadata(&state).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    std::fs::set_permissions(&state, perm).unwrap();
+    std::fs::write(&state, &bytes).unwrap();
+    let (r3, _, _) = walk(d.path(), &a, "steps: 3");
+    assert_eq!(steps_run(&r3.unwrap()), 3.0);
+}
+
+#[test]
+fn an_interrupted_run_resumes_from_its_own_checkpoint_first() {
+    let d = tempfile::tempdir().unwrap();
+    let a = Cache::open(d.path().join("a")).unwrap();
+    walk(d.path(), &a, "steps: 2");
+    // 6 steps: resumes from 2, walks 1 and is interrupted, keeping its checkpoint at 3.
+    let (none, _, _) = walk(d.path(), &a, "steps: 6, stop_after: 1");
+    assert!(none.is_none());
+    let (r6, _, _) = walk(d.path(), &a, "steps: 6");
+    let r6 = r6.unwrap();
+    assert_eq!(
+        steps_run(&r6),
+        3.0,
+        "from its checkpoint at 3, not the snapshot at 2"
+    );
+    let b = Cache::open(d.path().join("b")).unwrap();
+    let (f6, _, _) = walk(d.path(), &b, "steps: 6");
+    assert_eq!(f6.unwrap().outputs, r6.outputs);
+}
