@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 
 pub use diag::{Problem, SpecError};
 pub use event::{Event, EventKind, Reason, Reporter, Status};
-pub use kind::{Kind, rules};
+pub use kind::{Kind, Trajectory, rules};
 pub use node::{
     Artifact, BatchDefaults, Checked, FileKind, FileParam, Node, NodeError, ParamError, Progress,
     Registry, Resources, RunContext, Slot, check_typed,

@@ -87,7 +87,7 @@ nodes:
     inputs: {{images: idx16, labels: temi}}
     params: {{model: small, model_channels: 8, channel_mult: [1, 2], num_blocks: 1, attn_resolutions: [8], dropout: 0.0,
              augment_p: 0.0, duration_kimg: 0.192, batch_size: 16, lr: 0.002, lr_rampup_kimg: 0.05,
-             ema_halflife_kimg: 0.05, log_points: 6, checkpoint_every_kimg: 0.032}}
+             ema_halflife_kimg: 0.05, log_every_kimg: 0.032, checkpoint_every_kimg: 0.032}}
   sample: {{kind: edm/sample, inputs: {{network: train}}, params: {{count: 8, steps: 4, grid_rows: 2, grid_cols: 4}}}}
   fid_ref: {{kind: metrics/fid_ref, inputs: {{images: folder}}, params: {{weights: {a}/weights/inception-2015-12-05.safetensors}}}}
   fid: {{kind: metrics/fid, inputs: {{samples: sample, ref: fid_ref}}, params: {{weights: {a}/weights/inception-2015-12-05.safetensors}}}}

@@ -1,13 +1,20 @@
 //! EDM training and sampling through the CLI on real Fashion-MNIST images: a small network
 //! overfits four images (loss falls ≥ 5×, samples land next to them), and a killed training
-//! resumes from its checkpoint to the same result as an uninterrupted one.
+//! resumes from its checkpoint to the same result as an uninterrupted one; a longer training
+//! resumes from a shorter one's cached result (snapshot-level caching) to the bytes of a fresh
+//! run, and snapshots published on the way are cache hits.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::util::{Dir, events, output_digests, stderr, stdout};
+use crate::util::{Dir, events, output_digests, stderr, stdout, with_event};
 
 fn exp(duration: &str) -> String {
+    exp_with(duration, "")
+}
+
+/// The experiment with extra `edm/train` params (`, key: value` pairs).
+fn exp_with(duration: &str, extra: &str) -> String {
     let a = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/fashion-mnist");
     assert!(
         a.join(".complete").exists(),
@@ -24,7 +31,7 @@ nodes:
     inputs: {{images: data, labels: data}}
     params: {{model: small, model_channels: 8, channel_mult: [1, 2], num_blocks: 1, attn_resolutions: [8], dropout: 0.0,
              augment_p: 0.0, duration_kimg: {duration}, batch_size: 8, lr: 0.005, lr_rampup_kimg: 0.1,
-             ema_halflife_kimg: 0.05, log_points: 20, checkpoint_every_kimg: 0.2}}
+             ema_halflife_kimg: 0.05, log_every_kimg: 0.2, checkpoint_every_kimg: 0.2{extra}}}
   sample:
     kind: edm/sample
     inputs: {{network: train}}
@@ -224,7 +231,7 @@ nodes:
     kind: edm/train
     inputs: {{images: data, labels: data}}
     params: {{model: small, model_channels: 8, channel_mult: [1, 2], num_blocks: 1, attn_resolutions: [8], dropout: 0.0,
-             augment_p: 0.0, duration_kimg: 0.32, batch_size: 16, lr: 0.005, lr_rampup_kimg: 0.02, log_points: 10, precision: {prec}}}
+             augment_p: 0.0, duration_kimg: 0.32, batch_size: 16, lr: 0.005, lr_rampup_kimg: 0.02, log_every_kimg: 0.032, precision: {prec}}}
 ",
                 a = a.display()
             ),
@@ -302,7 +309,7 @@ nodes:
     kind: edm/train
     inputs: {{images: data, labels: data}}
     params: {{model: small, model_channels: 8, channel_mult: [1, 2], num_blocks: 1, attn_resolutions: [8], dropout: 0.0,
-             augment_p: 0.1, duration_kimg: 0.32, batch_size: 16, lr: 0.005, lr_rampup_kimg: 0.02, log_points: 10{devices}}}
+             augment_p: 0.1, duration_kimg: 0.32, batch_size: 16, lr: 0.005, lr_rampup_kimg: 0.02, log_every_kimg: 0.032{devices}}}
 ",
             a = a.display()
         )
@@ -361,4 +368,65 @@ nodes:
         worst <= 1e-3,
         "weights differ by {worst} relative to their tensor's scale"
     );
+}
+
+/// Snapshot-level caching on a real EDM: a 4 kimg run after a 2 kimg run trains only the second
+/// half and gives the bytes of a fresh 4 kimg run; a 4 kimg run with `snapshot_kimg: 2`
+/// publishes the 2 kimg result, which is then a cache hit equal to the fresh 2 kimg run.
+#[test]
+fn a_4_kimg_training_resumes_from_a_cached_2_kimg_one_to_the_fresh_bytes() {
+    let started = |o: &std::process::Output| with_event(&events(o), "started");
+    let logged = |o: &std::process::Output, what: &str| {
+        events(o)
+            .iter()
+            .any(|e| e["event"] == "log" && e["line"].as_str().is_some_and(|l| l.contains(what)))
+    };
+    // A: 2 kimg, then 4 kimg.
+    let a = Dir::new();
+    a.write("exp.yaml", &exp("2"));
+    let o = a.run(&["run", "exp.yaml", "--only", "train", "--json", "-v"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let a2 = output_digests(&a, "exp.yaml")["train"].clone();
+    a.write("exp.yaml", &exp("4"));
+    let o = a.run(&["run", "exp.yaml", "--only", "train", "--json", "-v"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        logged(
+            &o,
+            "resuming the trajectory from its snapshot at duration_kimg = 2"
+        ),
+        "the 4 kimg run did not start from the 2 kimg one:\n{}",
+        stdout(&o)
+    );
+    assert!(
+        logged(&o, "resuming from the checkpoint at 2.0 kimg"),
+        "{}",
+        stdout(&o)
+    );
+    let a4 = output_digests(&a, "exp.yaml")["train"].clone();
+    // B: 4 kimg fresh, snapshots every 2 kimg.
+    let b = Dir::new();
+    b.write("exp.yaml", &exp_with("4", ", snapshot_kimg: 2"));
+    let o = b.run(&["run", "exp.yaml", "--only", "train", "--json", "-v"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!logged(&o, "resuming"), "{}", stdout(&o));
+    assert!(
+        logged(&o, "published the snapshot at duration_kimg = 2"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(
+        output_digests(&b, "exp.yaml")["train"],
+        a4,
+        "4 kimg resumed from 2 kimg must equal 4 kimg fresh"
+    );
+    b.write("exp.yaml", &exp("2"));
+    let o = b.run(&["run", "exp.yaml", "--only", "train", "--json", "-v"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        started(&o).is_empty(),
+        "the snapshot at 2 kimg should be a cache hit: {:?}",
+        started(&o)
+    );
+    assert_eq!(output_digests(&b, "exp.yaml")["train"], a2);
 }

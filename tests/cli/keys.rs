@@ -41,7 +41,7 @@ nodes:
     inputs: {{images: train16}}
     params: &edm {{model: small, model_channels: 16, channel_mult: [1, 2], num_blocks: 1, attn_resolutions: [],
                   dropout: 0.0, augment_p: 0.0, duration_kimg: 6, batch_size: 64, lr: 0.004,
-                  lr_rampup_kimg: 0.5, ema_halflife_kimg: 0.5, log_points: 50}}
+                  lr_rampup_kimg: 0.5, ema_halflife_kimg: 0.5, log_every_kimg: 0.12}}
   edm_gt:
     kind: edm/train
     inputs: {{images: train16, labels: train16}}
@@ -73,11 +73,11 @@ const PINNED: &[(&str, &str)] = &[
     ),
     (
         "edm_uncond",
-        "56e51d0539fdfef413c5ef94129e07c54107ffeb335b061f1c93a5eff09c84c2",
+        "fc2ff2066cb4585777f37de0d25de5e80ff9f720ecd2e0e87cb44ee260e5109c",
     ),
     (
         "edm_gt",
-        "5750cb8979cb7fe74479cd32a0d94b9319e781512fef50277c77a7bfd6b06612",
+        "27ea266edccaf9642f3ee33d7559daea2830f8389663cf2556cd38bf70c49dfa",
     ),
     (
         "fid_ref",

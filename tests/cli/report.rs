@@ -48,7 +48,7 @@ nodes:
     kind: edm/train
     inputs: {{images: train16, labels: temi}}
     params: &edm {{model: small, model_channels: 8, channel_mult: [1, 2], num_blocks: 1, attn_resolutions: [], dropout: 0.0,
-                  augment_p: 0.0, duration_kimg: 0.128, batch_size: 32, lr: 0.002, lr_rampup_kimg: 0.01, log_points: 4}}
+                  augment_p: 0.0, duration_kimg: 0.128, batch_size: 32, lr: 0.002, lr_rampup_kimg: 0.01, log_every_kimg: 0.032}}
   edm_uncond:
     kind: edm/train
     inputs: {{images: train16}}

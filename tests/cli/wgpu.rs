@@ -39,12 +39,12 @@ nodes:
     kind: edm/train
     inputs: {{images: train16, labels: train}}
     params: {{model: small, model_channels: 8, channel_mult: [1, 2], num_blocks: 1, attn_resolutions: [8], dropout: 0.0,
-             augment_p: 0.0, duration_kimg: 0.064, batch_size: 16, lr: 0.002, lr_rampup_kimg: 0.01, log_points: 4, precision: fp32}}
+             augment_p: 0.0, duration_kimg: 0.064, batch_size: 16, lr: 0.002, lr_rampup_kimg: 0.01, log_every_kimg: 0.016, precision: fp32}}
   edm_auto:
     kind: edm/train
     inputs: {{images: train16, labels: train}}
     params: {{model: small, model_channels: 8, channel_mult: [1, 2], num_blocks: 1, attn_resolutions: [8], dropout: 0.0,
-             augment_p: 0.0, duration_kimg: 0.128, batch_size: 16, lr: 0.002, lr_rampup_kimg: 0.01, log_points: 8}}
+             augment_p: 0.0, duration_kimg: 0.128, batch_size: 16, lr: 0.002, lr_rampup_kimg: 0.01, log_every_kimg: 0.016}}
   sample:
     kind: edm/sample
     inputs: {{network: edm}}

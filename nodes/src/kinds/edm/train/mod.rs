@@ -39,7 +39,8 @@ use std::path::Path;
 use burn::module::Module;
 use burn::tensor::{Device, FloatDType, Tensor};
 use cedm_engine::{
-    BatchDefaults, DeviceSpec, Kind, NodeError, ParamError, Resources, RunContext, Slot, rules,
+    BatchDefaults, DeviceSpec, Kind, NodeError, ParamError, Resources, RunContext, Slot,
+    Trajectory, rules,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -154,12 +155,20 @@ pub struct Params {
     /// Seed. Default: 0.
     #[serde(default)]
     pub seed: u64,
-    /// Checkpoint period in kimg. Default: a tenth of the duration.
+    /// Checkpoint period in kimg (not part of the key). Default: a tenth of the duration.
     #[serde(default)]
     pub checkpoint_every_kimg: Option<f64>,
-    /// Loss-curve resolution: points in the training log. Default: 200.
-    #[serde(default = "d_points")]
-    pub log_points: usize,
+    /// Publish a snapshot every this many kimg: the result a run of that duration gives (EMA
+    /// network, labels, training log), cached under that run's key, with the training state for
+    /// a longer run to resume from (EDM's `--snap`; C-EDM's script: every 20 000 kimg). Not part
+    /// of the key. Default: none (only the final result, which a longer run also resumes from).
+    #[serde(default)]
+    pub snapshot_kimg: Option<f64>,
+    /// Loss-curve resolution: one point (the mean loss per pixel) every this many kimg, plus the
+    /// last, partial interval (EDM's `--tick`, 50 kimg by default). Independent of the duration,
+    /// so that a run's log is a prefix of a longer run's. Default: 50.
+    #[serde(default = "d_log_every")]
+    pub log_every_kimg: f64,
     /// `auto` (f16 mixed precision on GPUs, fp32 on the CPU), `fp32`, `fp16` or `bf16`.
     /// Default: auto.
     #[serde(default, skip_serializing_if = "Precision::is_auto")]
@@ -195,8 +204,8 @@ fn d_ema_ratio() -> f64 {
 fn d_aug() -> f64 {
     0.12
 }
-fn d_points() -> usize {
-    200
+fn d_log_every() -> f64 {
+    50.0
 }
 
 impl Params {
@@ -241,8 +250,9 @@ pub struct EdmTrain;
 impl Kind for EdmTrain {
     const KIND: &'static str = "edm/train";
     // 2: the CPU's custom convolution, group norm, resampling and fused Adam (floats summed in
-    // another order); outputs differ in the last bits.
-    const VERSION: u32 = 2;
+    // another order); outputs differ in the last bits. 3: the loss log every `log_every_kimg`
+    // (was a fixed number of points per duration), so that runs form trajectories.
+    const VERSION: u32 = 3;
     const ABOUT: &'static str = "Train an EDM denoiser (SongUNet DDPM++) conditioned on cluster labels, ground truth or nothing; EMA weights, loss curve";
     const INPUTS: &'static [Slot] = &[
         Slot::one("images", "the training images (data/*)"),
@@ -251,7 +261,14 @@ impl Kind for EdmTrain {
             "cluster labels (cluster/*) or an image artifact with ground truth; omit for unconditional",
         ),
     ];
-    const UNKEYED: &'static [&'static str] = &["devices"];
+    const UNKEYED: &'static [&'static str] = &["devices", "checkpoint_every_kimg", "snapshot_kimg"];
+    // Every step depends on the images seen before it, never on the duration (the lr ramp, the
+    // EMA ramp, the log interval, the per-step randomness): a run to L is the prefix of any
+    // longer run, so the engine resumes longer runs from cached snapshots.
+    const TRAJECTORY: Option<Trajectory> = Some(Trajectory {
+        length: "duration_kimg",
+        state: "checkpoint.safetensors",
+    });
     type Params = Params;
 
     fn validate(p: &Params) -> Vec<ParamError> {
@@ -289,7 +306,27 @@ impl Kind for EdmTrain {
         problems.extend(rules::at_least("model_channels", mc, 1));
         problems.extend(rules::at_most("num_blocks", p.num_blocks.unwrap_or(1), 64));
         problems.extend(rules::at_most("batch_size", p.batch_size.get(), 1 << 16));
-        problems.extend(rules::at_most("log_points", p.log_points, 1 << 20));
+        problems.extend(rules::positive("log_every_kimg", p.log_every_kimg));
+        if p.log_every_kimg > 0.0 && p.duration_kimg / p.log_every_kimg > f64::from(1u32 << 20) {
+            problems.push(ParamError::invalid(
+                "log_every_kimg",
+                format!(
+                    "gives {:.0} log points for {} kimg; at most {}",
+                    p.duration_kimg / p.log_every_kimg,
+                    p.duration_kimg,
+                    1u32 << 20
+                ),
+            ));
+        }
+        if let Some(s) = p.snapshot_kimg {
+            problems.extend(rules::positive("snapshot_kimg", s));
+            if s > 0.0 && p.duration_kimg / s > 10_000.0 {
+                problems.push(ParamError::invalid(
+                    "snapshot_kimg",
+                    format!("gives {:.0} snapshots; at most 10 000", p.duration_kimg / s),
+                ));
+            }
+        }
         if !(p.duration_kimg <= 1e9) {
             problems.push(ParamError::invalid("duration_kimg", "must be at most 1e9"));
         }
@@ -374,7 +411,11 @@ impl Kind for EdmTrain {
         let steps_total = total.div_ceil(b as u64);
         let ck_every = (p.checkpoint_every_kimg.unwrap_or(p.duration_kimg / 10.0) * 1000.0)
             .max(b as f64) as u64;
-        let log_every = (total / p.log_points.max(1) as u64).max(b as u64);
+        let log_every = ((p.log_every_kimg * 1000.0).round() as u64).max(1);
+        // Snapshots at multiples of snapshot_kimg, each published as the run to that duration
+        // (which ends at the first step at or past it, as this loop does).
+        let snap_every = p.snapshot_kimg.map(|s| s * 1000.0);
+        let mut next_snap = snap_every.map(|s| (ck.nimg as f64 / s).floor() + 1.0);
         let half_dtype = half_precision(&p, &computes, ctx)?;
         // Data parallel: replicas on the other listed devices (the first holds the master
         // weights, Adam and the EMA).
@@ -485,11 +526,13 @@ impl Kind for EdmTrain {
                 ck.acc.0 += f64::from(lv) / pixels;
                 ck.acc.1 += 1;
             }
-            if ck.nimg >= next_log || ck.nimg >= total {
-                ck.log
-                    .push((ck.nimg as f64 / 1000.0, ck.acc.0 / ck.acc.1 as f64));
+            if ck.nimg >= next_log {
+                if ck.acc.1 > 0 {
+                    ck.log
+                        .push((ck.nimg as f64 / 1000.0, ck.acc.0 / ck.acc.1 as f64));
+                }
                 ck.acc = (0.0, 0);
-                next_log += log_every;
+                next_log = (ck.nimg / log_every + 1) * log_every;
             }
             let rate = (ck.nimg - start_nimg) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
             ctx.progress(
@@ -501,11 +544,30 @@ impl Kind for EdmTrain {
                     f64::from(lv) / pixels
                 )),
             );
+            if let (Some(every), Some(k)) = (snap_every, next_snap.as_mut()) {
+                if ck.nimg as f64 >= (*k * every).round() && ck.nimg < total {
+                    // The duration this state is the result of, written as a person would
+                    // (k × snapshot_kimg without float noise: 3 × 0.1 is 0.3).
+                    let kimg: f64 = format!("{:.6}", *k * every / 1000.0).parse().unwrap_or(0.0);
+                    while ck.nimg as f64 >= (*k * every).round() {
+                        *k += 1.0;
+                    }
+                    checkpoint::save(&work, &net, &ema, &adam, &ck)?;
+                    ctx.snapshot(
+                        kimg,
+                        &|dir| write_outputs(dir, &ema, &cfg, &info, &ck),
+                        Some(&ckpt),
+                    )?;
+                    next_ck = (ck.nimg / ck_every + 1) * ck_every;
+                }
+            }
             if ck.nimg >= next_ck && ck.nimg < total {
                 checkpoint::save(&work, &net, &ema, &adam, &ck)?;
                 next_ck += ck_every;
             }
         }
+        // The final state: what a longer run of this trajectory resumes from.
+        checkpoint::save(&work, &net, &ema, &adam, &ck)?;
         let secs = t0.elapsed().as_secs_f64();
         if half_dtype.is_some() {
             ctx.stat("loss_scale", ck.scale.scale);
@@ -577,6 +639,12 @@ fn write_outputs(
     info: &LabelInfo,
     ck: &Progress,
 ) -> Result<(), NodeError> {
+    // The log so far and the last, partial interval (not kept in the state: a longer run goes
+    // on accumulating that interval).
+    let mut log = ck.log.clone();
+    if ck.acc.1 > 0 {
+        log.push((ck.nimg as f64 / 1000.0, ck.acc.0 / ck.acc.1 as f64));
+    }
     save_network(
         &dir.join("network.safetensors"),
         ema,
@@ -589,8 +657,7 @@ fn write_outputs(
         &dir.join("training.json"),
         &TrainingLog {
             kimg: ck.nimg as f64 / 1000.0,
-            loss: ck
-                .log
+            loss: log
                 .iter()
                 .map(|&(kimg, loss)| LossPoint { kimg, loss })
                 .collect(),
@@ -601,7 +668,7 @@ fn write_outputs(
     line_png(
         &dir.join("loss.png"),
         "EDM training loss (per pixel) vs kimg",
-        &ck.log,
+        &log,
         640,
         360,
     )
