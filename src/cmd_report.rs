@@ -115,11 +115,86 @@ fn series_name(r: &Row) -> String {
     }
 }
 
-fn metric_figures(page: &mut Page, plan: &Plan, records: &[Option<Record>], rows: &[Row]) {
+/// Seed Fig. 7: FID/FDD against the training length, one line per label source and C, where the
+/// experiment measures several lengths (a sweep over `duration_kimg`, whose runs resume from
+/// each other as one trajectory).
+fn length_figures(page: &mut Page, plan: &Plan, records: &[Option<Record>], rows: &[Row]) {
     for kind in ["fid", "fdd"] {
         let rs: Vec<&Row> = rows
             .iter()
+            .filter(|r| r.kind == kind && r.value.is_some() && r.kimg.is_some())
+            .collect();
+        let lengths: std::collections::BTreeSet<u64> =
+            rs.iter().filter_map(|r| r.kimg).map(f64::to_bits).collect();
+        if lengths.len() < 2 {
+            continue;
+        }
+        let mut groups: BTreeMap<String, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
+        for r in &rs {
+            let name = match r.c {
+                Some(c) => format!("{} C={c}", series_name(r)),
+                None => series_name(r),
+            };
+            groups
+                .entry(name)
+                .or_default()
+                .entry(r.kimg.unwrap_or(0.0).to_bits())
+                .or_default()
+                .push(r.value.unwrap_or(f64::NAN));
+        }
+        let series: Vec<Series> = groups
+            .into_iter()
+            .map(|(name, by)| {
+                let mut points: Vec<(f64, f64, Option<f64>)> = by
+                    .iter()
+                    .map(|(k, v)| {
+                        let (m, s) = mean_std(v);
+                        (f64::from_bits(*k) / 1000.0, m, s)
+                    })
+                    .collect();
+                points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let style = if points.len() > 1 {
+                    Style::Line
+                } else {
+                    Style::Points
+                };
+                Series {
+                    name,
+                    points,
+                    style,
+                }
+            })
+            .collect();
+        let label = kind.to_uppercase();
+        let svg = plot(
+            &format!("{label} against training length"),
+            "Mimg (million training images seen)",
+            &label,
+            &series,
+            false,
+        );
+        let caption = format!(
+            "{label} of each model against its training length (seed Fig. 7): the lengths are one training each, resumed from the shorter one's snapshot; points are means over seeds with ±1 std. Lower is better."
+        );
+        let mut idx: Vec<usize> = rs.iter().map(|r| r.metric).collect();
+        idx.extend(rs.iter().filter_map(|r| r.train));
+        page.figure(&svg, &caption, &keys_of(plan, records, idx));
+    }
+}
+
+fn metric_figures(page: &mut Page, plan: &Plan, records: &[Option<Record>], rows: &[Row]) {
+    for kind in ["fid", "fdd"] {
+        // With several training lengths, the C plot shows the longest (the others are in the
+        // training-length figure).
+        let longest = rows
+            .iter()
+            .filter(|r| r.kind == kind)
+            .filter_map(|r| r.kimg)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let rs: Vec<&Row> = rows
+            .iter()
             .filter(|r| r.kind == kind && r.value.is_some())
+            .filter(|r| r.kimg.is_none_or(|k| k == longest))
             .collect();
         if rs.is_empty() {
             continue;
@@ -630,6 +705,7 @@ pub fn report(cli: &Cli, a: &ReportArgs) -> Result<ExitCode, CliError> {
     }
     page.section("Sample quality", "");
     metric_figures(&mut page, &plan, &records, &rows);
+    length_figures(&mut page, &plan, &records, &rows);
     page.section("Clusters", "");
     cluster_figures(&mut page, &plan, &records, &cache);
     cluster_image_figures(&mut page, &plan, &records, &cache, &dir)?;

@@ -59,6 +59,8 @@ pub struct Row {
     pub train: Option<usize>,
     /// The label-source instance.
     pub labels: Option<usize>,
+    /// Training length of the network (edm/train's `duration_kimg`).
+    pub kimg: Option<f64>,
 }
 
 /// Records of the plan's instances that are in the cache.
@@ -184,6 +186,10 @@ pub fn rows(plan: &Plan, records: &[Option<Record>], cache: &Cache) -> Vec<Row> 
             row.sample = Some(sample);
             if let Some(train) = upstream(plan, sample, EdmTrain::KIND) {
                 row.train = Some(train);
+                row.kimg = plan.instances[train]
+                    .params
+                    .get("duration_kimg")
+                    .and_then(serde_json::Value::as_f64);
                 let (source, labels) = label_source(plan, train);
                 if source != "unconditional" {
                     let p = &plan.instances[sample].params;

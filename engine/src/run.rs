@@ -178,6 +178,49 @@ pub fn file_problems(
     }
 }
 
+/// For each instance of a trajectory kind, the next shorter instance of the same trajectory in
+/// the plan (same node's kind, params other than the length, inputs and files), which it runs
+/// after so that it resumes from it instead of both training from scratch side by side.
+fn trajectory_order(plan: &Plan) -> Vec<Option<usize>> {
+    let mut groups: BTreeMap<String, Vec<(f64, usize)>> = BTreeMap::new();
+    for inst in &plan.instances {
+        let Some(tr) = inst.kind.trajectory() else {
+            continue;
+        };
+        let Some(length) = inst
+            .key_params
+            .get(tr.length)
+            .and_then(serde_json::Value::as_f64)
+        else {
+            continue;
+        };
+        let mut rest = inst.params.clone();
+        if let Some(m) = rest.as_object_mut() {
+            m.remove(tr.length);
+            for u in inst.kind.unkeyed_params() {
+                m.remove(*u);
+            }
+        }
+        let id = format!(
+            "{}\0{}\0{:?}",
+            inst.kind.kind(),
+            crate::key::canonical_json(&rest),
+            inst.inputs
+        );
+        groups.entry(id).or_default().push((length, inst.index));
+    }
+    let mut after = vec![None; plan.instances.len()];
+    for g in groups.values_mut() {
+        g.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        for w in g.windows(2) {
+            if w[0].0 < w[1].0 {
+                after[w[1].1] = Some(w[0].1);
+            }
+        }
+    }
+    after
+}
+
 fn key_of(
     inst: &Instance,
     inputs: &BTreeMap<String, Digest>,
@@ -518,6 +561,7 @@ pub fn run_with(
             }
         })
         .collect();
+    let after = trajectory_order(plan);
     let jobs = opts.jobs.max(1);
     let gpu_capacity: u32 = if device.is_gpu() { 1 } else { u32::MAX };
     let mut gpus_in_use: u32 = 0;
@@ -556,6 +600,12 @@ pub fn run_with(
                         .inputs
                         .values()
                         .any(|&u| !matches!(state[u], State::Done(..)))
+                    {
+                        continue;
+                    }
+                    // A longer run of a trajectory waits for the next shorter one, to resume
+                    // from it (whatever its outcome).
+                    if after[i].is_some_and(|a| matches!(state[a], State::Pending | State::Running))
                     {
                         continue;
                     }

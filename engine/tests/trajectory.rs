@@ -156,3 +156,40 @@ fn an_interrupted_run_resumes_from_its_own_checkpoint_first() {
     let (f6, _, _) = walk(d.path(), &b, "steps: 6");
     assert_eq!(f6.unwrap().outputs, r6.outputs);
 }
+
+#[test]
+fn a_sweep_over_the_length_runs_shortest_first_and_each_resumes_from_the_previous() {
+    let d = tempfile::tempdir().unwrap();
+    let a = Cache::open(d.path().join("a")).unwrap();
+    let p = d.path().join("exp.yaml");
+    std::fs::write(
+        &p,
+        "name: walk\nsweep:\n  n: [6, 2, 4]\nnodes:\n  w: {kind: toy/walk, params: {steps: \"${n}\"}}\n",
+    )
+    .unwrap();
+    let plan = expand(Experiment::load(&p).unwrap(), &toy::registry()).unwrap();
+    let reg = toy::registry();
+    let events = Collect::default();
+    let engine = Engine {
+        cache: &a,
+        registry: &reg,
+        reporter: &events,
+    };
+    // Three jobs at once: without the ordering all three would train from scratch in parallel.
+    let s = run(
+        &plan,
+        &engine,
+        &RunOptions {
+            jobs: 3,
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(s.ok());
+    let total: f64 = s
+        .outcomes
+        .iter()
+        .map(|o| steps_run(o.record().unwrap()))
+        .sum();
+    assert_eq!(total, 6.0, "2 + 2 + 2 steps, not 2 + 4 + 6");
+}

@@ -22,6 +22,7 @@ fn experiment(a: &Path) -> String {
         "name: tiny
 sweep:
   C: [4, 8]
+  L: [0.064, 0.128]
 nodes:
   train:
     kind: data/idx
@@ -52,7 +53,8 @@ nodes:
   edm_uncond:
     kind: edm/train
     inputs: {{images: train16}}
-    params: *edm
+    params: {{model: small, model_channels: 8, channel_mult: [1, 2], num_blocks: 1, attn_resolutions: [], dropout: 0.0,
+             augment_p: 0.0, duration_kimg: \"${{L}}\", batch_size: 32, lr: 0.002, lr_rampup_kimg: 0.01, log_every_kimg: 0.032}}
   sample:
     kind: edm/sample
     inputs: {{network: edm}}
@@ -136,6 +138,14 @@ fn report_of_a_small_run_renders_in_a_browser() {
         "FID against C: one point per C"
     );
     assert!(html.contains("data-series=\"unconditional (n=1)\""));
+    // Seed Fig. 7: the unconditional EDM at two training lengths (one trajectory: the longer
+    // resumed from the shorter) in a figure against Mimg; the C plot shows the longest only.
+    assert!(html.contains("against training length"));
+    assert_eq!(
+        html.matches("data-series=\"unconditional\"").count(),
+        2,
+        "FID against Mimg: one point per length"
+    );
     assert!(
         !html.contains("http://")
             || html.matches("http://").count()
