@@ -83,11 +83,128 @@ fn print_status(plan: &Plan, statuses: &[Status]) {
     outln!("{line}");
 }
 
+/// How many rungs a search has (its budget variable's values).
+fn budgets(plan: &Plan, s: &cedm_engine::search::Search) -> usize {
+    plan.experiment
+        .sweep
+        .iter()
+        .find(|v| v.name == s.budget)
+        .map_or(0, |v| v.values.len())
+}
+
+/// A score for people: four significant digits, no trailing zeros.
+fn short(v: f64) -> String {
+    let t = format!("{v:.4}");
+    let t = if t.contains('.') {
+        t.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        t
+    };
+    if v.abs() >= 1000.0 {
+        format!("{v:.1}")
+    } else {
+        t
+    }
+}
+
+/// One line saying what a rung decided (or what it waits for).
+fn rung_line(s: &cedm_engine::search::Search, r: &cedm_engine::search::Rung, n: usize) -> String {
+    let scores: Vec<String> = r
+        .scores
+        .iter()
+        .map(|(c, v)| match v {
+            Some(v) => format!("{c}: {}", short(*v)),
+            None => format!("{c}: n/a"),
+        })
+        .collect();
+    let head = format!(
+        "rung {}/{n} ({} = {}): {}.{} by {} = [{}]",
+        r.index + 1,
+        s.budget,
+        r.budget,
+        s.metric,
+        s.field,
+        s.over,
+        scores.join(", ")
+    );
+    let join = |v: &[serde_json::Value]| {
+        v.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match &r.promoted {
+        None => format!(
+            "{head} → waits: not every {} is scored yet; the next rung is decided once they are",
+            s.metric
+        ),
+        Some(_) if r.index + 1 == n => {
+            let best = r
+                .scores
+                .iter()
+                .filter_map(|(c, v)| v.map(|v| (c, if s.minimize { v } else { -v })))
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .map(|(c, _)| format!("; best {} = {c}", s.over))
+                .unwrap_or_default();
+            format!("{head} (last rung{best})")
+        }
+        Some(p) => {
+            let dropped: Vec<serde_json::Value> = r
+                .candidates
+                .iter()
+                .filter(|c| !p.contains(c))
+                .cloned()
+                .collect();
+            format!(
+                "{head} → promoted {} = {} (best {} of {} by {}.{}, {} is better), dropped {}",
+                s.over,
+                join(p),
+                p.len(),
+                r.candidates.len(),
+                s.metric,
+                s.field,
+                if s.minimize { "lower" } else { "higher" },
+                if dropped.is_empty() {
+                    "none".to_string()
+                } else {
+                    join(&dropped)
+                }
+            )
+        }
+    }
+}
+
 /// `cedm status`.
 pub fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode, CliError> {
     let reg = registry();
     let plan = load_plan(&a.file, &reg)?;
     let cache = cache_for(cli.cache.as_deref(), Some(&a.file))?;
+    if let Some(search) = cedm_engine::search::of(&plan.experiment) {
+        let rungs =
+            cedm_engine::search::rungs(&plan.experiment, &reg, &cache.read_only(), |_| true)?;
+        if a.json {
+            let v: Vec<serde_json::Value> = rungs
+                .iter()
+                .map(|r| {
+                    let st = cedm_engine::status(&r.plan, &cache, &[]);
+                    serde_json::json!({
+                        "rung": r.index, "budget": r.budget, "candidates": r.candidates,
+                        "scores": r.scores, "promoted": r.promoted,
+                        "instances": r.plan.instances.iter().zip(&st).map(|(i, s)| serde_json::json!({
+                            "instance": i.label, "node": i.node, "kind": i.kind.kind(), "vars": i.vars, "status": s,
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        } else {
+            for r in &rungs {
+                print_status(&r.plan, &cedm_engine::status(&r.plan, &cache, &[]));
+                outln!("{}", rung_line(&search, r, budgets(&plan, &search)));
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let statuses = cedm_engine::status(&plan, &cache, &[]);
     if a.json {
         let v: Vec<serde_json::Value> = plan
@@ -153,34 +270,91 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, CliError> {
         registry: &reg,
         reporter,
     };
-    let summary = if slurm {
-        if !cedm_engine::exec::slurm::available() {
-            return Err(CliError::Other(
+    let search = cedm_engine::search::of(&plan.experiment);
+    let run_plan = |plan: &Plan| -> Result<cedm_engine::RunSummary, CliError> {
+        Ok(if slurm {
+            if !cedm_engine::exec::slurm::available() {
+                return Err(CliError::Other(
                 "--executor slurm: `sinfo` does not answer here (is this a Slurm login node with the client tools on PATH?)".into(),
             ));
+            }
+            let exe = std::env::current_exe()
+                .map_err(|e| CliError::Other(format!("cannot find the cedm binary: {e}")))?;
+            let mut so = cedm_engine::exec::slurm::SlurmOptions::new(exe);
+            so.partition = a.slurm.partition.clone();
+            so.account = a.slurm.account.clone();
+            so.qos = a.slurm.qos.clone();
+            so.sbatch_args = a.slurm.sbatch_args.clone();
+            so.poll = std::time::Duration::from_secs_f64(a.slurm.poll_seconds.max(0.1));
+            so.signal_seconds = a.slurm.signal_seconds;
+            so.max_resubmits = a.slurm.max_resubmits;
+            so.array_parallel = a.slurm.array_parallel;
+            let executor = cedm_engine::exec::slurm::SlurmExecutor::new(&cache, so)
+                .map_err(|e| CliError::Other(e.to_string()))?;
+            if !a.output.json {
+                eprintln!(
+                    "Slurm: jobs write their scripts, logs and exit codes to {}",
+                    executor.dir().display()
+                );
+            }
+            cedm_engine::run_with(plan, &engine, &opts, &executor)?
+        } else {
+            cedm_engine::run(plan, &engine, &opts)?
+        })
+    };
+    // A search runs rung by rung: each rung's plan, then its scores decide the next.
+    let (plan, summary) = match &search {
+        None => {
+            let s = run_plan(&plan)?;
+            (plan, s)
         }
-        let exe = std::env::current_exe()
-            .map_err(|e| CliError::Other(format!("cannot find the cedm binary: {e}")))?;
-        let mut so = cedm_engine::exec::slurm::SlurmOptions::new(exe);
-        so.partition = a.slurm.partition.clone();
-        so.account = a.slurm.account.clone();
-        so.qos = a.slurm.qos.clone();
-        so.sbatch_args = a.slurm.sbatch_args.clone();
-        so.poll = std::time::Duration::from_secs_f64(a.slurm.poll_seconds.max(0.1));
-        so.signal_seconds = a.slurm.signal_seconds;
-        so.max_resubmits = a.slurm.max_resubmits;
-        so.array_parallel = a.slurm.array_parallel;
-        let executor = cedm_engine::exec::slurm::SlurmExecutor::new(&cache, so)
-            .map_err(|e| CliError::Other(e.to_string()))?;
-        if !a.output.json {
-            eprintln!(
-                "Slurm: jobs write their scripts, logs and exit codes to {}",
-                executor.dir().display()
-            );
+        Some(sr) => {
+            let mut last: Option<cedm_engine::RunSummary> = None;
+            let mut err = None;
+            let mut all_ok = true;
+            let n = budgets(&plan, sr);
+            let rungs = cedm_engine::search::rungs(&plan.experiment, &reg, &cache, |r| {
+                if !a.output.json {
+                    eprintln!(
+                        "rung {}/{n} ({} = {}): {} = {}",
+                        r.index + 1,
+                        sr.budget,
+                        r.budget,
+                        sr.over,
+                        r.candidates
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+                match run_plan(&r.plan) {
+                    Ok(s) => {
+                        let go = s.ok() && !s.interrupted;
+                        all_ok &= go;
+                        last = Some(s);
+                        go
+                    }
+                    Err(e) => {
+                        err = Some(e);
+                        false
+                    }
+                }
+            })?;
+            if let Some(e) = err {
+                return Err(e);
+            }
+            if !a.output.json {
+                for r in &rungs {
+                    eprintln!("{}", rung_line(sr, r, n));
+                }
+            }
+            let _ = all_ok;
+            match (rungs.into_iter().last(), last) {
+                (Some(r), Some(s)) => (r.plan, s),
+                _ => return Ok(ExitCode::SUCCESS),
+            }
         }
-        cedm_engine::run_with(&plan, &engine, &opts, &executor)?
-    } else {
-        cedm_engine::run(&plan, &engine, &opts)?
     };
     if !a.output.json {
         human.finish();

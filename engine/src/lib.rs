@@ -26,6 +26,7 @@ pub mod panics;
 pub mod plan;
 pub mod resources;
 pub mod run;
+pub mod search;
 pub mod spec;
 pub mod task;
 pub mod toy;

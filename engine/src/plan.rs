@@ -460,6 +460,9 @@ fn parse_resources(spec: &NodeSpec, problems: &mut Vec<Problem>) -> ResourceSpec
 /// that do not fit their kind (at any sweep point), bad resources.
 pub fn expand(exp: Experiment, registry: &Registry) -> Result<Plan, SpecError> {
     let mut problems = template_problems(&exp, registry);
+    if let Err(p) = crate::search::parse(&exp) {
+        problems.extend(p);
+    }
     // The grid's size first, in checked arithmetic: a sweep of 12 variables × 10 values would
     // otherwise allocate 10¹² points before anything else is said.
     let sizes: Vec<usize> = exp.sweep.iter().map(|v| v.values.len()).collect();

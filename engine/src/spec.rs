@@ -62,6 +62,8 @@ pub struct Experiment {
     pub device: Option<(String, Span)>,
     /// `slurm:` executor settings, kept raw for the executor to read.
     pub slurm: Option<Node>,
+    /// `search:` successive halving over a sweep variable, kept raw ([`crate::search`]).
+    pub search: Option<Node>,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -72,6 +74,7 @@ const TOP_KEYS: &[&str] = &[
     "nodes",
     "device",
     "slurm",
+    "search",
 ];
 const NODE_KEYS: &[&str] = &["kind", "inputs", "params", "resources", "description"];
 
@@ -246,6 +249,7 @@ impl Experiment {
             nodes: Vec::new(),
             device: None,
             slurm: None,
+            search: None,
         };
         let mut have_name = false;
         let mut have_nodes = false;
@@ -273,6 +277,7 @@ impl Experiment {
                     }
                 }
                 "slurm" => exp.slurm = Some(val.clone()),
+                "search" => exp.search = Some(val.clone()),
                 "vars" => match &val.value {
                     Value::Map(m) => {
                         for (k, ks, v) in m {

@@ -280,13 +280,39 @@ impl Kind for Walk {
     }
 }
 
+/// Params of `toy/score`.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreParams {}
+
+/// `toy/score`: a metric of its input's value — `metrics.json` with `mean` = value mod 1000
+/// (tests `search:`).
+pub struct Score;
+
+impl Kind for Score {
+    const KIND: &'static str = "toy/score";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str =
+        "Writes metrics.json with mean = input value mod 1000 (toy metric for engine tests).";
+    const INPUTS: &'static [Slot] = &[Slot::one("a", "a toy value")];
+    type Params = ScoreParams;
+    fn run(&self, _p: ScoreParams, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        let v = read_value(ctx, "a")?.unwrap_or(0);
+        let p = ctx.out_dir().join("metrics.json");
+        std::fs::write(&p, format!("{{\"mean\": {}}}\n", v.rem_euclid(1000)))
+            .map_err(NodeError::io("writing", &p))
+    }
+}
+
 /// Register the toy kinds.
 pub fn register(r: &mut Registry) {
     r.register(&Value)
         .register(&Add)
         .register(&FileLen)
         .register(&Sum)
-        .register(&Walk);
+        .register(&Walk)
+        .register(&Score);
 }
 
 /// A registry holding only the toy kinds.

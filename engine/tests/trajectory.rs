@@ -193,3 +193,101 @@ fn a_sweep_over_the_length_runs_shortest_first_and_each_resumes_from_the_previou
         .sum();
     assert_eq!(total, 6.0, "2 + 2 + 2 steps, not 2 + 4 + 6");
 }
+
+/// `search:` (successive halving): four candidates at 2 steps, the better half continued to 4
+/// steps from their snapshots; the same choices again from the cache without running anything.
+#[test]
+fn successive_halving_promotes_the_best_half_and_resumes_their_trajectories() {
+    use cedm_engine::search;
+    let d = tempfile::tempdir().unwrap();
+    let cache = Cache::open(d.path().join("a")).unwrap();
+    let p = d.path().join("exp.yaml");
+    std::fs::write(
+        &p,
+        "name: sh\nsweep:\n  C: [1, 2, 3, 4]\n  L: [2, 4]\nsearch: {over: C, budget: L, metric: s, keep: 0.5}\nnodes:\n  w: {kind: toy/walk, params: {steps: \"${L}\", start: \"${C}\"}}\n  s: {kind: toy/score, inputs: {a: w}}\n",
+    )
+    .unwrap();
+    let exp = Experiment::load(&p).unwrap();
+    let reg = toy::registry();
+    let events = Collect::default();
+    let engine = Engine {
+        cache: &cache,
+        registry: &reg,
+        reporter: &events,
+    };
+    let mut steps = 0.0;
+    let rungs = search::rungs(&exp, &reg, &cache, |r| {
+        let s = run(&r.plan, &engine, &RunOptions::default()).unwrap();
+        steps += s
+            .outcomes
+            .iter()
+            .zip(&r.plan.instances)
+            .filter(|(_, i)| i.node == "w")
+            .filter_map(|(o, _)| match o {
+                cedm_engine::Outcome::Ran(rec) => Some(steps_run(rec)),
+                _ => None,
+            })
+            .sum::<f64>();
+        s.ok()
+    })
+    .unwrap();
+    assert_eq!(rungs.len(), 2);
+    assert_eq!(rungs[0].candidates.len(), 4);
+    // The best half by score (lower is better), ties by sweep order.
+    let mut by: Vec<(f64, usize)> = rungs[0]
+        .scores
+        .iter()
+        .enumerate()
+        .map(|(i, (_, v))| (v.unwrap(), i))
+        .collect();
+    by.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut want: Vec<serde_json::Value> = by[..2]
+        .iter()
+        .map(|&(_, i)| rungs[0].scores[i].0.clone())
+        .collect();
+    want.sort_by_key(|v| v.as_i64());
+    assert_eq!(rungs[0].promoted.as_ref().unwrap(), &want);
+    assert_eq!(rungs[1].candidates, want);
+    assert!(
+        rungs[1].promoted.as_ref().unwrap().is_empty(),
+        "the last rung is decided"
+    );
+    assert_eq!(
+        steps,
+        4.0 * 2.0 + 2.0 * 2.0,
+        "rung 1 resumed from rung 0's results"
+    );
+    // Again: the same rungs and choices, all from the cache (nothing runs; status needs no run).
+    let again = search::rungs(&exp, &reg, &cache, |_| true).unwrap();
+    assert_eq!(again.len(), 2);
+    assert_eq!(again[0].promoted, rungs[0].promoted);
+    assert_eq!(again[1].scores, rungs[1].scores);
+    // A fresh cache: rung 0 only, undecided.
+    let fresh = Cache::open(d.path().join("b")).unwrap();
+    let st = search::rungs(&exp, &reg, &fresh, |_| true).unwrap();
+    assert_eq!(st.len(), 1);
+    assert!(st[0].promoted.is_none());
+}
+
+#[test]
+fn a_bad_search_section_is_a_diagnostic_with_its_line() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("exp.yaml");
+    std::fs::write(
+        &p,
+        "name: sh\nsweep:\n  C: [1, 2]\nsearch: {over: K, budget: C, metric: nope, keep: 2}\nnodes:\n  w: {kind: toy/walk, params: {steps: \"${C}\"}}\n",
+    )
+    .unwrap();
+    let Err(e) = expand(Experiment::load(&p).unwrap(), &toy::registry()) else {
+        panic!("a bad search expanded");
+    };
+    let text = e.render_plain();
+    for want in [
+        "`K` is not a sweep variable",
+        "`nope` is not a node",
+        "fraction in (0, 1]",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    assert!(text.contains("exp.yaml:4"), "{text}");
+}

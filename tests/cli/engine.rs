@@ -246,3 +246,36 @@ fn cache_ls_piped_into_a_closed_pipe_is_not_an_error() {
     let status = child.wait().unwrap();
     assert!(status.success());
 }
+
+/// `search:` through the CLI: `cedm status` says what rung 1 waits for, `cedm run` trains the
+/// rungs in turn, and `cedm status` then explains the promotion with the scores.
+#[test]
+fn a_search_runs_rung_by_rung_and_status_explains_promotions() {
+    let d = Dir::new();
+    d.write(
+        "sh.yaml",
+        "name: sh\nsweep:\n  C: [1, 2, 3, 4]\n  L: [2, 4]\nsearch: {over: C, budget: L, metric: s, keep: 0.5}\nnodes:\n  w: {kind: toy/walk, params: {steps: \"${L}\", start: \"${C}\"}}\n  s: {kind: toy/score, inputs: {a: w}}\n",
+    );
+    let st = stdout(&d.run(&["status", "sh.yaml"]));
+    assert!(
+        st.contains("rung 1/2 (L = 2)") && st.contains("waits"),
+        "{st}"
+    );
+    assert!(!st.contains("rung 2/2"), "{st}");
+    let o = d.run(&["run", "sh.yaml", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // 4 walks at L=2, 2 at L=4 (the promoted half), each metric once.
+    assert_eq!(with_event(&events(&o), "started").len(), 4 + 4 + 2 + 2);
+    let st = stdout(&d.run(&["status", "sh.yaml"]));
+    // Scores of the walk from C at 2 steps: ((C·31 + 7)·31 + 8) mod 1000.
+    assert!(
+        st.contains("s.mean by C = [1: 186, 2: 147, 3: 108, 4: 69] → promoted C = 3, 4"),
+        "{st}"
+    );
+    assert!(
+        st.contains("rung 2/2 (L = 4)") && st.contains("best C = 3"),
+        "{st}"
+    );
+    let again = d.run(&["run", "sh.yaml", "--json"]);
+    assert!(with_event(&events(&again), "started").is_empty());
+}
