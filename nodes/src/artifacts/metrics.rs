@@ -30,8 +30,14 @@ pub struct BoundMetrics {
     pub upper: f64,
     /// Whether the rule found its crossing inside the swept C.
     pub reached: bool,
-    /// Mean used clusters of the γ = 1 runs.
+    /// Mean used clusters of the γ = 1 runs (over every C and seed: seed Table 1's C_u).
     pub gamma1_used_mean: f64,
+    /// Their standard deviation (n − 1; Table 1's ±; 0 for a single run).
+    #[serde(default)]
+    pub gamma1_used_std: f64,
+    /// How many γ = 1 runs.
+    #[serde(default)]
+    pub gamma1_runs: usize,
 }
 
 /// Which Fréchet distance a [`DistanceMetrics`] holds (the JSON field names derive from it).

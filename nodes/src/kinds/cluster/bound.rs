@@ -190,7 +190,8 @@ pub struct ClusterBound;
 
 impl Kind for ClusterBound {
     const KIND: &'static str = "cluster/bound";
-    const VERSION: u32 = 1;
+    // 2: metrics.json has the std of the γ = 1 C_u across C and seeds (seed Table 1's ±).
+    const VERSION: u32 = 2;
     const ABOUT: &'static str = "Cluster-count bound (seed Table 1): γ = 1 used clusters per C, the γ = 0.6 utilisation curve, a recommended range for C";
     const INPUTS: &'static [Slot] = &[
         Slot::gather(
@@ -234,6 +235,13 @@ impl Kind for ClusterBound {
                 .map(|(c, m, s, kl, n)| serde_json::json!({"clusters": c, "used_mean": m, "used_std": s, "fill_ratio": m / c as f64, "kl_uniform": kl, "runs": n}))
                 .collect()
         };
+        let used = mean_std(&g1.iter().map(|r| r.used as f64).collect::<Vec<_>>());
+        ctx.log(format!(
+            "γ = 1: C_u = {:.1} ± {:.1} over {} runs (seed Table 1)",
+            used.0,
+            used.1,
+            g1.len()
+        ));
         ctx.log(format!(
             "recommended C in [{lower:.0}, {upper:.0}] by {:?}{}",
             p.rule,
@@ -253,7 +261,9 @@ impl Kind for ClusterBound {
                 lower: lower.round(),
                 upper: upper.round(),
                 reached: inside,
-                gamma1_used_mean: mean_std(&g1.iter().map(|r| r.used as f64).collect::<Vec<_>>()).0,
+                gamma1_used_mean: used.0,
+                gamma1_used_std: used.1,
+                gamma1_runs: g1.len(),
             },
         )
     }
