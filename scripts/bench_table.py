@@ -32,7 +32,7 @@ BENCHES = {
     "edm-quickstart": (["edm", "--preset", "quickstart", "--batch", "64", "--steps", "20", "--profile"], {}, "training", "EDM step, quickstart SongUNet (16 px grey, 0.18 M params), batch 64"),
     "edm-small": (["edm", "--preset", "small", "--batch", "64", "--steps", "10", "--profile"], {}, "training", "EDM step, `small` SongUNet (32 px RGB, 1.26 M params), batch 64"),
     "edm-cifar": (["edm", "--preset", "cifar", "--batch", "16", "--steps", "4", "--warmup", "1", "--profile"], {}, "training", "EDM step, `cifar` SongUNet (EDM's CIFAR-10 DDPM++, 55.7 M params), batch 16"),
-    "temi": (["temi"], {}, "training", "TEMI epoch: 50 heads 1280→512→512→256→100, 60 000 items, batch 512, student + teacher, AdamW, EMA"),
+    "temi": (["temi"], {}, "training", "TEMI epoch: 50 heads 1280→512→256→100 (TEMI nlayers 2), 60 000 items, batch 512, student + teacher, AdamW, EMA"),
     "sample": (["sample", "--preset", "quickstart", "--images", "256", "--batch", "256", "--steps", "18"], {}, "training", "Heun sampling, 18 steps (35 evaluations), quickstart SongUNet, 256 images"),
     "features": (["features"], {}, "features", "MobileNetV2 features, 96 px, batch 32"),
     "features-off": (["features"], OFF, "features", "MobileNetV2 features, 96 px, batch 32 — `CEDM_BLAS=off CEDM_DNNL=off`"),
