@@ -117,13 +117,17 @@ fn rung_line(s: &cedm_engine::search::Search, r: &cedm_engine::search::Rung, n: 
             None => format!("{c}: n/a"),
         })
         .collect();
+    // The metric node, and the field when the YAML names one.
+    let metric = if s.field.is_empty() {
+        s.metric.clone()
+    } else {
+        format!("{}.{}", s.metric, s.field)
+    };
     let head = format!(
-        "rung {}/{n} ({} = {}): {}.{} by {} = [{}]",
+        "rung {}/{n} ({} = {}): {metric} by {} = [{}]",
         r.index + 1,
         s.budget,
         r.budget,
-        s.metric,
-        s.field,
         s.over,
         scores.join(", ")
     );
@@ -156,13 +160,11 @@ fn rung_line(s: &cedm_engine::search::Search, r: &cedm_engine::search::Rung, n: 
                 .cloned()
                 .collect();
             format!(
-                "{head} → promoted {} = {} (best {} of {} by {}.{}, {} is better), dropped {}",
+                "{head} → promoted {} = {} (best {} of {} by {metric}, {} is better), dropped {}",
                 s.over,
                 join(p),
                 p.len(),
                 r.candidates.len(),
-                s.metric,
-                s.field,
                 if s.minimize { "lower" } else { "higher" },
                 if dropped.is_empty() {
                     "none".to_string()

@@ -10,7 +10,8 @@
 //!   over: C                      # the candidates
 //!   budget: L                    # rung r computes the survivors at L[r]
 //!   metric: fid_temi             # a node depending on both; its metrics.json is read
-//!   field: mean                  # the number in metrics.json (default `mean`)
+//!   field: fid                   # the number in metrics.json (default: `mean`, else the
+//!                                # metric kind's last name part: `fid` for metrics/fid)
 //!   keep: 0.5                    # fraction promoted to the next rung (at least one)
 //!   minimize: true               # lower is better (default)
 //! ```
@@ -38,7 +39,8 @@ pub struct Search {
     pub budget: String,
     /// The node whose result scores a candidate at a budget.
     pub metric: String,
-    /// The number read from the metric's `metrics.json`.
+    /// The number read from the metric's `metrics.json` (empty: `mean`, else the metric kind's
+    /// last name part, e.g. `fid` for `metrics/fid`).
     pub field: String,
     /// Fraction of a rung's candidates promoted to the next.
     pub keep: f64,
@@ -91,7 +93,7 @@ pub fn parse(exp: &Experiment) -> Result<Option<Search>, Vec<Problem>> {
         over: String::new(),
         budget: String::new(),
         metric: String::new(),
-        field: "mean".into(),
+        field: String::new(),
         keep: 0.5,
         minimize: true,
     };
@@ -231,22 +233,50 @@ fn scores(
                 .instances
                 .iter()
                 .find(|i| i.node == s.metric && i.vars.get(&s.over) == Some(c))
-                .and_then(|i| match &statuses[i.index] {
-                    crate::event::Status::Cached { key } => match cache.check(key) {
-                        Ok(HitCheck::Hit(r)) => r
-                            .outputs
-                            .get("metrics.json")
-                            .and_then(|o| cache.read_object(&o.digest).ok())
-                            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                            .and_then(|v| v.get(&s.field).and_then(serde_json::Value::as_f64)),
+                .and_then(|i| {
+                    let field = field_of(s, i.kind.kind());
+                    match &statuses[i.index] {
+                        crate::event::Status::Cached { key } => match cache.check(key) {
+                            Ok(HitCheck::Hit(r)) => r
+                                .outputs
+                                .get("metrics.json")
+                                .and_then(|o| cache.read_object(&o.digest).ok())
+                                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                                .and_then(|v| {
+                                    v.get(&field).and_then(serde_json::Value::as_f64).or_else(
+                                        || {
+                                            if s.field.is_empty() {
+                                                v.get(kind_field(i.kind.kind()))
+                                                    .and_then(serde_json::Value::as_f64)
+                                            } else {
+                                                None
+                                            }
+                                        },
+                                    )
+                                }),
+                            _ => None,
+                        },
                         _ => None,
-                    },
-                    _ => None,
+                    }
                 })
                 .filter(|v| v.is_finite());
             (c.clone(), score)
         })
         .collect()
+}
+
+/// The field a search reads first: the one it names, else `mean`.
+fn field_of(s: &Search, _kind: &str) -> String {
+    if s.field.is_empty() {
+        "mean".into()
+    } else {
+        s.field.clone()
+    }
+}
+
+/// The fallback field of a metric kind: the last part of its name (`metrics/fid` → `fid`).
+pub fn kind_field(kind: &str) -> &str {
+    kind.rsplit('/').next().unwrap_or(kind)
 }
 
 /// The candidates a rung promotes: the best `keep` fraction (at least one) by score, ties and
@@ -364,7 +394,7 @@ mod tests {
             over: "C".into(),
             budget: "L".into(),
             metric: "m".into(),
-            field: "mean".into(),
+            field: String::new(),
             keep,
             minimize,
         }

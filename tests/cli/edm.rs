@@ -430,3 +430,69 @@ fn a_4_kimg_training_resumes_from_a_cached_2_kimg_one_to_the_fresh_bytes() {
     );
     assert_eq!(output_digests(&b, "exp.yaml")["train"], a2);
 }
+
+/// Successive halving on a tiny real EDM: two learning rates trained to 0.16 kimg and scored by
+/// FDD (a tiny ViT), the better one continued to 0.32 kimg from its 0.16 kimg state; a rerun
+/// makes the same choice from the cache and runs nothing.
+#[test]
+fn successive_halving_continues_the_better_edm_from_its_snapshot() {
+    let a = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets");
+    let vit =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/parity/vit_dinov2_tiny.safetensors");
+    let fm = a.join("fashion-mnist");
+    let enc = format!(
+        "model: custom, arch: {{patch: 7, dim: 32, depth: 2, heads: 4, grid: 6, layer_scale: true}}, weights: {}, resolution: 28",
+        vit.display()
+    );
+    let d = Dir::new();
+    d.write(
+        "sh.yaml",
+        &format!(
+            "name: halving
+sweep:
+  R: [0.005, 0.0002]
+  L: [0.16, 0.32]
+search: {{over: R, budget: L, metric: fdd, keep: 0.5}}
+nodes:
+  data: {{kind: data/idx, params: {{images: {f}/train-images-idx3-ubyte.gz, labels: {f}/train-labels-idx1-ubyte.gz, limit: 16, resolution: 16}}}}
+  train:
+    kind: edm/train
+    inputs: {{images: data}}
+    params: {{model: small, model_channels: 8, channel_mult: [1, 2], num_blocks: 1, attn_resolutions: [], dropout: 0.0,
+             augment_p: 0.0, duration_kimg: \"${{L}}\", batch_size: 16, lr: \"${{R}}\", lr_rampup_kimg: 0.02,
+             ema_halflife_kimg: 0.05, log_every_kimg: 0.08}}
+  sample: {{kind: edm/sample, inputs: {{network: train}}, params: {{count: 8, steps: 4, grid_rows: 2, grid_cols: 4}}}}
+  fdd_ref: {{kind: metrics/fdd_ref, inputs: {{images: data}}, params: {{{enc}}}}}
+  fdd: {{kind: metrics/fdd, inputs: {{samples: sample, ref: fdd_ref}}, params: {{{enc}}}}}
+",
+            f = fm.display()
+        ),
+    );
+    let o = d.run(&["run", "sh.yaml", "--json", "-v"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ev = events(&o);
+    let trains: Vec<String> = with_event(&ev, "started")
+        .into_iter()
+        .filter(|l| l.starts_with("train["))
+        .collect();
+    assert_eq!(trains.len(), 3, "two at 0.16 kimg, one at 0.32: {trains:?}");
+    let resumed = ev.iter().any(|e| {
+        e["event"] == "log"
+            && e["line"].as_str().is_some_and(|l| {
+                l.contains("resuming the trajectory from its snapshot at duration_kimg = 0.16")
+            })
+    });
+    assert!(resumed, "the promoted EDM did not resume:\n{}", stdout(&o));
+    let st = stdout(&d.run(&["status", "sh.yaml"]));
+    assert!(
+        st.contains("rung 1/2 (L = 0.16)") && st.contains("→ promoted R = "),
+        "{st}"
+    );
+    assert!(
+        st.contains("rung 2/2 (L = 0.32)") && st.contains("(last rung; best R = "),
+        "{st}"
+    );
+    let again = d.run(&["run", "sh.yaml", "--json"]);
+    assert!(again.status.success());
+    assert!(with_event(&events(&again), "started").is_empty());
+}

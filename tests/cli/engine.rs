@@ -269,7 +269,7 @@ fn a_search_runs_rung_by_rung_and_status_explains_promotions() {
     let st = stdout(&d.run(&["status", "sh.yaml"]));
     // Scores of the walk from C at 2 steps: ((C·31 + 7)·31 + 8) mod 1000.
     assert!(
-        st.contains("s.mean by C = [1: 186, 2: 147, 3: 108, 4: 69] → promoted C = 3, 4"),
+        st.contains("s by C = [1: 186, 2: 147, 3: 108, 4: 69] → promoted C = 3, 4"),
         "{st}"
     );
     assert!(
