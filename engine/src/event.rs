@@ -44,6 +44,15 @@ pub enum Reason {
     Failed,
     /// Computed before for a different key; why it differs could not be determined.
     Changed,
+    /// A longer run of a trajectory: it continues from a cached shorter one.
+    Extends {
+        /// The length param.
+        param: String,
+        /// The length it continues from.
+        from: f64,
+        /// Why it runs at all (the reason it would have otherwise).
+        why: String,
+    },
 }
 
 impl std::fmt::Display for Reason {
@@ -62,6 +71,9 @@ impl std::fmt::Display for Reason {
             Reason::Forced => write!(f, "forced"),
             Reason::Failed => write!(f, "last run failed"),
             Reason::Changed => write!(f, "changed"),
+            Reason::Extends { param, from, why } => {
+                write!(f, "{why}; continues the cached {param} = {from}")
+            }
         }
     }
 }

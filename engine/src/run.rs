@@ -441,12 +441,57 @@ pub fn decide(
                 problems: problems.iter().map(|(n, p)| format!("{n}: {p}")).collect(),
             },
         },
-        _ => Decision::Run {
-            key,
-            reason: explain(cache, plan, inst, Some(&key), Some(&inputs), files)
-                .unwrap_or(Reason::Changed),
-        },
+        _ => {
+            let why = explain(cache, plan, inst, Some(&key), Some(&inputs), files)
+                .unwrap_or(Reason::Changed);
+            let reason = match resumes_from(cache, inst, &inputs, files, &key) {
+                Some((param, from)) => Reason::Extends {
+                    param,
+                    from,
+                    why: why.to_string(),
+                },
+                None => why,
+            };
+            Decision::Run { key, reason }
+        }
     }
+}
+
+/// For a trajectory kind: the longest cached run of its trajectory shorter than this one, which
+/// it will continue from (as `task.rs` chooses it, short of checking the state's bytes).
+fn resumes_from(
+    cache: &Cache,
+    inst: &Instance,
+    inputs: &BTreeMap<String, Digest>,
+    files: &BTreeMap<String, Result<FileRef, String>>,
+    key: &Digest,
+) -> Option<(String, f64)> {
+    let tr = inst.kind.trajectory()?;
+    let length = inst.key_params.get(tr.length)?.as_f64()?;
+    let mut fd = BTreeMap::new();
+    for (p, r) in files {
+        fd.insert(p.clone(), r.as_ref().ok()?.digest);
+    }
+    let id = crate::key::trajectory_key(
+        &KeyInput {
+            kind: inst.kind.kind(),
+            version: inst.kind.version(),
+            params: &inst.key_params,
+            inputs,
+            files: &fd,
+        },
+        tr.length,
+    );
+    cache
+        .snapshots(&id)
+        .into_iter()
+        .rev()
+        .filter(|s| s.length <= length && s.key != *key)
+        .find(|s| match cache.check(&s.key) {
+            Ok(HitCheck::Hit(r)) => r.meta.resume.is_some(),
+            _ => false,
+        })
+        .map(|s| (tr.length.to_string(), s.length))
 }
 
 /// The status of every instance: cached, will run (and why), waits on upstream, missing file.

@@ -61,6 +61,20 @@ fn a_longer_run_resumes_from_the_shorter_one_and_equals_a_fresh_run() {
         r2.meta.resume.is_some(),
         "the final state is kept for a longer run"
     );
+    // `cedm status` says that the 4-step run continues the cached 2-step one.
+    let st = cedm_engine::status(&plan(d.path(), "steps: 4"), &a, &[]);
+    assert!(
+        matches!(&st[0], cedm_engine::Status::WillRun { reason: cedm_engine::Reason::Extends { param, from, .. }, .. } if param == "steps" && *from == 2.0),
+        "{st:?}"
+    );
+    if let cedm_engine::Status::WillRun { reason, .. } = &st[0] {
+        assert!(
+            reason
+                .to_string()
+                .contains("continues the cached steps = 2"),
+            "{reason}"
+        );
+    }
     let (r4, started, _) = walk(d.path(), &a, "steps: 4");
     let r4 = r4.unwrap();
     assert!(started);
