@@ -257,19 +257,19 @@ pub fn run_task(
     let mut resumed = None;
     if let Some((tr, (id, length))) = &trajectory {
         let state = work_dir.join(tr.state);
-        if !state.exists() {
-            if let Some((at, key, from)) = best_snapshot(cache, id, *length, &task.key) {
-                place_state(&from, &state).map_err(|e| {
-                    TaskError::Node(format!(
-                        "placing the state of snapshot {key} in {}: {e}",
-                        state.display()
-                    ))
-                })?;
-                resumed = Some(format!(
-                    "resuming the trajectory from its snapshot at {} = {at} (key {key})",
-                    tr.length
-                ));
-            }
+        if !state.exists()
+            && let Some((at, key, from)) = best_snapshot(cache, id, *length, &task.key)
+        {
+            place_state(&from, &state).map_err(|e| {
+                TaskError::Node(format!(
+                    "placing the state of snapshot {key} in {}: {e}",
+                    state.display()
+                ))
+            })?;
+            resumed = Some(format!(
+                "resuming the trajectory from its snapshot at {} = {at} (key {key})",
+                tr.length
+            ));
         }
     }
     let run_started = started.clone();
