@@ -45,6 +45,7 @@ pub fn registry() -> Registry {
         .register(&cluster::temi::ClusterTemi)
         .register(&cluster::kmeans::ClusterKmeans)
         .register(&cluster::metrics::ClusterMetrics)
+        .register(&cluster::mapping::ClusterMapping)
         .register(&cluster::bound::ClusterBound)
         .register(&edm::train::EdmTrain)
         .register(&edm::sample::EdmSample)

@@ -548,3 +548,20 @@ fn frechet_distance_of_random_gaussians_matches_scipy() {
     assert!((back - got).abs() / got < 1e-9);
     assert!(frechet_distance(&a, &a).unwrap().abs() < 1e-9);
 }
+
+#[test]
+fn one_to_one_mapping_matches_scipy_linear_sum_assignment() {
+    use cedm_nodes::algorithms::scores::one_to_one;
+    let t = fixture("mapping.safetensors");
+    for case in ["square", "over", "under"] {
+        let truth = t.i64(&format!("{case}.truth")).unwrap().data;
+        let pred = t.i64(&format!("{case}.pred")).unwrap().data;
+        let shape = t.i64(&format!("{case}.shape")).unwrap().data;
+        let want = t.i64(&format!("{case}.mapping")).unwrap().data;
+        let matched = t.i64(&format!("{case}.matched")).unwrap().data[0];
+        let (got, m) = one_to_one(&truth, &pred, shape[0] as usize, shape[1] as usize);
+        let got: Vec<i64> = got.iter().map(|k| k.map_or(-1, |k| k as i64)).collect();
+        assert_eq!(got, want, "{case}");
+        assert_eq!(m, matched, "{case}");
+    }
+}

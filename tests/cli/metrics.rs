@@ -204,3 +204,58 @@ nodes:
     assert!(same.abs() < 1e-6, "{same}");
     assert!(other > 0.01, "{other}");
 }
+
+/// `cluster/mapping` (seed Fig. 2's cluster → class map) on k-means clusters of real features:
+/// one class per cluster, and with C = the number of classes its agreement is the Hungarian
+/// accuracy `cluster/metrics` reports.
+#[test]
+fn cluster_mapping_agrees_with_the_hungarian_accuracy() {
+    let a = assets();
+    let d = Dir::new();
+    d.write(
+        "exp.yaml",
+        &format!(
+            "name: mapping
+nodes:
+  train: {{kind: data/idx, params: {{images: {a}/fashion-mnist/train-images-idx3-ubyte.gz, labels: {a}/fashion-mnist/train-labels-idx1-ubyte.gz, limit: 300}}}}
+  feats: {{kind: features/mobilenet_v2, inputs: {{images: train}}, params: {{weights: {a}/weights/mobilenet_v2-b0353104.pth, resolution: 32}}}}
+  kmeans: {{kind: cluster/kmeans, inputs: {{features: feats}}, params: {{clusters: 10, n_init: 2}}}}
+  scores: {{kind: cluster/metrics, inputs: {{clusters: kmeans, truth: train}}}}
+  mapping: {{kind: cluster/mapping, inputs: {{clusters: kmeans, truth: train}}}}
+",
+            a = a.display()
+        ),
+    );
+    let o = d.run(&["run", "exp.yaml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let read = |node: &str, file: &str| -> serde_json::Value {
+        let out = d.path().join(node);
+        let e = d.run(&[
+            "cache",
+            "export",
+            node,
+            out.to_str().unwrap(),
+            "--experiment",
+            "exp.yaml",
+        ]);
+        assert!(e.status.success(), "{}", stderr(&e));
+        serde_json::from_slice(&std::fs::read(out.join(file)).unwrap()).unwrap()
+    };
+    let m = read("mapping", "mapping.json");
+    let s = read("scores", "metrics.json");
+    let c2k: Vec<i64> = m["cluster_to_class"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().expect("every cluster has a class when C = K"))
+        .collect();
+    let mut sorted = c2k.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..10).collect::<Vec<i64>>(), "one to one");
+    let agreement = m["agreement"].as_f64().unwrap();
+    assert!(
+        (agreement * 100.0 - s["acc"].as_f64().unwrap()).abs() < 1e-9,
+        "{agreement} vs ACC {}",
+        s["acc"]
+    );
+}

@@ -226,6 +226,35 @@ pub fn hungarian(cost: &[i64], n: usize) -> Vec<usize> {
     col
 }
 
+/// The one-to-one mapping of clusters to classes that agrees with the most items (Hungarian on
+/// the `clusters × classes` contingency matrix, padded to a square with empty rows or columns:
+/// SciPy's `linear_sum_assignment(m, maximize=True)` on the rectangle). `pred` in
+/// `0..clusters`, `truth` in `0..classes`; the class of each cluster, `None` for clusters left
+/// over when there are more clusters than classes. Also returns the items it matches.
+///
+/// # Panics
+/// If an id is out of its range (callers check).
+pub fn one_to_one(
+    truth: &[i64],
+    pred: &[i64],
+    clusters: usize,
+    classes: usize,
+) -> (Vec<Option<usize>>, i64) {
+    let n = clusters.max(classes).max(1);
+    let mut m = vec![0i64; n * n];
+    for (&t, &p) in truth.iter().zip(pred) {
+        m[p as usize * n + t as usize] += 1;
+    }
+    let max = m.iter().copied().max().unwrap_or(0);
+    let cost: Vec<i64> = m.iter().map(|&v| max - v).collect();
+    let col = hungarian(&cost, n);
+    let matched = (0..clusters).map(|r| m[r * n + col[r]]).sum();
+    let mapping = (0..clusters)
+        .map(|r| (col[r] < classes).then_some(col[r]))
+        .collect();
+    (mapping, matched)
+}
+
 /// Clustering accuracy as TEMI's `compute_metrics`.
 pub fn acc(truth: &[i64], pred: &[i64]) -> f64 {
     let k = (truth.iter().chain(pred).copied().max().unwrap_or(0) + 1).max(1) as usize;
