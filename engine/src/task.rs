@@ -484,18 +484,24 @@ fn publish_snapshot(
     Ok(Some(key))
 }
 
-/// The key the task would have with these key params (its inputs and files unchanged).
-fn key_with(task: &Task, params: &serde_json::Value) -> Digest {
-    let inputs: BTreeMap<String, Digest> = task
+/// The digests a task's key is computed from: its inputs' output digests and its files'.
+fn digests(task: &Task) -> (BTreeMap<String, Digest>, BTreeMap<String, Digest>) {
+    let inputs = task
         .inputs
         .iter()
         .map(|(s, r)| (s.clone(), r.digest))
         .collect();
-    let files: BTreeMap<String, Digest> = task
+    let files = task
         .files
         .iter()
         .map(|(p, f)| (p.clone(), f.digest))
         .collect();
+    (inputs, files)
+}
+
+/// The key the task would have with these key params (its inputs and files unchanged).
+fn key_with(task: &Task, params: &serde_json::Value) -> Digest {
+    let (inputs, files) = digests(task);
     node_key(&KeyInput {
         kind: &task.kind,
         version: task.version,
@@ -510,30 +516,18 @@ fn key_with(task: &Task, params: &serde_json::Value) -> Digest {
 /// as a plain node).
 fn trajectory_of(task: &Task, tr: Trajectory) -> Option<(Digest, f64)> {
     let length = task.key_params.get(tr.length)?.as_f64()?;
-    if key_with(task, &task.key_params) != task.key {
+    let (inputs, files) = digests(task);
+    let k = KeyInput {
+        kind: &task.kind,
+        version: task.version,
+        params: &task.key_params,
+        inputs: &inputs,
+        files: &files,
+    };
+    if node_key(&k) != task.key {
         return None;
     }
-    let inputs: BTreeMap<String, Digest> = task
-        .inputs
-        .iter()
-        .map(|(s, r)| (s.clone(), r.digest))
-        .collect();
-    let files: BTreeMap<String, Digest> = task
-        .files
-        .iter()
-        .map(|(p, f)| (p.clone(), f.digest))
-        .collect();
-    let id = trajectory_key(
-        &KeyInput {
-            kind: &task.kind,
-            version: task.version,
-            params: &task.key_params,
-            inputs: &inputs,
-            files: &files,
-        },
-        tr.length,
-    );
-    Some((id, length))
+    Some((trajectory_key(&k, tr.length), length))
 }
 
 /// The longest cached snapshot of the trajectory no longer than `length` (other than the key

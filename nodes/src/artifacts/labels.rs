@@ -88,3 +88,30 @@ impl LabelInfo {
         }
     }
 }
+
+/// The ground-truth labels of an image artifact (`labels.safetensors`), checked to be one per
+/// clustered item (`cluster/metrics`, `cluster/mapping`).
+///
+/// # Errors
+/// No label file, or a count that differs from `items`.
+pub fn truth_labels(
+    truth: &cedm_engine::Artifact,
+    items: usize,
+) -> Result<Vec<i64>, cedm_engine::NodeError> {
+    let path = truth.path("labels.safetensors").map_err(|_| {
+        cedm_engine::NodeError::msg(
+            "input `truth` has no labels (labels.safetensors); give the data node its label file",
+        )
+    })?;
+    let labels = crate::artifacts::safetensors::Tensors::open(path)?
+        .i64("labels")?
+        .data;
+    if labels.len() != items {
+        return Err(cedm_engine::NodeError::msg(format!(
+            "{} ground-truth labels for {} clustered items",
+            labels.len(),
+            items
+        )));
+    }
+    Ok(labels)
+}

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::algorithms::scores::one_to_one;
 use crate::artifacts::clusters::ClusterLabels;
-use crate::artifacts::safetensors::Tensors;
+use crate::artifacts::labels::truth_labels;
 use crate::artifacts::write_json;
 
 /// Params of `cluster/mapping` (none needed).
@@ -75,21 +75,7 @@ impl Kind for ClusterMapping {
 
     fn run(&self, _p: Params, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let cl = ClusterLabels::read(ctx.require("clusters")?)?;
-        let truth = ctx.require("truth")?;
-        let labels = Tensors::open(truth.path("labels.safetensors").map_err(|_| {
-            NodeError::msg(
-                "input `truth` has no labels (labels.safetensors); give the data node its label file",
-            )
-        })?)?
-        .i64("labels")?
-        .data;
-        if labels.len() != cl.labels.len() {
-            return Err(NodeError::msg(format!(
-                "{} ground-truth labels for {} clustered items",
-                labels.len(),
-                cl.labels.len()
-            )));
-        }
+        let labels = truth_labels(ctx.require("truth")?, cl.labels.len())?;
         let clusters = cl.counts.len();
         if let Some(bad) = cl.labels.iter().find(|&&l| l < 0 || l as usize >= clusters) {
             return Err(NodeError::msg(format!(

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::algorithms::scores::scores;
 use crate::artifacts::clusters::ClusterLabels;
+use crate::artifacts::labels::truth_labels;
 use crate::artifacts::metrics::ClusterScores;
-use crate::artifacts::safetensors::Tensors;
 use crate::artifacts::write_json;
 
 /// Params of `cluster/metrics` (none needed).
@@ -35,15 +35,7 @@ impl Kind for ClusterMetrics {
 
     fn run(&self, _p: Params, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let cl = ClusterLabels::read(ctx.require("clusters")?)?;
-        let truth = ctx.require("truth")?;
-        let labels = Tensors::open(truth.path("labels.safetensors").map_err(|_| NodeError::msg("input `truth` has no labels (labels.safetensors); give the data node its label file"))?)?.i64("labels")?.data;
-        if labels.len() != cl.labels.len() {
-            return Err(NodeError::msg(format!(
-                "{} ground-truth labels for {} clustered items",
-                labels.len(),
-                cl.labels.len()
-            )));
-        }
+        let labels = truth_labels(ctx.require("truth")?, cl.labels.len())?;
         let s = scores(&labels, &cl.labels);
         ctx.log(format!(
             "ACC {:.2} NMI {:.2} ANMI {:.2} ARI {:.2} (×100)",
