@@ -260,6 +260,7 @@ pub fn features(a: &FeaturesArgs) -> Result<ExitCode, CliError> {
                 &a.model,
                 None,
                 &a.weights,
+                None,
                 &comp,
                 a.resolution,
                 Filter::Bicubic,
@@ -353,7 +354,10 @@ fn fid_stats(a: &FidArgs, path: &std::path::Path) -> Result<Stats, CliError> {
             cedm_engine::FileKind::File
                 .check(&w)
                 .map_err(CliError::Input)?;
-            Box::new(Vit::load(&a.model, None, &w, &comp, 224, Filter::Bicubic).map_err(input_err)?)
+            Box::new(
+                Vit::load(&a.model, None, &w, None, &comp, 224, Filter::Bicubic)
+                    .map_err(input_err)?,
+            )
         }
     };
     eprintln!(

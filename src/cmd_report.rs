@@ -21,6 +21,10 @@ use cedm_nodes::kinds::cluster::kmeans::ClusterKmeans;
 use cedm_nodes::kinds::cluster::temi::ClusterTemi;
 use cedm_nodes::kinds::edm::sample::EdmSample;
 use cedm_nodes::kinds::edm::train::EdmTrain;
+use cedm_nodes::kinds::figures::confidence::{Confidence, FiguresConfidence};
+use cedm_nodes::kinds::figures::gallery::{FiguresGallery, Gallery};
+use cedm_nodes::kinds::figures::granularity::{FiguresGranularity, Granularity};
+use cedm_nodes::kinds::figures::same_noise::{FiguresSameNoise, SameNoise};
 
 use crate::results::{self, Row, cached_records, json_output};
 use crate::svg::{Series, Style, plot};
@@ -530,7 +534,7 @@ fn sample_figures(
         let others = g.split('|').nth(1).unwrap_or("");
         page.figure(
             &table,
-            &format!("The same noise (seeds of the first samples) through every model{}: each row is one model, each column one seed.", if others.is_empty() { String::new() } else { format!(" at {others}") }),
+            &format!("The same noise (seeds of the first samples) through every model{}: each row is one model, each column one seed (a quick view; the paper's Fig. 3/4 is a figures/granularity node).", if others.is_empty() { String::new() } else { format!(" at {others}") }),
             &keys_of(plan, records, members.clone()),
         );
     }
@@ -629,7 +633,133 @@ fn cluster_image_figures(
             esc(&inst.label)
         );
         first = false;
-        page.figure(&content, &format!("Training images grouped by the clusters of {} (the 8 largest clusters, the first 12 members each).", inst.label), &keys_of(plan, records, [inst.index, data]));
+        page.figure(&content, &format!("Training images grouped by the clusters of {} (the 8 largest clusters, the first 12 members each; the paper's Fig. 5, with random members, is a figures/gallery node).", inst.label), &keys_of(plan, records, [inst.index, data]));
+    }
+    Ok(())
+}
+
+/// Copy an output PNG of a record next to the page; its file name.
+fn copy_png(cache: &Cache, r: &Record, name: &str, dir: &Path, stem: &str) -> Option<String> {
+    let o = r.outputs.get(name)?;
+    let file = format!("img/{}.png", file_slug(stem));
+    std::fs::copy(cache.object_path(&o.digest), dir.join(&file)).ok()?;
+    Some(file)
+}
+
+fn read_figure<T: serde::de::DeserializeOwned>(cache: &Cache, r: &Record) -> Option<T> {
+    let o = r.outputs.get("figure.json")?;
+    serde_json::from_slice(&std::fs::read(cache.object_path(&o.digest)).ok()?).ok()
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.0}%", 100.0 * v)
+}
+
+/// The paper's qualitative figures (`figures/*` nodes): each node's figure.png with a caption
+/// from the numbers in its figure.json.
+fn paper_figures(
+    page: &mut Page,
+    plan: &Plan,
+    records: &[Option<Record>],
+    cache: &Cache,
+    dir: &Path,
+) -> Result<(), CliError> {
+    let order = [
+        FiguresSameNoise::KIND,
+        FiguresGranularity::KIND,
+        FiguresGallery::KIND,
+        FiguresConfidence::KIND,
+    ];
+    for kind in order {
+        for inst in plan.instances.iter().filter(|i| i.kind.kind() == kind) {
+            let Some(r) = records[inst.index].as_ref() else {
+                continue;
+            };
+            let stem = format!("fig_{}", inst.label);
+            let Some(png) = copy_png(cache, r, "figure.png", dir, &stem) else {
+                continue;
+            };
+            let mut content = format!(
+                "<img class=\"fig\" src=\"{png}\" alt=\"{}\">",
+                esc(&inst.label)
+            );
+            let label = &inst.label;
+            let caption = match kind {
+                k if k == FiguresSameNoise::KIND => {
+                    let f: Option<SameNoise> = read_figure(cache, r);
+                    let nums = f.map(|f| {
+                        let distance = match (f.paired_rms, f.unpaired_rms) {
+                            (Some(a), Some(b)) => format!(" RMS pixel distance between the two models' images: {a:.1} from the same noise, {b:.1} from different noise of the same class."),
+                            _ => String::new(),
+                        };
+                        let missing = f.columns.iter().filter(|c| c.cluster.is_none()).count();
+                        format!(
+                            " The one-to-one map agrees with {} of the training items{}.{distance}",
+                            pct(f.mapping_agreement),
+                            if missing > 0 { format!("; {missing} classes have no cluster (empty cells)") } else { String::new() }
+                        )
+                    }).unwrap_or_default();
+                    format!(
+                        "Seed Fig. 2 ({label}): the C-EDM (rows c-edm) and the ground-truth-conditional EDM (rows gt) from the same noise; column k is class k, the C-EDM conditioned on the cluster the Hungarian map assigns to it; each row pair shares one seed across all columns.{nums}"
+                    )
+                }
+                k if k == FiguresGranularity::KIND => {
+                    let f: Option<Granularity> = read_figure(cache, r);
+                    let nums = f.map(|f| {
+                        let d: Vec<String> = f.columns.iter().filter_map(|c| c.rms_to_unconditional.map(|v| format!("{} {v:.1}", c.label))).collect();
+                        if d.is_empty() { String::new() } else { format!(" Mean RMS pixel distance to the unconditional sample of the same noise: {}.", d.join(", ")) }
+                    }).unwrap_or_default();
+                    format!(
+                        "Seed Fig. 3/4 ({label}): the same noise (one seed per row) through the unconditional EDM and the C-EDM of every C, conditions drawn from each model's q(c).{nums}"
+                    )
+                }
+                k if k == FiguresGallery::KIND => {
+                    let f: Option<Gallery> = read_figure(cache, r);
+                    let nums = f
+                        .map(|f| {
+                            let shares: Vec<String> = f
+                                .rows
+                                .iter()
+                                .filter_map(|r| r.majority_share.map(pct))
+                                .collect();
+                            if shares.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" Majority-class share per row: {}.", shares.join(", "))
+                            }
+                        })
+                        .unwrap_or_default();
+                    format!(
+                        "Seed Fig. 5 ({label}): training images by cluster, clusters and members drawn at random (seeded); rows are labelled cluster id, size, majority class.{nums}"
+                    )
+                }
+                _ => {
+                    let f: Option<Confidence> = read_figure(cache, r);
+                    if let Some(h) =
+                        copy_png(cache, r, "histogram.png", dir, &format!("{stem}_hist"))
+                    {
+                        let _ = write!(
+                            content,
+                            "<img class=\"fig\" src=\"{h}\" alt=\"MSP histogram\">"
+                        );
+                    }
+                    let nums = f.map(|f| {
+                        format!(
+                            " Mean MSP (T = {}) of the {} samples {:.3}{}{}.",
+                            f.temperature,
+                            f.samples.n,
+                            f.samples.mean,
+                            f.reference.map(|r| format!(", of {} real images {:.3}", r.n, r.mean)).unwrap_or_default(),
+                            f.condition_agreement.map(|a| format!("; the head picks the cluster a sample was conditioned on for {}", pct(a))).unwrap_or_default()
+                        )
+                    }).unwrap_or_default();
+                    format!(
+                        "Seed Fig. 6 ({label}): samples scored by the TEMI head (maximum softmax probability, under each image); the lowest- and highest-confidence samples, each under the unconditional sample from the same noise (rows uncond), and the histogram.{nums}"
+                    )
+                }
+            };
+            page.figure(&content, &caption, &keys_of(plan, records, [inst.index]));
+        }
     }
     Ok(())
 }
@@ -642,7 +772,7 @@ figure{margin:1.5em 0;padding:1em;border:1px solid #e4e4e4;border-radius:6px}
 figcaption{font-size:13px;color:#444;margin-top:.5em}.row{display:flex;flex-wrap:wrap;gap:1em}
 .grids{display:flex;flex-wrap:wrap;gap:1em}.grid{text-align:center;font-size:12px}
 img{image-rendering:pixelated}.grid img{width:260px}table.strips th{text-align:right;font-size:12px;padding-right:8px}
-table.strips img{height:64px}ul.keys{font-size:12px}code{font-size:11px}";
+table.strips img{height:64px}img.fig{max-width:100%;margin-right:1em;vertical-align:top}ul.keys{font-size:12px}code{font-size:11px}";
 
 const CHECK: &str = "<script>
 // Self-check read by tests (and handy in a browser console): images loaded, plot points drawn.
@@ -713,6 +843,17 @@ pub fn report(cli: &Cli, a: &ReportArgs) -> Result<ExitCode, CliError> {
     training_figure(&mut page, &plan, &records, &cache);
     page.section("Samples", "");
     sample_figures(&mut page, &plan, &records, &cache, &dir)?;
+    if plan
+        .instances
+        .iter()
+        .any(|i| i.kind.kind().starts_with("figures/"))
+    {
+        page.section(
+            "The paper's figures",
+            "The figures/* nodes: each figure is the node's figure.png, its numbers from figure.json.",
+        );
+        paper_figures(&mut page, &plan, &records, &cache, &dir)?;
+    }
 
     let html = format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>cedm report: {name}</title><style>{STYLE}</style></head><body><h1>{name}</h1><p class=\"meta\">{desc}<br>{file} · {cached}/{total} nodes cached · cache {cache_dir} · cedm {ver} · {time}</p>{body}{CHECK}</body></html>",

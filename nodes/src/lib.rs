@@ -31,7 +31,7 @@ pub mod protocol;
 
 use cedm_engine::Registry;
 
-use kinds::{cluster, data, edm, features, metrics};
+use kinds::{cluster, data, edm, features, figures, metrics};
 
 /// Every node kind, in the order of the pipeline.
 pub fn registry() -> Registry {
@@ -52,6 +52,10 @@ pub fn registry() -> Registry {
         .register(&metrics::fid_ref::FidRef)
         .register(&metrics::fid::Fid)
         .register(&metrics::fdd_ref::FddRef)
-        .register(&metrics::fdd::Fdd);
+        .register(&metrics::fdd::Fdd)
+        .register(&figures::same_noise::FiguresSameNoise)
+        .register(&figures::granularity::FiguresGranularity)
+        .register(&figures::gallery::FiguresGallery)
+        .register(&figures::confidence::FiguresConfidence);
     r
 }

@@ -106,6 +106,7 @@ impl Dino<'_> {
             self.model,
             self.arch,
             Path::new(self.weights),
+            None,
             &comp,
             self.resolution,
             Filter::Bicubic,

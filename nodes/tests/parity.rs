@@ -131,6 +131,83 @@ fn vit_case(file: &str, config: cedm_nodes::models::vit::VitConfig, sizes: &[usi
     }
 }
 
+/// A tiny DINO-style ViT (the iBOT / MoCo-v3 fixtures' architecture).
+fn tiny_dino() -> cedm_nodes::models::vit::VitConfig {
+    use cedm_nodes::models::vit::{Ffn, VitConfig};
+    VitConfig {
+        patch: 8,
+        dim: 32,
+        depth: 2,
+        heads: 4,
+        mlp_ratio: 4.0,
+        grid: 4,
+        layer_scale: false,
+        registers: 0,
+        ffn: Ffn::Mlp,
+        image_size: 32,
+    }
+}
+
+/// An official checkpoint layout (`.pth`, as iBOT and MoCo-v3 release them) reduced to the
+/// backbone by `Vit::select` with the preset's prefix (or `prefix`), against the reference CLS.
+fn checkpoint_case(name: &str, preset: &str, prefix: Option<&str>, tag: &str) {
+    use cedm_nodes::models::vit::{Vit, VitConfig};
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/parity");
+    let mut w = Weights::load(&dir.join(format!("{name}.pth"))).unwrap();
+    Vit::select(&mut w, prefix.or(VitConfig::checkpoint_prefix(preset)));
+    let device = Device::flex();
+    let model = Vit::load(&tiny_dino(), &mut w, &device).unwrap();
+    let t = fixture(&format!("{name}.safetensors"));
+    for s in [32usize, 40] {
+        let x = t.f32(&format!("input_{s}")).unwrap();
+        let want = t.f32(&format!("cls_{tag}_{s}")).unwrap();
+        let xt: Tensor<4> =
+            Tensor::from_data(TensorData::new(x.data.clone(), [2, 3, s, s]), &device);
+        let got: Vec<f32> = model
+            .forward_features(xt)
+            .unwrap()
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let d = max_abs_diff(&got, &want.data);
+        assert!(d < 1e-4, "{name} ({tag}) at {s}px: max |Δ| = {d}");
+    }
+}
+
+#[test]
+fn ibot_teacher_checkpoint_loads_and_matches_reference() {
+    checkpoint_case("vit_ibot_tiny", "ibot_vitl16", None, "teacher");
+}
+
+#[test]
+fn mocov3_checkpoint_loads_the_momentum_encoder_as_temi_or_the_base_encoder() {
+    checkpoint_case("vit_mocov3_tiny", "mocov3_vitb16", None, "momentum");
+    checkpoint_case(
+        "vit_mocov3_tiny",
+        "mocov3_vitb16",
+        Some("base_encoder."),
+        "base",
+    );
+}
+
+#[test]
+fn ibot_and_mocov3_presets_have_their_official_shapes() {
+    use cedm_nodes::models::vit::VitConfig;
+    let l = VitConfig::preset("ibot_vitl16").unwrap();
+    assert_eq!(
+        (l.patch, l.dim, l.depth, l.heads, l.layer_scale),
+        (16, 1024, 24, 16, false)
+    );
+    let b = VitConfig::preset("mocov3_vitb16").unwrap();
+    assert_eq!((b.patch, b.dim, b.depth, b.heads), (16, 768, 12, 12));
+    assert_eq!(VitConfig::preset("mocov3_vits16").unwrap().heads, 12);
+    assert_eq!(
+        VitConfig::checkpoint_prefix("mocov3_vitb16"),
+        Some("momentum_encoder.")
+    );
+    assert_eq!(VitConfig::checkpoint_prefix("ibot_vitl16"), None);
+}
+
 #[test]
 fn vit_dino_matches_reference_with_pos_embed_interpolation() {
     use cedm_nodes::models::vit::{Ffn, VitConfig};

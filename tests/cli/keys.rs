@@ -3,8 +3,9 @@
 //! These keys were computed by cedm before the nodes crate was rebuilt (issue 14) for the
 //! quickstart's nodes that do not depend on numeric outputs — its data nodes and their direct
 //! consumers, with the quickstart's params — and a refactor must reproduce them exactly. The
-//! edm/train keys changed once, deliberately: version 2 (issue 15's CPU ops change its outputs'
-//! last bits).
+//! edm/train keys changed deliberately with its version: 2 (issue 15's CPU ops change its
+//! outputs' last bits), 3 (the loss log per `log_every_kimg`, issue 17), 4 (the label info
+//! records the requested C, issue 18).
 
 use crate::util::{Dir, stdout};
 
@@ -73,11 +74,11 @@ const PINNED: &[(&str, &str)] = &[
     ),
     (
         "edm_uncond",
-        "fc2ff2066cb4585777f37de0d25de5e80ff9f720ecd2e0e87cb44ee260e5109c",
+        "9c4a927a4099bd989a5285551bdba281eed2e817bfb956700c1a8ff495752366",
     ),
     (
         "edm_gt",
-        "27ea266edccaf9642f3ee33d7559daea2830f8389663cf2556cd38bf70c49dfa",
+        "3069c36848abd11f20f812ed26fb87997f075c81835e1b7b5478b30e83679ed6",
     ),
     (
         "fid_ref",

@@ -63,6 +63,33 @@ nodes:
     kind: edm/sample
     inputs: {{network: edm_uncond}}
     params: *s
+  edm_gt:
+    kind: edm/train
+    inputs: {{images: train16, labels: train16}}
+    params: *edm
+  mapping:
+    kind: cluster/mapping
+    inputs: {{clusters: temi, truth: train}}
+  fig2:
+    kind: figures/same_noise
+    inputs: {{network: edm, reference: edm_gt, mapping: mapping}}
+    params: {{classes: 10, seeds: 2, steps: 4}}
+  fig3:
+    kind: figures/granularity
+    inputs: {{uncond: edm_uncond, networks: edm}}
+    params: {{seeds: 3, steps: 4}}
+  fig5:
+    kind: figures/gallery
+    inputs: {{clusters: temi, images: train}}
+    params: {{clusters: 3, per_cluster: 5}}
+  sample_feats:
+    kind: features/mobilenet_v2
+    inputs: {{images: sample}}
+    params: {{weights: {a}/weights/mobilenet_v2-b0353104.pth, resolution: 32}}
+  fig6:
+    kind: figures/confidence
+    inputs: {{features: sample_feats, head: temi, samples: sample, uncond: sample_uncond, reference: feats}}
+    params: {{show: 4}}
   fid_ref:
     kind: metrics/fid_ref
     inputs: {{images: train16}}
@@ -156,6 +183,21 @@ fn report_of_a_small_run_renders_in_a_browser() {
     assert!(html.contains("cache keys"));
     let imgs = html.matches("<img ").count();
     assert!(imgs >= 2 + 2 + 2, "{imgs} images");
+    // The paper's figures: Fig. 2 and 5 per C, Fig. 3/4 per training length of the
+    // unconditional EDM (its `uncond`), Fig. 6 per (C, length), each with its figure.png (Fig. 6
+    // with its histogram too) and its numbers in the caption.
+    assert!(html.contains("The paper&#39;s figures") || html.contains("The paper's figures"));
+    assert_eq!(html.matches("Seed Fig. 2 (").count(), 2);
+    assert!(html.contains("agrees with"));
+    assert_eq!(html.matches("Seed Fig. 3/4 (").count(), 2);
+    assert!(
+        html.contains("C=4 ") && html.contains("C=8 "),
+        "granularity labelled by C"
+    );
+    assert_eq!(html.matches("Seed Fig. 5 (").count(), 2);
+    assert_eq!(html.matches("Seed Fig. 6 (").count(), 4);
+    assert!(html.contains("Mean MSP (T = 0.1) of the 12 samples"));
+    assert_eq!(html.matches("class=\"fig\"").count(), 2 + 2 + 2 + 4 * 2);
     let points = html.matches("class=\"pt\"").count();
 
     let Some(browser) = chromium() else {

@@ -154,20 +154,25 @@ CONFIGS = {
     "vit_dinov2_tiny_reg_swiglu": dict(patch=7, dim=48, depth=2, heads=4, mlp_ratio=4.0, grid=5, registers=2, dinov2=True, swiglu=True, sizes=(35, 21)),
 }
 
-for i, (name, cfg) in enumerate(CONFIGS.items()):
-    w = init_weights(cfg, seed=100 + i)
-    g = torch.Generator().manual_seed(7 + i)
-    out = {k: v.numpy().astype(np.float32) for k, v in w.items()}
-    for s in cfg["sizes"]:
-        x = torch.randn(2, 3, s, s, generator=g)
-        with torch.no_grad():
-            y = reference(w, cfg, x)
-            if s == cfg["patch"] * cfg["grid"] and not cfg["registers"]:
-                timm_check(w, cfg, x)
-        out[f"input_{s}"] = x.numpy().astype(np.float32)
-        out[f"cls_{s}"] = y.numpy().astype(np.float32)
-    meta = {k: str(v) for k, v in cfg.items()}
-    meta["script"] = "tests/parity/vit.py"
-    meta["torch"] = torch.__version__
-    save_file(out, os.path.join(HERE, f"{name}.safetensors"), metadata=meta)
-    print(name, {k: v.shape for k, v in out.items() if k.startswith("cls")})
+def main():
+    for i, (name, cfg) in enumerate(CONFIGS.items()):
+        w = init_weights(cfg, seed=100 + i)
+        g = torch.Generator().manual_seed(7 + i)
+        out = {k: v.numpy().astype(np.float32) for k, v in w.items()}
+        for s in cfg["sizes"]:
+            x = torch.randn(2, 3, s, s, generator=g)
+            with torch.no_grad():
+                y = reference(w, cfg, x)
+                if s == cfg["patch"] * cfg["grid"] and not cfg["registers"]:
+                    timm_check(w, cfg, x)
+            out[f"input_{s}"] = x.numpy().astype(np.float32)
+            out[f"cls_{s}"] = y.numpy().astype(np.float32)
+        meta = {k: str(v) for k, v in cfg.items()}
+        meta["script"] = "tests/parity/vit.py"
+        meta["torch"] = torch.__version__
+        save_file(out, os.path.join(HERE, f"{name}.safetensors"), metadata=meta)
+        print(name, {k: v.shape for k, v in out.items() if k.startswith("cls")})
+
+
+if __name__ == "__main__":
+    main()

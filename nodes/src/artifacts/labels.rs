@@ -19,6 +19,10 @@ pub struct LabelInfo {
     pub counts: Vec<i64>,
     /// Where the labels came from (`cluster/temi`, `data/idx` ground truth, `none`).
     pub source: String,
+    /// The requested number of clusters C of a cluster label source (`dim` is C_u ≤ C); absent
+    /// for ground truth and unconditional models. Figures label models by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clusters: Option<usize>,
 }
 
 /// Read the labels input: a cluster artifact, or an image artifact's ground truth.
@@ -26,8 +30,9 @@ pub struct LabelInfo {
 /// # Errors
 /// When the artifact has neither, or its count differs from `n`.
 pub fn read_labels(a: &Artifact, n: usize) -> Result<(Vec<i64>, LabelInfo), NodeError> {
-    let (labels, source) = if a.files.contains_key("clusters.safetensors") {
-        (ClusterLabels::read(a)?.labels, a.record.kind.clone())
+    let (labels, source, requested) = if a.files.contains_key("clusters.safetensors") {
+        let cl = ClusterLabels::read(a)?;
+        (cl.labels, a.record.kind.clone(), (cl.c > 0).then_some(cl.c))
     } else if let Ok(p) = a.path("labels.safetensors") {
         let raw = Tensors::open(p)?.i64("labels")?.data;
         let mut u = raw.clone();
@@ -37,6 +42,7 @@ pub fn read_labels(a: &Artifact, n: usize) -> Result<(Vec<i64>, LabelInfo), Node
         (
             raw.iter().map(|v| idx[v]).collect(),
             format!("{} ground truth", a.record.kind),
+            None,
         )
     } else {
         return Err(NodeError::msg(format!(
@@ -74,6 +80,7 @@ pub fn read_labels(a: &Artifact, n: usize) -> Result<(Vec<i64>, LabelInfo), Node
             dim,
             counts,
             source,
+            clusters: requested,
         },
     ))
 }
@@ -85,6 +92,7 @@ impl LabelInfo {
             dim: 0,
             counts: vec![],
             source: "none".into(),
+            clusters: None,
         }
     }
 }

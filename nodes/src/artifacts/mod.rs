@@ -9,6 +9,8 @@
 //! | [`knn`] | `knn.safetensors` | `features/knn` | `cluster/temi` |
 //! | [`clusters`] | `clusters.safetensors`, `metrics.json` | `cluster/temi`, `cluster/kmeans` | `cluster/metrics`, `cluster/bound`, `edm/train` |
 //! | [`labels`] | `labels.json` (conditioning labels) | `edm/train` | `edm/sample` (through the network) |
+//! | [`mapping`] | `mapping.json` (clusters → classes) | `cluster/mapping` | `figures/same_noise` |
+//! | [`figure`] | labelled PNG figures and histograms | `figures/*` | people |
 //! | [`network`] | `network.safetensors` | `edm/train` | `edm/sample` |
 //! | [`stats`] | `stats.safetensors`, `.npz` | `metrics/*_ref`, `cedm fid` | `metrics/fid`, `metrics/fdd` |
 //! | [`metrics`] | `metrics.json` of the metric kinds | `cluster/metrics`, `cluster/bound`, `metrics/*` | the CLI |
@@ -17,10 +19,12 @@
 
 pub mod clusters;
 pub mod features;
+pub mod figure;
 pub mod grid;
 pub mod images;
 pub mod knn;
 pub mod labels;
+pub mod mapping;
 pub mod metrics;
 pub mod network;
 pub mod plot;

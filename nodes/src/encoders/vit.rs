@@ -1,6 +1,7 @@
-//! The CLS token (after the final norm) of a DINO or DINOv2 Vision Transformer: the paper's
-//! clustering features (DINO ViT-B/16, resize 224 bicubic, ImageNet mean/std) and the FDD
-//! encoder (DINOv2 ViT-L/14, dgm-eval's preprocessing). burn on every device.
+//! The CLS token (after the final norm) of a DINO, DINOv2, iBOT or MoCo-v3 Vision Transformer:
+//! the paper's clustering features (DINO ViT-B/16, resize 224 bicubic, ImageNet mean/std; the
+//! other backbones of its Table 2) and the FDD encoder (DINOv2 ViT-L/14, dgm-eval's
+//! preprocessing). burn on every device.
 
 use std::path::Path;
 
@@ -114,20 +115,25 @@ pub struct Vit {
 
 impl Vit {
     /// Load an official checkpoint (`.pth` or `.safetensors`) for the architecture `model`
-    /// names (a preset, or `custom` with `arch`), with input side `resolution`.
+    /// names (a preset, or `custom` with `arch`), with input side `resolution`; `prefix` picks
+    /// the backbone inside a checkpoint with several (default: the preset's, see
+    /// [`VitConfig::checkpoint_prefix`]).
     ///
     /// # Errors
     /// Unreadable weights, an unknown model.
+    #[allow(clippy::too_many_arguments)]
     pub fn load(
         model: &str,
         arch: Option<&Arch>,
         weights: &Path,
+        prefix: Option<&str>,
         comp: &Compute,
         resolution: usize,
         filter: Filter,
     ) -> Result<Vit, NodeError> {
         let cfg = config(model, arch).map_err(NodeError::msg)?;
         let mut wts = Weights::load(weights)?;
+        Model::select(&mut wts, prefix.or(VitConfig::checkpoint_prefix(model)));
         let device = comp.device().clone();
         let m = Model::load(&cfg, &mut wts, &device)?;
         Ok(Vit {

@@ -7,4 +7,5 @@ pub mod cluster;
 pub mod data;
 pub mod edm;
 pub mod features;
+pub mod figures;
 pub mod metrics;

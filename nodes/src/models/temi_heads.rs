@@ -67,6 +67,40 @@ pub struct Heads {
 }
 
 impl HeadsConfig {
+    /// PyTorch shapes of the names [`to_torch`] produces for heads of this architecture.
+    pub fn torch_shapes(&self) -> HashMap<String, Vec<usize>> {
+        let c = *self;
+        let mut out = HashMap::new();
+        for hd in 0..c.heads {
+            out.insert(format!("heads.{hd}.mlp.0.weight"), vec![c.hidden, c.input]);
+            out.insert(format!("heads.{hd}.mlp.0.bias"), vec![c.hidden]);
+            for j in 1..c.hidden_layers {
+                out.insert(
+                    format!("heads.{hd}.mlp.{}.weight", 2 * j),
+                    vec![c.hidden, c.hidden],
+                );
+                out.insert(format!("heads.{hd}.mlp.{}.bias", 2 * j), vec![c.hidden]);
+            }
+            out.insert(
+                format!("heads.{hd}.mlp.{}.weight", 2 * c.hidden_layers),
+                vec![c.bottleneck, c.hidden],
+            );
+            out.insert(
+                format!("heads.{hd}.mlp.{}.bias", 2 * c.hidden_layers),
+                vec![c.bottleneck],
+            );
+            out.insert(
+                format!("heads.{hd}.last_layer.weight_v"),
+                vec![c.clusters, c.bottleneck],
+            );
+            out.insert(
+                format!("heads.{hd}.last_layer.weight_g"),
+                vec![c.clusters, 1],
+            );
+        }
+        out
+    }
+
     /// Kinds of the parameters, in order.
     pub fn kinds(&self) -> Vec<ParamKind> {
         let mut k = vec![ParamKind::Weight, ParamKind::Bias];
@@ -153,36 +187,7 @@ impl Heads {
 
     /// PyTorch shapes of the names [`to_torch`] produces.
     pub fn torch_shapes(&self) -> HashMap<String, Vec<usize>> {
-        let c = self.config;
-        let mut out = HashMap::new();
-        for hd in 0..c.heads {
-            out.insert(format!("heads.{hd}.mlp.0.weight"), vec![c.hidden, c.input]);
-            out.insert(format!("heads.{hd}.mlp.0.bias"), vec![c.hidden]);
-            for j in 1..c.hidden_layers {
-                out.insert(
-                    format!("heads.{hd}.mlp.{}.weight", 2 * j),
-                    vec![c.hidden, c.hidden],
-                );
-                out.insert(format!("heads.{hd}.mlp.{}.bias", 2 * j), vec![c.hidden]);
-            }
-            out.insert(
-                format!("heads.{hd}.mlp.{}.weight", 2 * c.hidden_layers),
-                vec![c.bottleneck, c.hidden],
-            );
-            out.insert(
-                format!("heads.{hd}.mlp.{}.bias", 2 * c.hidden_layers),
-                vec![c.bottleneck],
-            );
-            out.insert(
-                format!("heads.{hd}.last_layer.weight_v"),
-                vec![c.clusters, c.bottleneck],
-            );
-            out.insert(
-                format!("heads.{hd}.last_layer.weight_g"),
-                vec![c.clusters, 1],
-            );
-        }
-        out
+        self.config.torch_shapes()
     }
 }
 
@@ -534,4 +539,113 @@ pub fn to_torch(heads: &Heads) -> Result<HashMap<String, Vec<f32>>, NodeError> {
         );
     }
     Ok(out)
+}
+
+/// Load one head written by `cluster/temi` (`head.safetensors`, the reference's `heads.0.*`
+/// names), its architecture read from the tensor shapes.
+///
+/// # Errors
+/// A malformed file: missing tensors, or shapes that do not chain.
+pub fn load_head(path: &std::path::Path, device: &Device) -> Result<Heads, NodeError> {
+    let t = crate::artifacts::safetensors::Tensors::open(path)?;
+    let bad = |m: String| NodeError::msg(format!("{}: {m}", path.display()));
+    let mut w = HashMap::new();
+    let mut shapes = HashMap::new();
+    for n in t.names() {
+        let v = t.f32(&n)?;
+        shapes.insert(n.clone(), v.shape);
+        w.insert(n, v.data);
+    }
+    let shape = |k: &str| -> Result<&Vec<usize>, NodeError> {
+        shapes
+            .get(k)
+            .filter(|s| s.len() == 2 || (s.len() == 1 && k.ends_with("bias")))
+            .ok_or_else(|| bad(format!("no 2-D tensor `{k}`")))
+    };
+    let first = shape("heads.0.mlp.0.weight")?;
+    let (hidden, input) = (first[0], first[1]);
+    let mut layers = 1;
+    while shapes.contains_key(&format!("heads.0.mlp.{}.weight", 2 * layers)) {
+        layers += 1;
+    }
+    // The last mlp layer is the bottleneck projection; the ones before it are hidden layers.
+    let hidden_layers = layers - 1;
+    if hidden_layers == 0 {
+        return Err(bad(
+            "a head needs a hidden layer and a bottleneck projection".into(),
+        ));
+    }
+    let proj = shape(&format!("heads.0.mlp.{}.weight", 2 * hidden_layers))?;
+    let last = shape("heads.0.last_layer.weight_v")?;
+    let (clusters, bottleneck) = (last[0], last[1]);
+    if proj[0] != bottleneck || proj[1] != hidden || clusters == 0 || input == 0 {
+        return Err(bad(format!(
+            "shapes do not chain: mlp.0 {first:?}, projection {proj:?}, last layer {last:?}"
+        )));
+    }
+    let cfg = HeadsConfig {
+        heads: 1,
+        input,
+        hidden,
+        hidden_layers,
+        bottleneck,
+        clusters,
+    };
+    // Every tensor the config implies, with the size it implies (a header is input).
+    for (k, s) in cfg.torch_shapes() {
+        let n: usize = s.iter().product();
+        if w.get(&k).map(Vec::len) != Some(n) {
+            return Err(bad(format!("`{k}` should hold {n} values ({s:?})")));
+        }
+    }
+    from_torch(&cfg, &w, device).map_err(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_head_loads_back_with_its_architecture_and_outputs() {
+        let dev = Device::flex();
+        for hidden_layers in [1, 2] {
+            let cfg = HeadsConfig {
+                heads: 3,
+                input: 7,
+                hidden: 6,
+                hidden_layers,
+                bottleneck: 5,
+                clusters: 4,
+            };
+            let one = cfg.init(11, &dev).single(2);
+            // As cluster/temi writes head.safetensors.
+            let named = to_torch(&one).unwrap();
+            let shapes = one.torch_shapes();
+            let mut w = crate::artifacts::safetensors::Writer::new();
+            for (k, v) in &named {
+                w.put(k.clone(), &shapes[k], v);
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("head.safetensors");
+            w.write(&p).unwrap();
+            let back = load_head(&p, &dev).unwrap();
+            assert_eq!(back.config, HeadsConfig { heads: 1, ..cfg });
+            let x: Vec<f32> = (0..2 * 7).map(|i| (i as f32 * 0.37).sin()).collect();
+            let xt = || Tensor::<2>::from_data(TensorData::new(x.clone(), [2, 7]), &dev);
+            let a = to_host(forward(&one.config, &one.params, xt())).unwrap();
+            let b = to_host(forward(&back.config, &back.params, xt())).unwrap();
+            assert_eq!(a, b);
+            // A header whose tensors do not chain is an error, not a panic.
+            let mut bad = crate::artifacts::safetensors::Writer::new();
+            for (k, v) in &named {
+                if k.ends_with("last_layer.weight_v") {
+                    bad.put(k.clone(), &[4, 3], &v[..12]);
+                } else {
+                    bad.put(k.clone(), &shapes[k], v);
+                }
+            }
+            bad.write(&p).unwrap();
+            assert!(load_head(&p, &dev).is_err());
+        }
+    }
 }

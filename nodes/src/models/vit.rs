@@ -111,6 +111,32 @@ impl VitConfig {
             ..Self::base(14, 1536, 40, 24, 37, true)
         }
     }
+    /// iBOT ViT-L/16 (bytedance/ibot models/vision_transformer.py:289-293: 1024-d, 24 blocks,
+    /// 16 heads, no LayerScale as `init_values = 0`, :139), `checkpoint_teacher.pth`.
+    pub fn ibot_vitl16() -> VitConfig {
+        Self::base(16, 1024, 24, 16, 14, false)
+    }
+    /// iBOT ViT-B/16 (the same repository's base model).
+    pub fn ibot_vitb16() -> VitConfig {
+        Self::base(16, 768, 12, 12, 14, false)
+    }
+    /// MoCo-v3 ViT-B/16 (facebookresearch/moco-v3 vits.py:121-127: 768-d, 12 blocks, 12 heads;
+    /// its fixed sin-cos position embedding is stored in the checkpoint), `vit-b-300ep.pth.tar`.
+    pub fn mocov3_vitb16() -> VitConfig {
+        Self::base(16, 768, 12, 12, 14, false)
+    }
+    /// MoCo-v3 ViT-S/16 (vits.py:115-120: 384-d, **12** heads).
+    pub fn mocov3_vits16() -> VitConfig {
+        Self::base(16, 384, 12, 12, 14, false)
+    }
+    /// The part of a preset's official checkpoint that is the backbone, after the `state_dict.`
+    /// and `module.` wrappers: MoCo-v3 holds two encoders, and TEMI (whose features the paper
+    /// clusters) loads the momentum encoder (TEMI-official-BMVC2023
+    /// model_builders/model_builders.py:128-129); MoCo-v3's own linear probe the base encoder
+    /// (main_lincls.py:177-185), which `checkpoint_prefix: base_encoder.` selects.
+    pub fn checkpoint_prefix(name: &str) -> Option<&'static str> {
+        name.starts_with("mocov3_").then_some("momentum_encoder.")
+    }
     /// A preset by name (`dino_vitb16`, `dinov2_vitl14`, …; `_reg` suffix adds 4 registers).
     pub fn preset(name: &str) -> Option<VitConfig> {
         let (base, reg) = match name.strip_suffix("_reg") {
@@ -126,6 +152,10 @@ impl VitConfig {
             "dinov2_vitb14" => Self::dinov2_vitb14(),
             "dinov2_vitl14" => Self::dinov2_vitl14(),
             "dinov2_vitg14" => Self::dinov2_vitg14(),
+            "ibot_vitb16" => Self::ibot_vitb16(),
+            "ibot_vitl16" => Self::ibot_vitl16(),
+            "mocov3_vits16" => Self::mocov3_vits16(),
+            "mocov3_vitb16" => Self::mocov3_vitb16(),
             _ => return None,
         };
         if reg > 0 && !c.layer_scale {
@@ -135,7 +165,7 @@ impl VitConfig {
         Some(c)
     }
     /// Names accepted by [`VitConfig::preset`].
-    pub const PRESETS: [&'static str; 12] = [
+    pub const PRESETS: [&'static str; 16] = [
         "dino_vits16",
         "dino_vitb16",
         "dino_vits8",
@@ -148,6 +178,10 @@ impl VitConfig {
         "dinov2_vitb14_reg",
         "dinov2_vitl14_reg",
         "dinov2_vitg14_reg",
+        "ibot_vitb16",
+        "ibot_vitl16",
+        "mocov3_vits16",
+        "mocov3_vitb16",
     ];
 
     fn hidden(&self) -> usize {
@@ -361,6 +395,19 @@ pub fn bicubic_scale(
 }
 
 impl Vit {
+    /// Reduce an official checkpoint to its backbone's keys: unwrap `state_dict.` (iBOT's
+    /// `checkpoint_teacher.pth`, MoCo-v3's `.pth.tar`) and `module.` (DDP), then, with `prefix`
+    /// (e.g. MoCo-v3's `momentum_encoder.`), take the keys under it as the backbone; the keys of
+    /// everything else (the other encoder, projector heads, predictor) are left unused.
+    pub fn select(w: &mut Weights, prefix: Option<&str>) {
+        for p in ["state_dict.", "module."] {
+            w.strip_prefix(p);
+        }
+        if let Some(p) = prefix {
+            w.strip_prefix(p);
+        }
+    }
+
     /// Load an official checkpoint (DINO `*_pretrain.pth`, DINOv2 `*_pretrain.pth`, or their
     /// safetensors). Training checkpoints' prefixes (`teacher.backbone.`, `student.backbone.`,
     /// `module.`, `backbone.`) are stripped; `mask_token` and heads are ignored.

@@ -17,42 +17,13 @@ use serde::{Deserialize, Serialize};
 use crate::algorithms::scores::one_to_one;
 use crate::artifacts::clusters::ClusterLabels;
 use crate::artifacts::labels::truth_labels;
+use crate::artifacts::mapping::{ClusterRow, Mapping};
 use crate::artifacts::write_json;
 
 /// Params of `cluster/mapping` (none needed).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {}
-
-/// One cluster's row of the mapping.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ClusterRow {
-    /// Cluster id (the EDM's label index).
-    pub cluster: usize,
-    /// Its class, if any.
-    pub class: Option<usize>,
-    /// Items in the cluster.
-    pub size: i64,
-    /// Fraction of them in its class (0 without a class).
-    pub agreement: f64,
-}
-
-/// `mapping.json`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Mapping {
-    /// Clusters (used, remapped).
-    pub clusters: usize,
-    /// Classes of the ground truth.
-    pub classes: usize,
-    /// The class of each cluster.
-    pub cluster_to_class: Vec<Option<usize>>,
-    /// The cluster of each class.
-    pub class_to_cluster: Vec<Option<usize>>,
-    /// Items whose cluster's class is theirs, as a fraction.
-    pub agreement: f64,
-    /// Per cluster.
-    pub per_cluster: Vec<ClusterRow>,
-}
 
 /// Most clusters or classes the mapping is computed for.
 pub const MAX_SIDE: usize = 2048;

@@ -14,7 +14,6 @@
 use std::num::NonZeroUsize;
 
 use cedm_engine::{BatchDefaults, Kind, NodeError, ParamError, Resources, RunContext, Slot};
-use cedm_kernels::rng::Rng;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +23,7 @@ use crate::artifacts::network::load_network;
 use crate::artifacts::safetensors::write_i64;
 use crate::artifacts::write_json;
 use crate::device::compute;
-use crate::models::edm::sampler::{Sampler, generate};
+use crate::models::edm::sampler::{Sampler, generate, seeded_condition};
 use crate::params::nz;
 
 /// How each sample's condition is chosen.
@@ -195,13 +194,11 @@ impl Kind for EdmSample {
                 } else if let Some(cl) = p.class {
                     Some(cl)
                 } else {
-                    // A per-seed stream of its own (latents use another), so a sample's
-                    // condition does not depend on the batch it falls in.
-                    let mut r = Rng::stream(0x5EED_0000, s);
-                    Some(match p.condition {
-                        Condition::Q => r.weighted(&weights),
-                        Condition::Uniform => r.below(info.dim as u64) as usize,
-                    })
+                    Some(seeded_condition(
+                        s,
+                        &weights,
+                        p.condition == Condition::Uniform,
+                    ))
                 };
                 (s, label)
             })

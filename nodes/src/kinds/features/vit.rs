@@ -1,6 +1,6 @@
-//! `features/vit`: the CLS token (after the final norm) of a DINO or DINOv2 Vision Transformer
-//! ([`crate::encoders::vit`]) — the paper's clustering features (DINO ViT-B/16, resize 224
-//! bicubic, ImageNet mean/std).
+//! `features/vit`: the CLS token (after the final norm) of a DINO, DINOv2, iBOT or MoCo-v3 Vision
+//! Transformer ([`crate::encoders::vit`]) — the paper's clustering features (DINO ViT-B/16,
+//! resize 224 bicubic, ImageNet mean/std) and its other backbones (Table 2).
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
@@ -25,11 +25,18 @@ use crate::params::nz;
 pub struct Params {
     /// Preset: `dino_vits16`, `dino_vitb16` (the paper's), `dino_vits8`, `dino_vitb8`,
     /// `dinov2_vits14`, `dinov2_vitb14`, `dinov2_vitl14` (FDD), `dinov2_vitg14`, or a DINOv2 one
-    /// with `_reg`; or `custom` with `arch`. Required.
+    /// with `_reg`; `ibot_vitb16`, `ibot_vitl16`, `mocov3_vits16`, `mocov3_vitb16` (the paper's
+    /// Table 2); or `custom` with `arch`. Required.
     pub model: String,
-    /// The official checkpoint (`.pth` or `.safetensors`, e.g. `dino_vitbase16_pretrain.pth`,
-    /// `dinov2_vitl14_pretrain.pth`). Required.
+    /// The official checkpoint (`.pth`, `.pth.tar` or `.safetensors`, e.g.
+    /// `dino_vitbase16_pretrain.pth`, `dinov2_vitl14_pretrain.pth`, iBOT's
+    /// `vitl_16/checkpoint_teacher.pth`, MoCo-v3's `vit-b-300ep.pth.tar`). Required.
     pub weights: String,
+    /// Keys under this prefix (after the `state_dict.`/`module.` wrappers) are the backbone.
+    /// Default: `momentum_encoder.` for `mocov3_*` (TEMI's choice, model_builders.py:128-129;
+    /// `base_encoder.` is MoCo-v3's linear-probe encoder), none otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_prefix: Option<String>,
     /// Architecture for `model: custom`.
     #[serde(default)]
     pub arch: Option<Arch>,
@@ -61,7 +68,7 @@ pub struct FeaturesVit;
 impl Kind for FeaturesVit {
     const KIND: &'static str = "features/vit";
     const VERSION: u32 = 1;
-    const ABOUT: &'static str = "CLS token after the final norm of a DINO / DINOv2 ViT (official checkpoints; resize 224 bicubic, ImageNet mean/std)";
+    const ABOUT: &'static str = "CLS token after the final norm of a DINO / DINOv2 / iBOT / MoCo-v3 ViT (official checkpoints; resize 224 bicubic, ImageNet mean/std)";
     const INPUTS: &'static [Slot] = &[Slot::one("images", "an image artifact (data/*)")];
     type Params = Params;
 
@@ -100,6 +107,7 @@ impl Kind for FeaturesVit {
             &p.model,
             p.arch.as_ref(),
             Path::new(&p.weights),
+            p.checkpoint_prefix.as_deref(),
             &comp,
             p.resolution,
             p.filter,

@@ -81,6 +81,20 @@ pub fn to_uint8(x: &[f64]) -> Vec<u8> {
         .collect()
 }
 
+/// The condition of the sample with seed `seed` drawn from q(c) ∝ `weights` (the training label
+/// frequencies, C-EDM's rule) or, with `uniform`, uniformly over `weights.len()` labels. A
+/// per-seed stream of its own (latents use another), so a sample's condition does not depend on
+/// the batch or the node it falls in: `edm/sample` and the figures draw the same condition for
+/// the same seed.
+pub fn seeded_condition(seed: u64, weights: &[f64], uniform: bool) -> usize {
+    let mut r = Rng::stream(0x5EED_0000, seed);
+    if uniform {
+        r.below(weights.len() as u64) as usize
+    } else {
+        r.weighted(weights)
+    }
+}
+
 /// The sampler's settings.
 #[derive(Clone, Copy, Debug)]
 pub struct Sampler {
@@ -96,6 +110,20 @@ pub struct Sampler {
     pub guidance: f64,
     /// Samples per network call.
     pub batch_size: usize,
+}
+
+impl Sampler {
+    /// EDM's deterministic sampler (σ 0.002 → 80, ρ 7, no guidance) with `steps` Heun steps.
+    pub fn edm(steps: usize, batch_size: usize) -> Sampler {
+        Sampler {
+            steps,
+            sigma_min: 0.002,
+            sigma_max: 80.0,
+            rho: 7.0,
+            guidance: 0.0,
+            batch_size,
+        }
+    }
 }
 
 /// Generate samples with given seeds and labels (None = unconditional / zero label).

@@ -251,8 +251,9 @@ impl Kind for EdmTrain {
     const KIND: &'static str = "edm/train";
     // 2: the CPU's custom convolution, group norm, resampling and fused Adam (floats summed in
     // another order); outputs differ in the last bits. 3: the loss log every `log_every_kimg`
-    // (was a fixed number of points per duration), so that runs form trajectories.
-    const VERSION: u32 = 3;
+    // (was a fixed number of points per duration), so that runs form trajectories. 4: the label
+    // info (network metadata, labels.json) records the requested C of a cluster label source.
+    const VERSION: u32 = 4;
     const ABOUT: &'static str = "Train an EDM denoiser (SongUNet DDPM++) conditioned on cluster labels, ground truth or nothing; EMA weights, loss curve";
     const INPUTS: &'static [Slot] = &[
         Slot::one("images", "the training images (data/*)"),
