@@ -3,7 +3,7 @@
 # the ordinary package clients, check every sha256, unpack. A no-op when everything is present.
 #
 #   scripts/fetch_assets.sh            # all assets
-#   scripts/fetch_assets.sh fashion    # only some: fashion mnist mobilenet inception onednn
+#   scripts/fetch_assets.sh fashion    # only some: fashion mnist mobilenet inception onednn clipvocab
 #
 # Needs: apt-get (Debian; run `apt-get update` once on a fresh machine — done here when root),
 # npm, python3 with pip. Nothing is committed: assets/ is in .gitignore.
@@ -15,7 +15,7 @@ dl="$assets/.downloads"
 mkdir -p "$dl"
 
 want=("$@")
-[ ${#want[@]} -eq 0 ] && want=(fashion mnist mobilenet inception onednn)
+[ ${#want[@]} -eq 0 ] && want=(fashion mnist mobilenet inception onednn clipvocab)
 
 say() { printf '%s\n' "assets: $*" >&2; }
 die() { printf '%s\n' "assets: ERROR: $*" >&2; exit 1; }
@@ -143,6 +143,19 @@ fetch_onednn() {
   say "oneDNN ready: $dest"
 }
 
+fetch_clipvocab() {
+  # CLIP's BPE vocabulary as OpenCLIP ships it (open_clip/bpe_simple_vocab_16e6.txt.gz), for
+  # `labels/clip`'s tokenizer; the PyPI wheel carries it.
+  local dest="$assets/clip/bpe_simple_vocab_16e6.txt.gz" sha=924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a
+  sha_ok "$dest" "$sha" && return 0
+  local whl
+  whl="$(pip_wheel open_clip_torch==3.3.0 c549ad5ed6bfc119cc11105033c0a2b9d7a2a4afeb40a58a09aab3da1a0043ce)"
+  mkdir -p "$(dirname "$dest")"
+  unzip_member "$whl" open_clip/bpe_simple_vocab_16e6.txt.gz "$dest"
+  sha_ok "$dest" "$sha" || die "$dest: sha256 mismatch (expected $sha)"
+  say "CLIP vocabulary ready: $dest"
+}
+
 for w in "${want[@]}"; do
   case "$w" in
     fashion) fetch_fashion ;;
@@ -150,6 +163,7 @@ for w in "${want[@]}"; do
     mobilenet) fetch_mobilenet ;;
     inception) fetch_inception ;;
     onednn) fetch_onednn ;;
-    *) die "unknown asset '$w' (known: fashion mnist mobilenet inception onednn)" ;;
+    clipvocab) fetch_clipvocab ;;
+    *) die "unknown asset '$w' (known: fashion mnist mobilenet inception onednn clipvocab)" ;;
   esac
 done

@@ -14,6 +14,7 @@ use cedm_nodes::kinds::cluster::metrics::ClusterMetrics;
 use cedm_nodes::kinds::cluster::temi::ClusterTemi;
 use cedm_nodes::kinds::edm::sample::EdmSample;
 use cedm_nodes::kinds::edm::train::EdmTrain;
+use cedm_nodes::kinds::labels::clip::LabelsClip;
 use cedm_nodes::kinds::metrics::fdd::Fdd;
 use cedm_nodes::kinds::metrics::fid::Fid;
 use serde::de::DeserializeOwned;
@@ -92,6 +93,7 @@ pub fn label_source(plan: &Plan, train: usize) -> (String, Option<usize>) {
             let name = match plan.instances[l].kind.kind() {
                 ClusterTemi::KIND => "TEMI".to_string(),
                 ClusterKmeans::KIND => "k-means".to_string(),
+                LabelsClip::KIND => "CLIP".to_string(),
                 k if k.starts_with("data/") => "ground truth".to_string(),
                 _ => plan.instances[l].node.clone(),
             };

@@ -31,7 +31,7 @@ pub mod protocol;
 
 use cedm_engine::Registry;
 
-use kinds::{cluster, data, edm, features, figures, metrics};
+use kinds::{cluster, data, edm, features, figures, labels, metrics};
 
 /// Every node kind, in the order of the pipeline.
 pub fn registry() -> Registry {
@@ -47,6 +47,7 @@ pub fn registry() -> Registry {
         .register(&cluster::metrics::ClusterMetrics)
         .register(&cluster::mapping::ClusterMapping)
         .register(&cluster::bound::ClusterBound)
+        .register(&labels::clip::LabelsClip)
         .register(&edm::train::EdmTrain)
         .register(&edm::sample::EdmSample)
         .register(&metrics::fid_ref::FidRef)

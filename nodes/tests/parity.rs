@@ -642,3 +642,106 @@ fn one_to_one_mapping_matches_scipy_linear_sum_assignment() {
         assert_eq!(m, matched, "{case}");
     }
 }
+
+fn tiny_clip() -> cedm_nodes::models::clip::ClipConfig {
+    use cedm_nodes::models::clip::{ClipConfig, TowerConfig};
+    ClipConfig {
+        embed_dim: 12,
+        image_size: 32,
+        patch: 8,
+        vision: TowerConfig {
+            width: 32,
+            layers: 2,
+            heads: 4,
+            mlp: 128,
+        },
+        text: TowerConfig {
+            width: 8,
+            layers: 2,
+            heads: 2,
+            mlp: 32,
+        },
+        context: 77,
+        vocab: 49408,
+        quick_gelu: false,
+    }
+}
+
+#[test]
+fn clip_tokenizer_matches_open_clip_on_unicode_and_punctuation() {
+    use cedm_nodes::models::clip::ClipTokenizer;
+    let tok = ClipTokenizer::load(&asset("clip/bpe_simple_vocab_16e6.txt.gz"), 77).unwrap();
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/parity/clip_tokenizer.json");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+    for case in v["cases"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let want: Vec<u32> = case["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(tok.tokenize(text), want, "{text:?}");
+    }
+}
+
+#[test]
+fn clip_towers_and_zero_shot_labels_match_open_clip() {
+    use cedm_nodes::models::clip::{Clip, ClipTokenizer, normalize_rows, zero_shot_classifier};
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/parity");
+    let mut w = Weights::load(&dir.join("clip_tiny.safetensors")).unwrap();
+    let device = Device::flex();
+    let cfg = tiny_clip();
+    let model = Clip::load(&cfg, &mut w, &device).unwrap();
+    let t = fixture("clip_tiny_io.safetensors");
+    let x = t.f32("images").unwrap();
+    let xt: Tensor<4> = Tensor::from_data(TensorData::new(x.data.clone(), [4, 3, 32, 32]), &device);
+    let mut img: Vec<f32> = model.encode_image(xt).into_data().try_to_vec().unwrap();
+    let d = max_abs_diff(&img, &t.f32("image_embeddings").unwrap().data);
+    assert!(d < 1e-4, "image embeddings: max |Δ| = {d}");
+    // The prompts tokenised here equal open_clip's tokens, and embed as open_clip does.
+    let meta = t.metadata();
+    let classes: Vec<String> = serde_json::from_str(&meta["classes"]).unwrap();
+    let prompts: Vec<String> = serde_json::from_str(&meta["prompts"]).unwrap();
+    let tok = ClipTokenizer::load(&asset("clip/bpe_simple_vocab_16e6.txt.gz"), 77).unwrap();
+    let ids: Vec<Vec<u32>> = classes
+        .iter()
+        .flat_map(|c| prompts.iter().map(move |p| p.replace("{}", c)))
+        .map(|s| tok.tokenize(&s))
+        .collect();
+    let want_ids: Vec<u32> = t
+        .i64("tokens")
+        .unwrap()
+        .data
+        .iter()
+        .map(|&v| v as u32)
+        .collect();
+    assert_eq!(ids.concat(), want_ids);
+    let txt: Vec<f32> = model.encode_text(&ids).into_data().try_to_vec().unwrap();
+    let d = max_abs_diff(&txt, &t.f32("text_embeddings").unwrap().data);
+    assert!(d < 1e-4, "text embeddings: max |Δ| = {d}");
+    let zs = zero_shot_classifier(&txt, classes.len(), prompts.len(), 12);
+    // open_clip's classifier is [d, classes].
+    let want = t.f32("classifier").unwrap().data;
+    for c in 0..classes.len() {
+        for k in 0..12 {
+            assert!((zs[c * 12 + k] - want[k * classes.len() + c]).abs() < 1e-5);
+        }
+    }
+    normalize_rows(&mut img, 12);
+    let labels: Vec<i64> = img
+        .chunks(12)
+        .map(|r| {
+            let s: Vec<f32> = (0..classes.len())
+                .map(|c| {
+                    r.iter()
+                        .zip(&zs[c * 12..(c + 1) * 12])
+                        .map(|(a, b)| a * b)
+                        .sum()
+                })
+                .collect();
+            (0..s.len()).max_by(|&a, &b| s[a].total_cmp(&s[b])).unwrap() as i64
+        })
+        .collect();
+    assert_eq!(labels, t.i64("labels").unwrap().data);
+}

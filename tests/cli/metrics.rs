@@ -259,3 +259,80 @@ nodes:
         s["acc"]
     );
 }
+
+/// `labels/clip` on the tiny OpenCLIP parity checkpoint (no CLIP weights exist here) over real
+/// Fashion-MNIST images with the real vocabulary: a label per image, the classes' counts and
+/// the cluster statistics written as a cluster kind would, and an `edm/train` conditioned on
+/// them that records CLIP as its source with C = the number of classes.
+#[test]
+fn clip_pseudo_labels_are_a_label_source_for_edm() {
+    let a = assets();
+    let parity = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/parity");
+    let d = Dir::new();
+    d.write(
+        "exp.yaml",
+        &format!(
+            "name: clip
+nodes:
+  train:
+    kind: data/idx
+    params: {{images: {a}/fashion-mnist/train-images-idx3-ubyte.gz, limit: 40, resolution: 16}}
+  clip:
+    kind: labels/clip
+    inputs: {{images: train}}
+    params:
+      model: custom
+      weights: {p}/clip_tiny.safetensors
+      vocabulary: {a}/clip/bpe_simple_vocab_16e6.txt.gz
+      arch: {{embed_dim: 12, image_size: 32, patch: 8, vision: {{width: 32, layers: 2, heads: 4, mlp: 128}}, text: {{width: 8, layers: 2, heads: 2, mlp: 32}}}}
+      classes: [t-shirt, trouser, pullover, dress, coat, sandal, shirt, sneaker, bag, ankle boot]
+  edm:
+    kind: edm/train
+    inputs: {{images: train, labels: clip}}
+    params: {{model: small, model_channels: 8, channel_mult: [1], num_blocks: 1, attn_resolutions: [], dropout: 0.0, augment_p: 0.0, duration_kimg: 0.016, batch_size: 8, log_every_kimg: 0.008}}
+",
+            a = a.display(),
+            p = parity.display()
+        ),
+    );
+    let o = d.run(&["run", "exp.yaml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = metrics(&d, "clip");
+    assert_eq!(m["clusters"], 10);
+    let used = m["used_clusters"].as_u64().unwrap();
+    assert!((1..=10).contains(&used), "{m}");
+    let show = stdout(&d.run(&["cache", "show", "clip", "exp.yaml"]));
+    let classes = show
+        .lines()
+        .find(|l| l.trim_start().starts_with("classes.json"))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap();
+    let c: serde_json::Value = serde_json::from_slice(&std::fs::read(classes).unwrap()).unwrap();
+    let counts: Vec<u64> = c["images_per_class"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(counts.iter().sum::<u64>(), 40);
+    assert_eq!(counts.iter().filter(|&&n| n > 0).count() as u64, used);
+    assert_eq!(c["prompts"][1], "a blurry photo of a {}");
+    let show = stdout(&d.run(&["cache", "show", "edm", "exp.yaml"]));
+    let labels = show
+        .lines()
+        .find(|l| l.trim_start().starts_with("labels.json"))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap();
+    let l: serde_json::Value = serde_json::from_slice(&std::fs::read(labels).unwrap()).unwrap();
+    assert_eq!(l["source"], "labels/clip");
+    assert_eq!(l["clusters"], 10);
+    assert_eq!(l["dim"].as_u64().unwrap(), used);
+    // A bad prompt list is refused before anything runs, naming the param.
+    let bad = std::fs::read_to_string(d.path().join("exp.yaml"))
+        .unwrap()
+        .replace("      classes:", "      prompts: [a photo]\n      classes:");
+    d.write("bad.yaml", &bad);
+    let o = d.run(&["run", "bad.yaml"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("prompts"), "{}", stderr(&o));
+}

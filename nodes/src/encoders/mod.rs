@@ -4,6 +4,7 @@
 //! loaded for — on the CPU through cedm's kernels where a model has them, else through burn.
 //! Every kind that embeds images (`features/*`, `metrics/*`) goes through [`extract`].
 
+pub mod clip;
 pub mod inception;
 pub mod mobilenet_v2;
 pub mod vit;

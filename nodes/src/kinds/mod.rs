@@ -8,4 +8,5 @@ pub mod data;
 pub mod edm;
 pub mod features;
 pub mod figures;
+pub mod labels;
 pub mod metrics;

@@ -547,14 +547,14 @@ pub fn to_torch(heads: &Heads) -> Result<HashMap<String, Vec<f32>>, NodeError> {
 /// # Errors
 /// A malformed file: missing tensors, or shapes that do not chain.
 pub fn load_head(path: &std::path::Path, device: &Device) -> Result<Heads, NodeError> {
-    let t = crate::artifacts::safetensors::Tensors::open(path)?;
+    let t = super::weights::Weights::load(path)?;
     let bad = |m: String| NodeError::msg(format!("{}: {m}", path.display()));
     let mut w = HashMap::new();
     let mut shapes = HashMap::new();
-    for n in t.names() {
-        let v = t.f32(&n)?;
-        shapes.insert(n.clone(), v.shape);
-        w.insert(n, v.data);
+    for n in t.keys() {
+        let (s, v) = t.get(n)?;
+        shapes.insert(n.to_string(), s.to_vec());
+        w.insert(n.to_string(), v.to_vec());
     }
     let shape = |k: &str| -> Result<&Vec<usize>, NodeError> {
         shapes

@@ -204,6 +204,7 @@ impl VitConfig {
                     qkv: LinearConfig::new(d, 3 * d).init(device),
                     proj: LinearConfig::new(d, d).init(device),
                     heads: self.heads,
+                    causal: false,
                 },
                 ls1: self
                     .layer_scale
@@ -246,6 +247,8 @@ pub struct Attention {
     qkv: Linear,
     proj: Linear,
     heads: usize,
+    /// Each token attends only to itself and earlier ones (CLIP's text tower).
+    causal: bool,
 }
 
 impl Attention {
@@ -253,6 +256,7 @@ impl Attention {
     /// `[b, n, d]` → `[b, n, d]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, n, d] = x.dims();
+        let x_dev = x.device();
         let hd = d / self.heads;
         let qkv = self
             .qkv
@@ -262,7 +266,21 @@ impl Attention {
         let q = qkv.clone().narrow(0, 0, 1).reshape([b, self.heads, n, hd]);
         let k = qkv.clone().narrow(0, 1, 1).reshape([b, self.heads, n, hd]);
         let v = qkv.narrow(0, 2, 1).reshape([b, self.heads, n, hd]);
-        let a = softmax((q * (hd as f64).powf(-0.5)).matmul(k.swap_dims(2, 3)), 3); // [b, h, n, n]
+        let mut logits = (q * (hd as f64).powf(-0.5)).matmul(k.swap_dims(2, 3)); // [b, h, n, n]
+        if self.causal {
+            // OpenCLIP's attn_mask: −inf above the diagonal.
+            let mask: Vec<f32> = (0..n * n)
+                .map(|i| {
+                    if i % n > i / n {
+                        f32::NEG_INFINITY
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            logits = logits + Tensor::<4>::from_data(TensorData::new(mask, [1, 1, n, n]), &x_dev);
+        }
+        let a = softmax(logits, 3);
         let y = a.matmul(v).swap_dims(1, 2).reshape([b, n, d]);
         self.proj.forward(y)
     }
@@ -287,6 +305,8 @@ pub struct SwiGlu {
 pub enum FeedForward {
     /// GELU MLP.
     Mlp(Mlp),
+    /// QuickGELU MLP, x·σ(1.702x) (OpenAI's CLIP weights).
+    QuickGelu(Mlp),
     /// SwiGLU.
     SwiGlu(SwiGlu),
 }
@@ -297,6 +317,11 @@ impl FeedForward {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         match self {
             FeedForward::Mlp(m) => m.fc2.forward(gelu(m.fc1.forward(x))),
+            FeedForward::QuickGelu(m) => {
+                let h = m.fc1.forward(x);
+                m.fc2
+                    .forward(h.clone() * burn::tensor::activation::sigmoid(h * 1.702))
+            }
             FeedForward::SwiGlu(m) => {
                 let h = m.w12.forward(x);
                 let two = h.dims()[2];
@@ -320,6 +345,40 @@ pub struct Block {
 }
 
 impl Block {
+    /// A pre-norm block from its parts, without LayerScale (CLIP's towers under OpenCLIP's key
+    /// names: `ln_1`, `attn.in_proj_*`, `attn.out_proj`, `ln_2`, `mlp.c_fc`, `mlp.c_proj`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn from_parts(
+        norm1: LayerNorm,
+        qkv: Linear,
+        proj: Linear,
+        heads: usize,
+        causal: bool,
+        norm2: LayerNorm,
+        fc1: Linear,
+        fc2: Linear,
+        quick_gelu: bool,
+    ) -> Block {
+        let mlp = Mlp { fc1, fc2 };
+        Block {
+            norm1,
+            attn: Attention {
+                qkv,
+                proj,
+                heads,
+                causal,
+            },
+            ls1: None,
+            norm2,
+            mlp: if quick_gelu {
+                FeedForward::QuickGelu(mlp)
+            } else {
+                FeedForward::Mlp(mlp)
+            },
+            ls2: None,
+        }
+    }
+
     /// # Shapes
     /// `[b, n, d]` → `[b, n, d]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
@@ -467,6 +526,7 @@ impl Vit {
                     qkv: lin(&format!("{p}.attn.qkv"), d, 3 * d)?,
                     proj: lin(&format!("{p}.attn.proj"), d, d)?,
                     heads: config.heads,
+                    causal: false,
                 },
                 ls1: if config.layer_scale {
                     Some(Param::from_tensor(w.tensor(

@@ -1,0 +1,3 @@
+//! `labels/*`: label sources other than clustering — CLIP zero-shot pseudo-labels.
+
+pub mod clip;
