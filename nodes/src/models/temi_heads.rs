@@ -547,7 +547,7 @@ pub fn to_torch(heads: &Heads) -> Result<HashMap<String, Vec<f32>>, NodeError> {
 /// # Errors
 /// A malformed file: missing tensors, or shapes that do not chain.
 pub fn load_head(path: &std::path::Path, device: &Device) -> Result<Heads, NodeError> {
-    let t = super::weights::Weights::load(path)?;
+    let t = super::weights::Weights::load_as(path, true)?;
     let bad = |m: String| NodeError::msg(format!("{}: {m}", path.display()));
     let mut w = HashMap::new();
     let mut shapes = HashMap::new();
@@ -626,7 +626,8 @@ mod tests {
                 w.put(k.clone(), &shapes[k], v);
             }
             let dir = tempfile::tempdir().unwrap();
-            let p = dir.path().join("head.safetensors");
+            // Named as a cache object is: by digest, without an extension.
+            let p = dir.path().join("599338f7b9365a74");
             w.write(&p).unwrap();
             let back = load_head(&p, &dev).unwrap();
             assert_eq!(back.config, HeadsConfig { heads: 1, ..cfg });

@@ -114,13 +114,21 @@ impl Weights {
     /// # Errors
     /// When the file cannot be read.
     pub fn load(path: &Path) -> Result<Weights, WeightsError> {
+        Self::load_as(path, path.extension().is_some_and(|e| e == "safetensors"))
+    }
+
+    /// Load a checkpoint whose format is known rather than told by its name (a cache object
+    /// has none): safetensors when `is_st`, else a PyTorch file.
+    ///
+    /// # Errors
+    /// When the file cannot be read.
+    pub fn load_as(path: &Path, is_st: bool) -> Result<Weights, WeightsError> {
         let err = |m: String| WeightsError::Read {
             path: path.to_path_buf(),
             message: m,
         };
         let mut tensors = HashMap::new();
         let mut metadata = HashMap::new();
-        let is_st = path.extension().is_some_and(|e| e == "safetensors");
         if is_st {
             let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
             let st = safetensors::SafeTensors::deserialize(&bytes)
