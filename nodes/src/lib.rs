@@ -54,6 +54,8 @@ pub fn registry() -> Registry {
         .register(&metrics::fid::Fid)
         .register(&metrics::fdd_ref::FddRef)
         .register(&metrics::fdd::Fdd)
+        .register(&metrics::kid::MetricsKid)
+        .register(&metrics::prdc::MetricsPrdc)
         .register(&figures::same_noise::FiguresSameNoise)
         .register(&figures::granularity::FiguresGranularity)
         .register(&figures::gallery::FiguresGallery)

@@ -745,3 +745,59 @@ fn clip_towers_and_zero_shot_labels_match_open_clip() {
         .collect();
     assert_eq!(labels, t.i64("labels").unwrap().data);
 }
+
+#[test]
+fn kid_and_prdc_match_torch_fidelity_and_prdc() {
+    use cedm_nodes::algorithms::kid::{PolyKernel, mean_std_population, mmd2_unbiased};
+    use cedm_nodes::algorithms::prdc::prdc;
+    let t = fixture("kid_prdc.safetensors");
+    let real = t.f32("real").unwrap();
+    let fake = t.f32("fake").unwrap();
+    let d = real.shape[1];
+    let rows = |v: &[f32], idx: &[i64]| -> Vec<f32> {
+        idx.iter()
+            .flat_map(|&i| v[i as usize * d..(i as usize + 1) * d].to_vec())
+            .collect()
+    };
+    let (sf, sr) = (
+        t.i64("subsets_fake").unwrap(),
+        t.i64("subsets_real").unwrap(),
+    );
+    let size = sf.shape[1];
+    let want: Vec<f64> = t
+        .get::<f64>("mmd", cedm_nodes::artifacts::safetensors::DType::F64)
+        .unwrap()
+        .data;
+    let k = PolyKernel {
+        degree: 3,
+        gamma: None,
+        coef0: 1.0,
+    };
+    let got: Vec<f64> = (0..sf.shape[0])
+        .map(|s| {
+            let a = rows(&fake.data, &sf.data[s * size..(s + 1) * size]);
+            let b = rows(&real.data, &sr.data[s * size..(s + 1) * size]);
+            mmd2_unbiased(&a, &b, d, k)
+        })
+        .collect();
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() < 1e-5 * w.abs().max(1.0), "mmd {g} vs {w}");
+    }
+    let kid: Vec<f64> = t
+        .get::<f64>("kid", cedm_nodes::artifacts::safetensors::DType::F64)
+        .unwrap()
+        .data;
+    let (m, s) = mean_std_population(&got);
+    assert!((m - kid[0]).abs() < 1e-5 * kid[0] && (s - kid[1]).abs() < 1e-5 * kid[1].max(1e-3));
+    for (k, name) in [(3, "prdc_k3"), (5, "prdc_k5")] {
+        let w: Vec<f64> = t
+            .get::<f64>(name, cedm_nodes::artifacts::safetensors::DType::F64)
+            .unwrap()
+            .data;
+        let p = prdc(&real.data, &fake.data, d, k);
+        let g = [p.precision, p.recall, p.density, p.coverage];
+        for (a, b) in g.iter().zip(&w) {
+            assert!((a - b).abs() < 1e-12, "k = {k}: {g:?} vs {w:?}");
+        }
+    }
+}

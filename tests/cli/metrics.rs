@@ -336,3 +336,67 @@ nodes:
     assert!(!o.status.success());
     assert!(stderr(&o).contains("prompts"), "{}", stderr(&o));
 }
+
+/// KID and PRDC from cached MobileNetV2 features: two halves of Fashion-MNIST are close (KID
+/// near 0, high precision/coverage), Fashion-MNIST against MNIST is far; adding the metrics
+/// re-runs no encoder; an impossible subset size is a clear error.
+#[test]
+fn kid_and_prdc_rank_near_and_far_sets_from_cached_features() {
+    let a = assets();
+    let d = Dir::new();
+    let yaml = format!(
+        "name: feats
+nodes:
+  fa:
+    kind: data/idx
+    params: {{images: {a}/fashion-mnist/train-images-idx3-ubyte.gz, limit: 200}}
+  fb:
+    kind: data/idx
+    params: {{images: {a}/fashion-mnist/t10k-images-idx3-ubyte.gz, limit: 200}}
+  mn:
+    kind: data/idx
+    params: {{images: {a}/mnist/train-images-idx3-ubyte, limit: 200}}
+  ea: {{kind: features/mobilenet_v2, inputs: {{images: fa}}, params: &m {{weights: {a}/weights/mobilenet_v2-b0353104.pth, resolution: 32}}}}
+  eb: {{kind: features/mobilenet_v2, inputs: {{images: fb}}, params: *m}}
+  em: {{kind: features/mobilenet_v2, inputs: {{images: mn}}, params: *m}}
+  kid_near: {{kind: metrics/kid, inputs: {{samples: eb, reference: ea}}, params: {{subsets: 10, subset_size: 100}}}}
+  kid_far: {{kind: metrics/kid, inputs: {{samples: em, reference: ea}}, params: {{subsets: 10, subset_size: 100}}}}
+  prdc_near: {{kind: metrics/prdc, inputs: {{samples: eb, reference: ea}}}}
+  prdc_far: {{kind: metrics/prdc, inputs: {{samples: em, reference: ea}}}}
+",
+        a = a.display()
+    );
+    d.write("exp.yaml", &yaml);
+    let o = d.run(&["run", "exp.yaml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (kn, kf) = (metrics(&d, "kid_near"), metrics(&d, "kid_far"));
+    let (near, far) = (kn["kid"].as_f64().unwrap(), kf["kid"].as_f64().unwrap());
+    assert!(near < far / 5.0, "KID near {near}, far {far}");
+    assert_eq!(kn["subsets"], 10);
+    assert_eq!(kn["encoder"], "features/mobilenet_v2");
+    let (pn, pf) = (metrics(&d, "prdc_near"), metrics(&d, "prdc_far"));
+    for f in ["precision", "recall", "density", "coverage"] {
+        let (x, y) = (pn[f].as_f64().unwrap(), pf[f].as_f64().unwrap());
+        assert!(x > y, "{f}: near {x}, far {y}");
+    }
+    assert_eq!(pn["precision_recall_k"], 3);
+    assert_eq!(pn["density_coverage_k"], 5);
+    // A metric added later reads the cached features: no encoder runs again.
+    d.write(
+        "exp.yaml",
+        &format!("{yaml}  kid_more: {{kind: metrics/kid, inputs: {{samples: em, reference: eb}}, params: {{subsets: 5, subset_size: 50}}}}\n"),
+    );
+    let o = d.run(&["run", "exp.yaml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("1 ran"), "{}", stderr(&o));
+    d.write(
+        "bad.yaml",
+        &yaml.replace(
+            "subset_size: 100}}\n  kid_far",
+            "subset_size: 500}}\n  kid_far",
+        ),
+    );
+    let o = d.run(&["run", "bad.yaml", "--only", "kid_near"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("lower subset_size"), "{}", stderr(&o));
+}

@@ -61,6 +61,19 @@ impl Rng {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
+    /// `k` distinct items of `0..n` (all of them when k ≥ n), by a partial Fisher–Yates shuffle:
+    /// the first `k` of a seeded permutation.
+    pub fn choose(&mut self, n: usize, k: usize) -> Vec<usize> {
+        let mut v: Vec<usize> = (0..n).collect();
+        let k = k.min(n);
+        for i in 0..k {
+            let j = i + self.below((n - i) as u64) as usize;
+            v.swap(i, j);
+        }
+        v.truncate(k);
+        v
+    }
+
     /// Uniform integer in [0, n) (unbiased).
     pub fn below(&mut self, n: u64) -> u64 {
         assert!(n > 0, "below(0)");

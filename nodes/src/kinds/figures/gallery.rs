@@ -91,18 +91,6 @@ pub struct Gallery {
     pub rows: Vec<GalleryRow>,
 }
 
-/// `k` distinct items of `0..n` drawn by a partial Fisher–Yates shuffle of `rng`'s stream.
-fn sample_without_replacement(rng: &mut Rng, n: usize, k: usize) -> Vec<usize> {
-    let mut v: Vec<usize> = (0..n).collect();
-    let k = k.min(n);
-    for i in 0..k {
-        let j = i + rng.below((n - i) as u64) as usize;
-        v.swap(i, j);
-    }
-    v.truncate(k);
-    v
-}
-
 /// The `figures/gallery` kind.
 pub struct FiguresGallery;
 
@@ -152,7 +140,7 @@ impl Kind for FiguresGallery {
         let chosen: Vec<usize> = match p.pick {
             Pick::Random => {
                 let mut r = Rng::stream(p.seed, 0xF165);
-                sample_without_replacement(&mut r, used.len(), p.clusters.get())
+                r.choose(used.len(), p.clusters.get())
                     .into_iter()
                     .map(|i| used[i])
                     .collect()
@@ -168,11 +156,11 @@ impl Kind for FiguresGallery {
         let mut fig_rows = Vec::new();
         for &c in &chosen {
             let mut r = Rng::stream(p.seed, c as u64);
-            let shown: Vec<usize> =
-                sample_without_replacement(&mut r, members[c].len(), p.per_cluster.get())
-                    .into_iter()
-                    .map(|i| members[c][i])
-                    .collect();
+            let shown: Vec<usize> = r
+                .choose(members[c].len(), p.per_cluster.get())
+                .into_iter()
+                .map(|i| members[c][i])
+                .collect();
             let majority = set.labels.as_ref().map(|l| {
                 let mut h = std::collections::BTreeMap::<i64, usize>::new();
                 for &i in &members[c] {
@@ -232,22 +220,16 @@ mod tests {
     #[test]
     fn sampling_without_replacement_is_distinct_and_seeded() {
         let mut a = Rng::stream(3, 1);
-        let v = sample_without_replacement(&mut a, 50, 12);
+        let v = a.choose(50, 12);
         let mut s = v.clone();
         s.sort_unstable();
         s.dedup();
         assert_eq!(s.len(), 12);
         assert!(v.iter().all(|&i| i < 50));
-        assert_eq!(
-            v,
-            sample_without_replacement(&mut Rng::stream(3, 1), 50, 12)
-        );
-        assert_ne!(
-            v,
-            sample_without_replacement(&mut Rng::stream(4, 1), 50, 12)
-        );
+        assert_eq!(v, Rng::stream(3, 1).choose(50, 12));
+        assert_ne!(v, Rng::stream(4, 1).choose(50, 12));
         // Not the first members.
         assert_ne!(v, (0..12).collect::<Vec<_>>());
-        assert_eq!(sample_without_replacement(&mut a, 3, 12).len(), 3);
+        assert_eq!(a.choose(3, 12).len(), 3);
     }
 }

@@ -1,6 +1,9 @@
-//! `metrics/*`: sample quality (FID, FDD) and the reference statistics they compare against.
+//! `metrics/*`: sample quality — FID, FDD and the reference statistics they compare against, and
+//! KID and precision/recall/density/coverage from cached features.
 
 pub mod fdd;
 pub mod fdd_ref;
 pub mod fid;
 pub mod fid_ref;
+pub mod kid;
+pub mod prdc;
