@@ -646,11 +646,6 @@ fn copy_png(cache: &Cache, r: &Record, name: &str, dir: &Path, stem: &str) -> Op
     Some(file)
 }
 
-fn read_figure<T: serde::de::DeserializeOwned>(cache: &Cache, r: &Record) -> Option<T> {
-    let o = r.outputs.get("figure.json")?;
-    serde_json::from_slice(&std::fs::read(cache.object_path(&o.digest)).ok()?).ok()
-}
-
 fn pct(v: f64) -> String {
     format!("{:.0}%", 100.0 * v)
 }
@@ -686,7 +681,7 @@ fn paper_figures(
             let label = &inst.label;
             let caption = match kind {
                 k if k == FiguresSameNoise::KIND => {
-                    let f: Option<SameNoise> = read_figure(cache, r);
+                    let f: Option<SameNoise> = json_output(cache, Some(r), "figure.json");
                     let nums = f.map(|f| {
                         let distance = match (f.paired_rms, f.unpaired_rms) {
                             (Some(a), Some(b)) => format!(" RMS pixel distance between the two models' images: {a:.1} from the same noise, {b:.1} from different noise of the same class."),
@@ -704,7 +699,7 @@ fn paper_figures(
                     )
                 }
                 k if k == FiguresGranularity::KIND => {
-                    let f: Option<Granularity> = read_figure(cache, r);
+                    let f: Option<Granularity> = json_output(cache, Some(r), "figure.json");
                     let nums = f.map(|f| {
                         let d: Vec<String> = f.columns.iter().filter_map(|c| c.rms_to_unconditional.map(|v| format!("{} {v:.1}", c.label))).collect();
                         if d.is_empty() { String::new() } else { format!(" Mean RMS pixel distance to the unconditional sample of the same noise: {}.", d.join(", ")) }
@@ -714,7 +709,7 @@ fn paper_figures(
                     )
                 }
                 k if k == FiguresGallery::KIND => {
-                    let f: Option<Gallery> = read_figure(cache, r);
+                    let f: Option<Gallery> = json_output(cache, Some(r), "figure.json");
                     let nums = f
                         .map(|f| {
                             let shares: Vec<String> = f
@@ -734,7 +729,7 @@ fn paper_figures(
                     )
                 }
                 _ => {
-                    let f: Option<Confidence> = read_figure(cache, r);
+                    let f: Option<Confidence> = json_output(cache, Some(r), "figure.json");
                     if let Some(h) =
                         copy_png(cache, r, "histogram.png", dir, &format!("{stem}_hist"))
                     {

@@ -21,6 +21,25 @@ pub struct Features {
 }
 
 impl Features {
+    /// The features of two compared sets (a metric's `samples` and `reference` inputs), checked
+    /// to come from one encoder (the same dimension).
+    ///
+    /// # Errors
+    /// A missing or malformed input, or different dimensions.
+    pub fn read_pair(
+        samples: &Artifact,
+        reference: &Artifact,
+    ) -> Result<(Features, Features), NodeError> {
+        let (a, b) = (Features::read(samples)?, Features::read(reference)?);
+        if a.d != b.d {
+            return Err(NodeError::msg(format!(
+                "samples' features are {}-d, the reference's {}-d: embed both with the same encoder",
+                a.d, b.d
+            )));
+        }
+        Ok((a, b))
+    }
+
     /// Row i.
     pub fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.d..(i + 1) * self.d]

@@ -236,9 +236,7 @@ impl Clip {
     /// # Errors
     /// A missing key or a shape mismatch, naming the file and key.
     pub fn load(config: &ClipConfig, w: &mut Weights, dev: &Device) -> Result<Clip, WeightsError> {
-        for p in ["state_dict.", "module."] {
-            w.strip_prefix(p);
-        }
+        w.unwrap_checkpoint();
         let (v, t) = (&config.vision, &config.text);
         let g = config.grid();
         let mut conv1 = Conv2dConfig::new([3, v.width], [config.patch, config.patch])

@@ -459,9 +459,7 @@ impl Vit {
     /// (e.g. MoCo-v3's `momentum_encoder.`), take the keys under it as the backbone; the keys of
     /// everything else (the other encoder, projector heads, predictor) are left unused.
     pub fn select(w: &mut Weights, prefix: Option<&str>) {
-        for p in ["state_dict.", "module."] {
-            w.strip_prefix(p);
-        }
+        w.unwrap_checkpoint();
         if let Some(p) = prefix {
             w.strip_prefix(p);
         }

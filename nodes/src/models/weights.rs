@@ -212,6 +212,14 @@ impl Weights {
         }
     }
 
+    /// Unwrap a training checkpoint's wrappers: `state_dict.` (iBOT's `checkpoint_teacher.pth`,
+    /// MoCo-v3's `.pth.tar`, some OpenCLIP files), then `module.` (DDP).
+    pub fn unwrap_checkpoint(&mut self) {
+        for p in ["state_dict.", "module."] {
+            self.strip_prefix(p);
+        }
+    }
+
     /// Rename keys (old, new).
     pub fn rename(&mut self, pairs: &[(String, String)]) {
         for (old, new) in pairs {

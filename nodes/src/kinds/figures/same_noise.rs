@@ -219,7 +219,6 @@ impl Kind for FiguresSameNoise {
                 !ctx_ref.should_stop()
             })?
         };
-        let il = shape.0 * shape.1 * shape.2;
         let mut pixels = c_px;
         pixels.extend_from_slice(&g_px);
         let set = ImageSet {
@@ -279,7 +278,6 @@ impl Kind for FiguresSameNoise {
             &[conds.len()],
             &conds,
         )?;
-        debug_assert_eq!(set.pixels.len(), set.n * il);
         let fig = SameNoise {
             columns,
             seeds,

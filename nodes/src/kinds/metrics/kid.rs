@@ -112,14 +112,7 @@ impl Kind for MetricsKid {
 
     fn run(&self, p: Params, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let encoder = ctx.require("samples")?.record.kind.clone();
-        let a = Features::read(ctx.require("samples")?)?;
-        let b = Features::read(ctx.require("reference")?)?;
-        if a.d != b.d {
-            return Err(NodeError::msg(format!(
-                "samples' features are {}-d, the reference's {}-d: embed both with the same encoder",
-                a.d, b.d
-            )));
-        }
+        let (a, b) = Features::read_pair(ctx.require("samples")?, ctx.require("reference")?)?;
         let m = p.subset_size;
         if a.n < m || b.n < m {
             return Err(NodeError::msg(format!(

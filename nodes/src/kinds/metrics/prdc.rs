@@ -122,14 +122,7 @@ impl Kind for MetricsPrdc {
 
     fn run(&self, p: Params, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let encoder = ctx.require("samples")?.record.kind.clone();
-        let a = Features::read(ctx.require("samples")?)?;
-        let b = Features::read(ctx.require("reference")?)?;
-        if a.d != b.d {
-            return Err(NodeError::msg(format!(
-                "samples' features are {}-d, the reference's {}-d: embed both with the same encoder",
-                a.d, b.d
-            )));
-        }
+        let (a, b) = Features::read_pair(ctx.require("samples")?, ctx.require("reference")?)?;
         let (fake, nf) = capped(&a, p.max_items, p.seed);
         let (real, nr) = capped(&b, p.max_items, p.seed.wrapping_add(1));
         let kmax = p.precision_recall_k.max(p.density_coverage_k);
