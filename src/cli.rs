@@ -41,6 +41,10 @@ pub enum Command {
     /// (Inception pool3) or FDD (DINOv2 ViT-L/14). With --save-stats, write the statistics of
     /// the first path to the second instead.
     Fid(FidArgs),
+    /// Sample-quality metrics between two sets, like torch-fidelity / dgm-eval: A (generated) and
+    /// B (reference) are image folders/zips/dataset files, feature files (.npy / .safetensors
+    /// [N, D]) or, for Fréchet distances, statistics files; text table, or --json.
+    Eval(EvalArgs),
     /// Benchmarks: cedm's kernels against PyTorch / scikit-learn / SciPy on the same input.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -71,6 +75,56 @@ pub struct FeaturesArgs {
     /// Device: cpu, wgpu[:N], cuda[:N].
     #[arg(long, default_value = "cpu")]
     pub device: cedm_engine::DeviceSpec,
+}
+
+/// `cedm eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// The generated set: images (a folder or .zip of PNG/JPEG, an images.safetensors, an IDX
+    /// file), features (.npy or .safetensors with `features` [N, D]) or statistics (.npz,
+    /// stats.safetensors; Fréchet distances only).
+    pub a: PathBuf,
+    /// The reference set, the same kinds of input.
+    pub b: PathBuf,
+    /// Comma list: `fid`, `fdd` (= fd:dinov2_vitl14), `fd:ENCODER`, `kid[:ENCODER]`,
+    /// `prdc[:ENCODER]` (precision/recall k 3, density/coverage k 5). ENCODER: `inception`
+    /// (the default of kid and prdc), `mobilenet_v2`, or a ViT preset.
+    #[arg(long, short, default_value = "fid")]
+    pub metrics: String,
+    /// Encoder weights, `ENCODER=PATH`, repeatable [defaults: inception and mobilenet_v2 from
+    /// `$CEDM_ASSETS/weights`, `./assets/weights` or the assets beside the binary].
+    #[arg(long, value_name = "ENCODER=PATH")]
+    pub weights: Vec<String>,
+    /// Bootstrap resamples of A for the Fréchet distances' interval (0: none).
+    #[arg(long, default_value_t = 100)]
+    pub bootstrap: usize,
+    /// Level of the interval.
+    #[arg(long, default_value_t = 0.95)]
+    pub confidence: f64,
+    /// KID subsets (torch-fidelity's default).
+    #[arg(long, default_value_t = 100)]
+    pub kid_subsets: usize,
+    /// KID subset size (torch-fidelity's default; both sets need at least this many).
+    #[arg(long, default_value_t = 1000)]
+    pub kid_subset_size: usize,
+    /// Seed of the bootstrap resamples.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Use only the first N items of each input.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// MobileNetV2 input side.
+    #[arg(long, default_value_t = 224)]
+    pub resolution: usize,
+    /// Images per batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Device: cpu, wgpu[:N], cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: cedm_engine::DeviceSpec,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Which Fréchet distance.

@@ -330,19 +330,12 @@ fn fid_stats(a: &FidArgs, path: &std::path::Path) -> Result<Stats, CliError> {
         FidMetric::Fid => {
             let w = match &a.weights {
                 Some(w) => w.clone(),
-                None => {
-                    let root = std::env::var_os("CEDM_ASSETS")
-                        .map(std::path::PathBuf::from)
-                        .unwrap_or_else(|| "assets".into());
-                    let w = root.join("weights/inception-2015-12-05.safetensors");
-                    if !w.exists() {
-                        return Err(CliError::Input(format!(
-                            "the FID Inception is not at {} (the default): run scripts/fetch_assets.sh in the repository, set CEDM_ASSETS, or pass --weights",
-                            w.display()
-                        )));
-                    }
-                    w
-                }
+                None => crate::cmd_eval::default_weights("inception-2015-12-05.safetensors")
+                    .ok_or_else(|| {
+                        CliError::Input(
+                            "the FID Inception is not in $CEDM_ASSETS/weights, ./assets/weights or the assets beside the binary: run scripts/fetch_assets.sh in the repository, set CEDM_ASSETS, or pass --weights".into(),
+                        )
+                    })?,
             };
             cedm_engine::FileKind::File
                 .check(&w)

@@ -52,6 +52,20 @@ fn mean_std(v: &[f64]) -> (f64, Option<f64>) {
     )
 }
 
+/// Mean and error bar of the rows at one point: ±1 std over several rows (seeds), else half
+/// of the single row's bootstrap interval (the flag says the interval was used).
+fn spread(rows: &[&Row]) -> (f64, Option<f64>, bool) {
+    let vals: Vec<f64> = rows.iter().filter_map(|r| r.value).collect();
+    let (m, s) = mean_std(&vals);
+    match (s, rows) {
+        (None, [r]) => match r.ci {
+            Some((lo, hi, _)) => (m, Some((hi - lo) / 2.0), true),
+            None => (m, None, false),
+        },
+        _ => (m, s, false),
+    }
+}
+
 struct Page {
     body: String,
     figures: usize,
@@ -111,6 +125,17 @@ fn keys_of(
     v
 }
 
+/// The distances measured, in order of first appearance (`FID`, `FD_MobileNetV2`, …).
+fn distance_names(rows: &[Row]) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for r in rows {
+        if !v.contains(&r.kind) {
+            v.push(r.kind.clone());
+        }
+    }
+    v
+}
+
 /// Series name of a row: label source and, for conditional models, the sampling rule.
 fn series_name(r: &Row) -> String {
     match &r.sampling {
@@ -123,10 +148,10 @@ fn series_name(r: &Row) -> String {
 /// experiment measures several lengths (a sweep over `duration_kimg`, whose runs resume from
 /// each other as one trajectory).
 fn length_figures(page: &mut Page, plan: &Plan, records: &[Option<Record>], rows: &[Row]) {
-    for kind in ["fid", "fdd"] {
+    for kind in &distance_names(rows) {
         let rs: Vec<&Row> = rows
             .iter()
-            .filter(|r| r.kind == kind && r.value.is_some() && r.kimg.is_some())
+            .filter(|r| &r.kind == kind && r.value.is_some() && r.kimg.is_some())
             .collect();
         let lengths: std::collections::BTreeSet<u64> =
             rs.iter().filter_map(|r| r.kimg).map(f64::to_bits).collect();
@@ -169,7 +194,7 @@ fn length_figures(page: &mut Page, plan: &Plan, records: &[Option<Record>], rows
                 }
             })
             .collect();
-        let label = kind.to_uppercase();
+        let label = kind.clone();
         let svg = plot(
             &format!("{label} against training length"),
             "Mimg (million training images seen)",
@@ -187,17 +212,17 @@ fn length_figures(page: &mut Page, plan: &Plan, records: &[Option<Record>], rows
 }
 
 fn metric_figures(page: &mut Page, plan: &Plan, records: &[Option<Record>], rows: &[Row]) {
-    for kind in ["fid", "fdd"] {
+    for kind in &distance_names(rows) {
         // With several training lengths, the C plot shows the longest (the others are in the
         // training-length figure).
         let longest = rows
             .iter()
-            .filter(|r| r.kind == kind)
+            .filter(|r| &r.kind == kind)
             .filter_map(|r| r.kimg)
             .fold(f64::NEG_INFINITY, f64::max);
         let rs: Vec<&Row> = rows
             .iter()
-            .filter(|r| r.kind == kind && r.value.is_some())
+            .filter(|r| &r.kind == kind && r.value.is_some())
             .filter(|r| r.kimg.is_none_or(|k| k == longest))
             .collect();
         if rs.is_empty() {
@@ -209,28 +234,28 @@ fn metric_figures(page: &mut Page, plan: &Plan, records: &[Option<Record>], rows
         }
         let mut series = Vec::new();
         let mut cs: Vec<f64> = Vec::new();
+        let mut with_ci = false;
         for (name, g) in &groups {
-            let with_c: Vec<&&Row> = g.iter().filter(|r| r.c.is_some()).collect();
+            let with_c: Vec<&Row> = g.iter().filter(|r| r.c.is_some()).copied().collect();
             if with_c.is_empty() {
-                let vals: Vec<f64> = g.iter().filter_map(|r| r.value).collect();
-                let (m, s) = mean_std(&vals);
+                let (m, s, ci) = spread(g);
+                with_ci |= ci;
                 series.push(Series {
-                    name: format!("{name} (n={})", vals.len()),
+                    name: format!("{name} (n={})", g.len()),
                     points: vec![(0.0, m, s)],
                     style: Style::Baseline,
                 });
                 continue;
             }
-            let mut by_c: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+            let mut by_c: BTreeMap<i64, Vec<&Row>> = BTreeMap::new();
             for r in with_c {
-                by_c.entry(r.c.unwrap_or(0.0) as i64)
-                    .or_default()
-                    .push(r.value.unwrap_or(f64::NAN));
+                by_c.entry(r.c.unwrap_or(0.0) as i64).or_default().push(r);
             }
             let points: Vec<(f64, f64, Option<f64>)> = by_c
                 .iter()
                 .map(|(c, v)| {
-                    let (m, s) = mean_std(v);
+                    let (m, s, ci) = spread(v);
+                    with_ci |= ci;
                     cs.push(*c as f64);
                     (*c as f64, m, s)
                 })
@@ -249,7 +274,7 @@ fn metric_figures(page: &mut Page, plan: &Plan, records: &[Option<Record>], rows
         let lo = cs.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = cs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let log_x = lo > 0.0 && hi / lo >= 20.0;
-        let label = kind.to_uppercase();
+        let label = kind.clone();
         let svg = plot(
             &format!("{label} against the number of clusters C"),
             "C (clusters requested)",
@@ -262,9 +287,13 @@ fn metric_figures(page: &mut Page, plan: &Plan, records: &[Option<Record>], rows
             .map(|r| r.vars.get("seed").cloned().unwrap_or_default())
             .collect::<std::collections::BTreeSet<_>>()
             .len();
+        let bars = if with_ci {
+            "±1 std over seeds, or for a single run half its bootstrap interval"
+        } else {
+            "±1 std"
+        };
         let caption = format!(
-            "{label} of each label source against C; points are means over {} seed(s) with ±1 std, dashed lines the models without clusters (band: ±1 std). Lower is better.",
-            seeds
+            "{label} of each label source against C; points are means over {seeds} seed(s) with {bars}, dashed lines the models without clusters (band: the same). Lower is better."
         );
         let mut idx: Vec<usize> = rs.iter().map(|r| r.metric).collect();
         idx.extend(rs.iter().filter_map(|r| r.labels));

@@ -15,6 +15,7 @@ mod bench;
 mod cli;
 mod cmd_bench;
 mod cmd_cache;
+mod cmd_eval;
 mod cmd_kinds;
 mod cmd_report;
 mod cmd_run;
@@ -144,6 +145,7 @@ fn main() -> ExitCode {
         Command::Features(ref a) => cmd_bench::features(a),
         Command::Bench(ref b) => cmd_bench::bench(b),
         Command::Fid(ref a) => cmd_bench::fid(a),
+        Command::Eval(ref a) => cmd_eval::eval(a),
         Command::Report(ref a) => cmd_report::report(&cli, a),
     };
     match result {

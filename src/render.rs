@@ -461,7 +461,7 @@ pub fn summary_cells(rows: &[crate::results::Row]) -> (Vec<String>, Vec<Vec<Stri
         getters.push(Box::new(move |r| f(r.c_u, 0)));
     }
     cols.push("metric".into());
-    getters.push(Box::new(|r| r.kind.to_uppercase()));
+    getters.push(Box::new(|r| r.kind.clone()));
     cols.push("value".into());
     getters.push(Box::new(move |r| {
         if r.runs > 1 {
@@ -473,6 +473,30 @@ pub fn summary_cells(rows: &[crate::results::Row]) -> (Vec<String>, Vec<Vec<Stri
     if any(&|r| r.runs > 1) {
         cols.push("min".into());
         getters.push(Box::new(move |r| f(r.min, 2)));
+    }
+    if any(&|r| r.ci.is_some()) {
+        cols.push("bootstrap CI".into());
+        getters.push(Box::new(move |r| {
+            r.ci.map_or_else(
+                || "-".into(),
+                |(lo, hi, level)| {
+                    format!(
+                        "{:.0}% [{}, {}]",
+                        level * 100.0,
+                        f(Some(lo), 2),
+                        f(Some(hi), 2)
+                    )
+                },
+            )
+        }));
+    }
+    if any(&|r| r.infinity.is_some()) {
+        cols.push("FD∞".into());
+        getters.push(Box::new(move |r| f(r.infinity, 2)));
+    }
+    if any(&|r| r.per_cluster.is_some()) {
+        cols.push("per-cluster".into());
+        getters.push(Box::new(move |r| f(r.per_cluster, 2)));
     }
     if any(&|r| r.acc.is_some()) {
         for (name, g) in [("ACC", 0), ("NMI", 1), ("ANMI", 2)] {

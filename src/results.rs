@@ -8,13 +8,14 @@ use std::collections::{BTreeMap, VecDeque};
 use cedm_cache::{Cache, Digest, Record};
 use cedm_engine::{Kind, Plan};
 use cedm_nodes::artifacts::clusters::ClusterStats;
-use cedm_nodes::artifacts::metrics::{ClusterScores, Distance, DistanceMetrics};
+use cedm_nodes::artifacts::metrics::{ClusterScores, Distance, DistanceMetrics, FdMetrics};
 use cedm_nodes::kinds::cluster::kmeans::ClusterKmeans;
 use cedm_nodes::kinds::cluster::metrics::ClusterMetrics;
 use cedm_nodes::kinds::cluster::temi::ClusterTemi;
 use cedm_nodes::kinds::edm::sample::EdmSample;
 use cedm_nodes::kinds::edm::train::EdmTrain;
 use cedm_nodes::kinds::labels::clip::LabelsClip;
+use cedm_nodes::kinds::metrics::fd::MetricsFd;
 use cedm_nodes::kinds::metrics::fdd::Fdd;
 use cedm_nodes::kinds::metrics::fid::Fid;
 use serde::de::DeserializeOwned;
@@ -26,8 +27,9 @@ pub struct Row {
     pub metric: usize,
     /// Its label (`fid_temi[C=10,seed=1]`).
     pub label: String,
-    /// `fid` or `fdd`.
-    pub kind: &'static str,
+    /// The distance's name: `FID`, `FDD` (metrics/fid, metrics/fdd), or metrics/fd's (`FID`,
+    /// `FD_DINOv2`, `FD_MobileNetV2`, …).
+    pub kind: String,
     /// Swept variables of the metric node.
     pub vars: BTreeMap<String, String>,
     /// `TEMI`, `k-means`, `ground truth`, `unconditional`, or a node id.
@@ -48,6 +50,12 @@ pub struct Row {
     pub min: Option<f64>,
     /// Runs.
     pub runs: usize,
+    /// Bootstrap interval of `value` (metrics/fd): low, high, level.
+    pub ci: Option<(f64, f64, f64)>,
+    /// FD∞ (metrics/fd with `infinity_points`).
+    pub infinity: Option<f64>,
+    /// Mean per-cluster distance (metrics/fd with `conditions` and `labels`).
+    pub per_cluster: Option<f64>,
     /// ACC/NMI/ANMI ×100 of the clustering against ground truth.
     pub acc: Option<f64>,
     /// NMI.
@@ -150,21 +158,35 @@ pub fn cluster_stats(
 pub fn rows(plan: &Plan, records: &[Option<Record>], cache: &Cache) -> Vec<Row> {
     let mut out = Vec::new();
     for inst in &plan.instances {
-        let distance = match inst.kind.kind() {
-            Fid::KIND => Distance::Fid,
-            Fdd::KIND => Distance::Fdd,
+        let record = records[inst.index].as_ref();
+        let (name, m, extra) = match inst.kind.kind() {
+            Fid::KIND | Fdd::KIND => {
+                let distance = if inst.kind.kind() == Fid::KIND {
+                    Distance::Fid
+                } else {
+                    Distance::Fdd
+                };
+                let Some(m) = json_output::<serde_json::Value>(cache, record, "metrics.json")
+                    .and_then(|v| DistanceMetrics::from_json(&v, distance))
+                else {
+                    continue;
+                };
+                (distance.name().to_uppercase(), m, None)
+            }
+            MetricsFd::KIND => {
+                let Some(f) = json_output::<FdMetrics>(cache, record, "metrics.json") else {
+                    continue;
+                };
+                let m =
+                    DistanceMetrics::from_runs(Distance::Fd, f.fd_runs.clone(), f.samples_per_run);
+                (f.metric.clone(), m, Some(f))
+            }
             _ => continue,
-        };
-        let Some(m) =
-            json_output::<serde_json::Value>(cache, records[inst.index].as_ref(), "metrics.json")
-                .and_then(|v| DistanceMetrics::from_json(&v, distance))
-        else {
-            continue;
         };
         let mut row = Row {
             metric: inst.index,
             label: inst.label.clone(),
-            kind: distance.name(),
+            kind: name,
             vars: inst
                 .vars
                 .iter()
@@ -181,6 +203,13 @@ pub fn rows(plan: &Plan, records: &[Option<Record>], cache: &Cache) -> Vec<Row> 
             std: Some(m.std),
             min: Some(m.min),
             runs: m.runs.len(),
+            ci: extra.as_ref().and_then(|f| {
+                f.ci_low
+                    .zip(f.ci_high)
+                    .map(|(lo, hi)| (lo, hi, f.confidence))
+            }),
+            infinity: extra.as_ref().and_then(|f| f.fd_infinity),
+            per_cluster: extra.as_ref().and_then(|f| f.fd_per_cluster),
             source: "?".into(),
             ..Row::default()
         };

@@ -801,3 +801,79 @@ fn kid_and_prdc_match_torch_fidelity_and_prdc() {
         }
     }
 }
+
+#[test]
+fn fd_kid_and_fd_infinity_match_clean_fid() {
+    use cedm_nodes::algorithms::frechet::{PreparedReference, linear_fit};
+    use cedm_nodes::algorithms::kid::{PolyKernel, mmd2_unbiased};
+    use cedm_nodes::artifacts::safetensors::DType;
+    use cedm_nodes::artifacts::stats::Stats;
+    let t = fixture("fd_cleanfid.safetensors");
+    let f64s = |name: &str| t.get::<f64>(name, DType::F64).unwrap().data;
+    let real = t.f32("real").unwrap();
+    let fake = t.f32("fake").unwrap();
+    let small = t.f32("fake_small").unwrap();
+    let d = real.shape[1];
+    let reference = Stats::from_features(&real.data, real.shape[0], d).unwrap();
+    let prep = PreparedReference::new(&reference);
+    let all = |n: usize| (0..n).map(|i| (i, 1u32)).collect::<Vec<_>>();
+    let want = f64s("fd");
+    // Fewer samples than dimensions (the low-rank path, where scipy's sqrtm of a singular
+    // product is itself only good to ~1e-8), then more.
+    for (x, w, tol) in [(&small, want[0], 1e-7), (&fake, want[1], 1e-9)] {
+        let got = prep.distance(&x.data, &all(x.shape[0])).unwrap();
+        assert!(
+            (got - w).abs() < tol * w.abs().max(1.0),
+            "FD {got} vs clean-fid {w}"
+        );
+    }
+    // KID per subset (clean-fid computes the kernel in float32, hence the tolerance).
+    let (kf, kr) = (t.i64("kid_fake").unwrap(), t.i64("kid_real").unwrap());
+    let m = kf.shape[1];
+    let rows = |v: &[f32], idx: &[i64]| -> Vec<f32> {
+        idx.iter()
+            .flat_map(|&i| v[i as usize * d..(i as usize + 1) * d].to_vec())
+            .collect()
+    };
+    let kernel = PolyKernel {
+        degree: 3,
+        gamma: None,
+        coef0: 1.0,
+    };
+    for (s, w) in f64s("kid").into_iter().enumerate() {
+        let x = rows(&fake.data, &kf.data[s * m..(s + 1) * m]);
+        let y = rows(&real.data, &kr.data[s * m..(s + 1) * m]);
+        let got = mmd2_unbiased(&x, &y, d, kernel);
+        assert!(
+            (got - w).abs() < 2e-4,
+            "KID subset {s}: {got} vs clean-fid {w}"
+        );
+    }
+    // FD∞ on the same subsets: every point, then the intercept.
+    let sizes = t.i64("inf_sizes").unwrap().data;
+    let subsets = t.i64("inf_subsets").unwrap();
+    let n = subsets.shape[1];
+    let want_pts = f64s("inf_fd");
+    let mut pts = Vec::new();
+    for (k, &size) in sizes.iter().enumerate() {
+        let idx: Vec<(usize, u32)> = subsets.data[k * n..k * n + size as usize]
+            .iter()
+            .map(|&i| (i as usize, 1))
+            .collect();
+        let got = prep.distance(&fake.data, &idx).unwrap();
+        let tol = if (size as usize) <= d { 1e-7 } else { 1e-9 };
+        let w = want_pts[k];
+        assert!(
+            (got - w).abs() < tol * w.max(1.0),
+            "N = {size}: {got} vs {w}"
+        );
+        pts.push(got);
+    }
+    let x: Vec<f64> = sizes.iter().map(|&s| 1.0 / s as f64).collect();
+    let (intercept, _) = linear_fit(&x, &pts);
+    let w = f64s("fd_infinity")[0];
+    assert!(
+        (intercept - w).abs() < 1e-7 * w.abs().max(1.0),
+        "FD∞ {intercept} vs {w}"
+    );
+}

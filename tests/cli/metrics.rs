@@ -153,10 +153,11 @@ fn fid_command_matches_its_saved_statistics() {
         .parse()
         .unwrap();
     assert!(v.abs() < 1e-6, "{v}");
-    // Without --weights, the default location is looked up and its absence explained.
+    // Without --weights, the default weights are found wherever the command runs (here a
+    // temporary directory): beside the binary's repository.
     let o = d.run(&["fid", &fashion, &mnist, "--limit", "2"]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("fetch_assets.sh"), "{}", stderr(&o));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("FID: "), "{}", stdout(&o));
     // FDD needs a checkpoint.
     let o = d.run(&["fid", "--metric", "fdd", &fashion, &mnist]);
     assert!(!o.status.success());
@@ -399,4 +400,179 @@ nodes:
     let o = d.run(&["run", "bad.yaml", "--only", "kid_near"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("lower subset_size"), "{}", stderr(&o));
+}
+
+/// An `.npy` (v1.0, little-endian float32, C order) of `[n, d]`, as numpy's `save`.
+fn write_npy(path: &std::path::Path, n: usize, d: usize, data: &[f32]) {
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({n}, {d}), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    data.iter()
+        .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+    std::fs::write(path, out).unwrap();
+}
+
+fn output_path(d: &Dir, label: &str, file: &str) -> PathBuf {
+    let show = stdout(&d.run(&["cache", "show", label, "exp.yaml"]));
+    let line = show
+        .lines()
+        .find(|l| l.trim_start().starts_with(file))
+        .unwrap_or_else(|| panic!("{file} in\n{show}"));
+    PathBuf::from(line.split_whitespace().last().unwrap())
+}
+
+#[test]
+fn fd_from_cached_features_has_interval_infinity_and_per_class_values_and_cedm_eval_agrees() {
+    let a = assets();
+    let d = Dir::new();
+    let yaml = format!(
+        "name: fd
+nodes:
+  fa:
+    kind: data/idx
+    params: {{images: {a}/fashion-mnist/train-images-idx3-ubyte.gz, labels: {a}/fashion-mnist/train-labels-idx1-ubyte.gz, limit: 200}}
+  fb:
+    kind: data/idx
+    params: {{images: {a}/fashion-mnist/t10k-images-idx3-ubyte.gz, labels: {a}/fashion-mnist/t10k-labels-idx1-ubyte.gz, limit: 200}}
+  mn:
+    kind: data/idx
+    params: {{images: {a}/mnist/train-images-idx3-ubyte, labels: {a}/mnist/train-labels-idx1-ubyte, limit: 200}}
+  ea: {{kind: features/mobilenet_v2, inputs: {{images: fa}}, params: &m {{weights: {a}/weights/mobilenet_v2-b0353104.pth, resolution: 32}}}}
+  eb: {{kind: features/mobilenet_v2, inputs: {{images: fb}}, params: *m}}
+  em: {{kind: features/mobilenet_v2, inputs: {{images: mn}}, params: *m}}
+  fd_near: {{kind: metrics/fd, inputs: {{samples: eb, reference: ea, conditions: fb, labels: fa}}, params: &p {{bootstrap: 20, infinity_points: 4, min_cluster: 5}}}}
+  fd_far: {{kind: metrics/fd, inputs: {{samples: em, reference: ea, conditions: mn, labels: fa}}, params: *p}}
+",
+        a = a.display()
+    );
+    d.write("exp.yaml", &yaml);
+    let o = d.run(&["run", "exp.yaml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (near, far) = (metrics(&d, "fd_near"), metrics(&d, "fd_far"));
+    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} in {v}"));
+    assert_eq!(near["metric"], "FD_MobileNetV2");
+    assert!(f(&near, "fd") < f(&far, "fd"), "{near}\n{far}");
+    assert!(
+        f(&near, "ci_low") < f(&near, "fd") && f(&near, "fd") < f(&near, "ci_high"),
+        "{near}"
+    );
+    assert!(
+        f(&near, "boot_bias") > 0.0,
+        "bootstrap replicates of an FD are biased up: {near}"
+    );
+    assert_eq!(near["infinity"].as_array().unwrap().len(), 4);
+    assert!(
+        f(&near, "fd_infinity") < f(&near, "fd"),
+        "FD∞ below FD at N: {near}"
+    );
+    // Per class: ten classes, every test image counted once; fashion against fashion is
+    // closer than digits against fashion class by class.
+    let pc = near["per_cluster"].as_array().unwrap();
+    assert_eq!(pc.len(), 10);
+    let total: u64 = pc.iter().map(|c| c["samples"].as_u64().unwrap()).sum();
+    assert_eq!(total, 200);
+    assert!(f(&near, "fd_per_cluster") < f(&far, "fd_per_cluster"));
+    // The summary shows the interval.
+    assert!(stdout(&o).contains("bootstrap CI"), "{}", stdout(&o));
+
+    // `cedm eval` on the cached features, on an .npy of them and on the raw IDX files gives
+    // the node's numbers (the same functions, the same seeds).
+    let fa = output_path(&d, "ea", "features.safetensors");
+    let fb = output_path(&d, "eb", "features.safetensors");
+    let eval_json = |args: &[&str]| -> serde_json::Value {
+        let o = d.run(args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str(&stdout(&o)).unwrap()
+    };
+    let common = ["--bootstrap", "20", "--json"];
+    let by_name = |v: &serde_json::Value, m: &str| -> serde_json::Value {
+        v["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["metric"] == m)
+            .cloned()
+            .unwrap_or_else(|| panic!("{m} in {v}"))
+    };
+    let (fas, fbs) = (fa.to_str().unwrap(), fb.to_str().unwrap());
+    let mut args = vec![
+        "eval",
+        fbs,
+        fas,
+        "-m",
+        "fd:mobilenet_v2,kid:mobilenet_v2,prdc:mobilenet_v2",
+    ];
+    args.extend(["--kid-subsets", "10", "--kid-subset-size", "100"]);
+    args.extend(common);
+    let v = eval_json(&args);
+    let fd = by_name(&v, "FD_MobileNetV2");
+    assert!((f(&fd, "value") - f(&near, "fd")).abs() < 1e-9 * f(&near, "fd"));
+    assert!((f(&fd, "ci_low") - f(&near, "ci_low")).abs() < 1e-9 * f(&near, "fd"));
+    assert!(f(&by_name(&v, "KID"), "value") > 0.0);
+    for m in ["precision", "recall", "density", "coverage"] {
+        let x = f(&by_name(&v, m), "value");
+        assert!((0.0..=1.5).contains(&x), "{m} {x}");
+    }
+    let t = cedm_nodes::artifacts::features::Features::read_file(&fb).unwrap();
+    let npy = d.path().join("b.npy");
+    write_npy(&npy, t.n, t.d, &t.data);
+    let v = eval_json(&[
+        "eval",
+        npy.to_str().unwrap(),
+        fas,
+        "-m",
+        "fd:mobilenet_v2",
+        "--bootstrap",
+        "20",
+        "--json",
+    ]);
+    assert!(
+        (f(&by_name(&v, "FD_MobileNetV2"), "value") - f(&near, "fd")).abs() < 1e-9 * f(&near, "fd")
+    );
+    let idx_b = format!("{}/fashion-mnist/t10k-images-idx3-ubyte.gz", a.display());
+    let idx_a = format!("{}/fashion-mnist/train-images-idx3-ubyte.gz", a.display());
+    let w = format!(
+        "mobilenet_v2={}/weights/mobilenet_v2-b0353104.pth",
+        a.display()
+    );
+    let o = d.run(&[
+        "eval",
+        &idx_b,
+        &idx_a,
+        "-m",
+        "fd:mobilenet_v2",
+        "--limit",
+        "200",
+        "--resolution",
+        "32",
+        "--weights",
+        &w,
+        "--bootstrap",
+        "20",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let line = stdout(&o);
+    let text = line
+        .lines()
+        .find(|l| l.starts_with("FD_MobileNetV2"))
+        .unwrap();
+    let shown: f64 = text.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(
+        (shown - f(&near, "fd")).abs() < 0.006,
+        "{text} vs {}",
+        f(&near, "fd")
+    );
+    // Usage errors say what is expected.
+    let o = d.run(&["eval", fbs, fas, "-m", "fid,bleu"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("unknown metric `bleu`"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -102,6 +102,10 @@ nodes:
     kind: metrics/fid
     inputs: {{samples: sample_uncond, ref: fid_ref}}
     params: {{weights: {a}/weights/inception-2015-12-05.safetensors}}
+  fd_mnv2:
+    kind: metrics/fd
+    inputs: {{samples: sample_feats, reference: feats}}
+    params: {{bootstrap: 20}}
 ",
         a = a.display()
     )
@@ -161,9 +165,14 @@ fn report_of_a_small_run_renders_in_a_browser() {
     // keys are listed; nothing is fetched from the network.
     assert_eq!(
         html.matches("data-series=\"TEMI\"").count(),
-        2,
-        "FID against C: one point per C"
+        2 + 2,
+        "FID and FD_MobileNetV2 against C: one point per C each"
     );
+    // metrics/fd: its own figure, named by its encoder, bars from the bootstrap interval of
+    // the single run; the summary table carries the interval.
+    assert!(html.contains("FD_MobileNetV2 against the number of clusters C"));
+    assert!(html.contains("half its bootstrap interval"));
+    assert!(html.contains("bootstrap CI"));
     assert!(html.contains("data-series=\"unconditional (n=1)\""));
     // Seed Fig. 7: the unconditional EDM at two training lengths (one trajectory: the longer
     // resumed from the shorter) in a figure against Mimg; the C plot shows the longest only.

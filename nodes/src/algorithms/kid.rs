@@ -40,6 +40,33 @@ pub fn mmd2_unbiased(x: &[f32], y: &[f32], d: usize, k: PolyKernel) -> f64 {
     (xx + yy) / (m * (m - 1.0)) - 2.0 * xy / (m * m)
 }
 
+/// KID's per-subset estimates: for subset s (stream s of `seed`), `size` rows drawn without
+/// replacement from each of `x` (`[nx, d]`) and `y` (`[ny, d]`), their [`mmd2_unbiased`].
+pub fn subset_mmds(
+    x: &[f32],
+    y: &[f32],
+    d: usize,
+    subsets: usize,
+    size: usize,
+    kernel: PolyKernel,
+    seed: u64,
+) -> Vec<f64> {
+    let (nx, ny) = (x.len() / d.max(1), y.len() / d.max(1));
+    let pick = |f: &[f32], idx: Vec<usize>| -> Vec<f32> {
+        idx.iter()
+            .flat_map(|&i| f[i * d..(i + 1) * d].to_vec())
+            .collect()
+    };
+    (0..subsets)
+        .map(|s| {
+            let mut r = cedm_kernels::rng::Rng::stream(seed, s as u64);
+            let a = pick(x, r.choose(nx, size));
+            let b = pick(y, r.choose(ny, size));
+            mmd2_unbiased(&a, &b, d, kernel)
+        })
+        .collect()
+}
+
 /// Mean and population std of a list.
 pub fn mean_std_population(v: &[f64]) -> (f64, f64) {
     let n = v.len().max(1) as f64;

@@ -40,6 +40,20 @@ impl Features {
         Ok((a, b))
     }
 
+    /// The name of a Fréchet distance on this artifact's encoder: `FID` on Inception pool3,
+    /// `FD_DINOv2` on a DINOv2 ViT, `FD_MobileNetV2`, else `FD_<kind>` — from the record of
+    /// the `features/*` node that wrote it.
+    pub fn distance_name(a: &Artifact) -> String {
+        let model = a.record.params.get("model").and_then(|m| m.as_str());
+        match (a.record.kind.as_str(), model) {
+            ("features/inception", _) => "FID".into(),
+            ("features/mobilenet_v2", _) => "FD_MobileNetV2".into(),
+            ("features/vit", Some(m)) if m.starts_with("dinov2") => "FD_DINOv2".into(),
+            ("features/vit", Some(m)) => format!("FD_{m}"),
+            (k, _) => format!("FD_{}", k.trim_start_matches("features/")),
+        }
+    }
+
     /// Row i.
     pub fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.d..(i + 1) * self.d]
@@ -67,6 +81,26 @@ impl Features {
             )));
         };
         Ok(Features { n, d, data: t.data })
+    }
+
+    /// Read an `.npy` of features (float32 or float64, `[N, D]`).
+    ///
+    /// # Errors
+    /// Unreadable or malformed files, or a shape other than `[N, D]`.
+    pub fn read_npy(path: &Path) -> Result<Features, NodeError> {
+        let bytes = std::fs::read(path).map_err(NodeError::io("reading", path))?;
+        let what = path.display().to_string();
+        let (shape, data) = super::stats::parse_npy(&bytes, &what).map_err(NodeError::msg)?;
+        let [n, d] = shape[..] else {
+            return Err(NodeError::msg(format!(
+                "{what}: features must be [N, D], got {shape:?}"
+            )));
+        };
+        Ok(Features {
+            n,
+            d,
+            data: data.into_iter().map(|v| v as f32).collect(),
+        })
     }
 
     /// Write `features.safetensors`.

@@ -47,6 +47,8 @@ pub enum Distance {
     Fid,
     /// FD on DINOv2 features.
     Fdd,
+    /// `metrics/fd`: a Fréchet distance on any cached features ([`FdMetrics`]).
+    Fd,
 }
 
 impl Distance {
@@ -55,6 +57,7 @@ impl Distance {
         match self {
             Distance::Fid => "fid",
             Distance::Fdd => "fdd",
+            Distance::Fd => "fd",
         }
     }
 }
@@ -155,6 +158,61 @@ impl Serialize for DistanceMetrics {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.to_json().serialize(s)
     }
+}
+
+/// `metrics.json` of `metrics/fd`: the [`DistanceMetrics`] fields under `fd…` plus what
+/// names the distance, its bootstrap interval, FD∞ and the per-cluster distances.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FdMetrics {
+    /// `FID`, `FD_DINOv2`, `FD_MobileNetV2`, … (from the encoder).
+    pub metric: String,
+    /// The kind that computed the features.
+    pub encoder: String,
+    /// Mean over the runs.
+    pub fd: f64,
+    /// Minimum over the runs (what EDM reports).
+    pub fd_min: f64,
+    /// Standard deviation over the runs (ddof 1; 0 for one run).
+    pub fd_std: f64,
+    /// Every run's value.
+    pub fd_runs: Vec<f64>,
+    /// Samples per run.
+    pub samples_per_run: usize,
+    /// Reference items the statistics came from (0 when read from a file without a count).
+    pub reference_items: usize,
+    /// Bootstrap resamples (0: no interval).
+    pub bootstrap: usize,
+    /// The interval's level (0.95).
+    pub confidence: f64,
+    /// Lower end of the bias-corrected percentile bootstrap interval of `fd`.
+    pub ci_low: Option<f64>,
+    /// Upper end.
+    pub ci_high: Option<f64>,
+    /// Standard deviation of the bootstrap replicates.
+    pub boot_std: Option<f64>,
+    /// The bootstrap bias estimate the interval was shifted by (mean of the replicates − `fd`).
+    pub boot_bias: Option<f64>,
+    /// FD∞ (Chong & Forsyth 2020): the intercept of FD against 1/N.
+    pub fd_infinity: Option<f64>,
+    /// The (N, FD) points of the fit.
+    pub infinity: Vec<(usize, f64)>,
+    /// Mean of the per-cluster distances (clusters with a distance).
+    pub fd_per_cluster: Option<f64>,
+    /// Per conditioning label: samples of label k against reference items of label k.
+    pub per_cluster: Vec<ClusterFd>,
+}
+
+/// One label's distance in [`FdMetrics::per_cluster`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClusterFd {
+    /// The EDM's label id.
+    pub label: i64,
+    /// Samples conditioned on it.
+    pub samples: usize,
+    /// Reference items with it.
+    pub reference: usize,
+    /// The distance (None with fewer than `min_cluster` of either).
+    pub fd: Option<f64>,
 }
 
 #[cfg(test)]

@@ -196,7 +196,7 @@ fn npy_bytes(shape: &[usize], data: &[f64]) -> Vec<u8> {
 }
 
 /// Parse an `.npy` of f32 or f64 (little-endian, C order) into f64.
-fn parse_npy(bytes: &[u8], what: &str) -> Result<(Vec<usize>, Vec<f64>), String> {
+pub(crate) fn parse_npy(bytes: &[u8], what: &str) -> Result<(Vec<usize>, Vec<f64>), String> {
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err(format!("{what}: not an .npy array"));
     }

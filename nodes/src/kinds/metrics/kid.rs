@@ -10,11 +10,10 @@
 //! torch-fidelity), `subsets`, `subset_size`, `encoder` (the kind that computed the features).
 
 use cedm_engine::{Kind, NodeError, ParamError, RunContext, Slot, rules};
-use cedm_kernels::rng::Rng;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::algorithms::kid::{PolyKernel, mean_std_population, mmd2_unbiased};
+use crate::algorithms::kid::{PolyKernel, mean_std_population, subset_mmds};
 use crate::artifacts::features::Features;
 use crate::artifacts::write_json;
 
@@ -126,17 +125,7 @@ impl Kind for MetricsKid {
             coef0: p.coef0,
         };
         // Subset s draws from its own stream; the products inside are multi-threaded.
-        let mmds: Vec<f64> = (0..p.subsets)
-            .map(|s| {
-                let mut r = Rng::stream(p.seed, s as u64);
-                let pick = |f: &Features, idx: Vec<usize>| -> Vec<f32> {
-                    idx.iter().flat_map(|&i| f.row(i).to_vec()).collect()
-                };
-                let x = pick(&a, r.choose(a.n, m));
-                let y = pick(&b, r.choose(b.n, m));
-                mmd2_unbiased(&x, &y, a.d, kernel)
-            })
-            .collect();
+        let mmds = subset_mmds(&a.data, &b.data, a.d, p.subsets, m, kernel, p.seed);
         let (kid, kid_std) = mean_std_population(&mmds);
         ctx.log(format!(
             "KID {kid:.6} ± {kid_std:.6} over {} subsets of {m}",

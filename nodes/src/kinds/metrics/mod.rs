@@ -1,6 +1,7 @@
 //! `metrics/*`: sample quality — FID, FDD and the reference statistics they compare against, and
 //! KID and precision/recall/density/coverage from cached features.
 
+pub mod fd;
 pub mod fdd;
 pub mod fdd_ref;
 pub mod fid;
