@@ -494,6 +494,10 @@ pub fn summary_cells(rows: &[crate::results::Row]) -> (Vec<String>, Vec<Vec<Stri
         cols.push("FD∞".into());
         getters.push(Box::new(move |r| f(r.infinity, 2)));
     }
+    if any(&|r| r.probe.is_some()) {
+        cols.push("probe %".into());
+        getters.push(Box::new(move |r| f(r.probe, 1)));
+    }
     if any(&|r| r.per_cluster.is_some()) {
         cols.push("per-cluster".into());
         getters.push(Box::new(move |r| f(r.per_cluster, 2)));

@@ -18,6 +18,7 @@ use cedm_nodes::kinds::labels::clip::LabelsClip;
 use cedm_nodes::kinds::metrics::fd::MetricsFd;
 use cedm_nodes::kinds::metrics::fdd::Fdd;
 use cedm_nodes::kinds::metrics::fid::Fid;
+use cedm_nodes::kinds::metrics::probe::{MetricsProbe, ProbeMetrics};
 use serde::de::DeserializeOwned;
 
 /// One sample-quality measurement with its context.
@@ -56,6 +57,9 @@ pub struct Row {
     pub infinity: Option<f64>,
     /// Mean per-cluster distance (metrics/fd with `conditions` and `labels`).
     pub per_cluster: Option<f64>,
+    /// Share of the same samples a metrics/probe classifies as their condition (or cluster
+    /// majority), ×100.
+    pub probe: Option<f64>,
     /// ACC/NMI/ANMI ×100 of the clustering against ground truth.
     pub acc: Option<f64>,
     /// NMI.
@@ -215,6 +219,17 @@ pub fn rows(plan: &Plan, records: &[Option<Record>], cache: &Cache) -> Vec<Row> 
         };
         if let Some(sample) = upstream(plan, inst.index, EdmSample::KIND) {
             row.sample = Some(sample);
+            row.probe = plan
+                .instances
+                .iter()
+                .find(|s| {
+                    s.kind.kind() == MetricsProbe::KIND
+                        && s.inputs.get("conditions") == Some(&sample)
+                })
+                .and_then(|s| {
+                    json_output::<ProbeMetrics>(cache, records[s.index].as_ref(), "metrics.json")
+                })
+                .map(|m| m.accuracy);
             if let Some(train) = upstream(plan, sample, EdmTrain::KIND) {
                 row.train = Some(train);
                 row.kimg = plan.instances[train]

@@ -877,3 +877,24 @@ fn fd_kid_and_fd_infinity_match_clean_fid() {
         "FD∞ {intercept} vs {w}"
     );
 }
+
+#[test]
+fn knn_probe_matches_scikit_learn() {
+    use cedm_nodes::algorithms::probe::knn_predict;
+    let t = fixture("probe.safetensors");
+    let train = t.f32("train").unwrap();
+    let labels = t.i64("labels").unwrap().data;
+    let q = t.f32("queries").unwrap();
+    let d = train.shape[1];
+    for k in [1, 5, 10] {
+        let want = t.i64(&format!("pred_k{k}")).unwrap().data;
+        let got = knn_predict(&train.data, &labels, &q.data, d, k, 4);
+        let diff = got.iter().zip(&want).filter(|(a, b)| a != b).count();
+        assert_eq!(
+            diff,
+            0,
+            "k = {k}: {diff} of {} predictions differ",
+            want.len()
+        );
+    }
+}

@@ -576,3 +576,51 @@ nodes:
         stderr(&o)
     );
 }
+
+#[test]
+fn probe_scores_real_images_as_its_test_accuracy() {
+    let a = assets();
+    let d = Dir::new();
+    let yaml = format!(
+        "name: probe
+nodes:
+  tr:
+    kind: data/idx
+    params: {{images: {a}/fashion-mnist/train-images-idx3-ubyte.gz, labels: {a}/fashion-mnist/train-labels-idx1-ubyte.gz, limit: 600}}
+  te:
+    kind: data/idx
+    params: {{images: {a}/fashion-mnist/t10k-images-idx3-ubyte.gz, labels: {a}/fashion-mnist/t10k-labels-idx1-ubyte.gz, limit: 200}}
+  ftr: {{kind: features/mobilenet_v2, inputs: {{images: tr}}, params: &m {{weights: {a}/weights/mobilenet_v2-b0353104.pth, resolution: 32}}}}
+  fte: {{kind: features/mobilenet_v2, inputs: {{images: te}}, params: *m}}
+  probe: {{kind: metrics/probe, inputs: {{train: ftr, truth: tr, samples: fte, conditions: te, test: fte, test_truth: te}}}}
+  bad: {{kind: metrics/probe, inputs: {{train: ftr, truth: tr, samples: fte, conditions: te, test: fte}}}}
+",
+        a = a.display()
+    );
+    d.write("exp.yaml", &yaml);
+    let o = d.run(&["run", "exp.yaml", "--only", "probe"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = metrics(&d, "probe");
+    let acc = m["accuracy"].as_f64().unwrap();
+    // Real test images against their own labels: exactly the probe's test accuracy, well above
+    // chance (10%).
+    assert_eq!(m["test_accuracy"].as_f64().unwrap(), acc);
+    assert!(acc > 50.0, "{m}");
+    assert_eq!(m["samples"], 200);
+    assert_eq!(m["target"], "condition");
+    let per: u64 = m["per_class"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(per, 200);
+    // Half the inputs of the held-out check: a clear error.
+    let o = d.run(&["run", "exp.yaml", "--only", "bad"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("`test` and `test_truth`"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -8,3 +8,4 @@ pub mod fid;
 pub mod fid_ref;
 pub mod kid;
 pub mod prdc;
+pub mod probe;

@@ -1,0 +1,297 @@
+//! `metrics/probe`: are the samples recognisable as what they were conditioned on? A probe
+//! trained on real labelled images — a k-NN classifier on their features
+//! ([`crate::algorithms::probe`], scikit-learn's `KNeighborsClassifier` on L2-normalised
+//! features) — classifies each generated sample, in the spirit of the classification accuracy
+//! score (Ravuri & Vinyals 2019; here the probe is trained on real images and tested on
+//! samples):
+//! - for a ground-truth-conditional EDM, the share of samples classified as their condition's
+//!   class;
+//! - with `clusters` (the label source of a C-EDM, clustered over the `train` rows), the share
+//!   classified as their cluster's majority class among the training images.
+//!
+//! With `test` and `test_truth` (held-out real images), the probe's own accuracy on them is
+//! reported beside it — the ceiling the samples are measured against.
+//!
+//! Output `metrics.json` ([`ProbeMetrics`]).
+
+use std::collections::BTreeMap;
+
+use cedm_engine::{Kind, NodeError, ParamError, RunContext, Slot, rules};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::algorithms::probe::knn_predict;
+use crate::artifacts::clusters::ClusterLabels;
+use crate::artifacts::features::Features;
+use crate::artifacts::labels::read_labels;
+use crate::artifacts::safetensors::Tensors;
+use crate::artifacts::write_json;
+
+/// Params of `metrics/probe`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Neighbours that vote (scikit-learn's `n_neighbors` default). Default: 5.
+    #[serde(default = "d_k")]
+    pub k: usize,
+}
+
+fn d_k() -> usize {
+    5
+}
+
+/// `metrics.json` of `metrics/probe`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeMetrics {
+    /// `knn`.
+    pub probe: String,
+    /// Neighbours.
+    pub k: usize,
+    /// Classes of the probe.
+    pub classes: usize,
+    /// What a sample is checked against: `condition` (its class) or `cluster majority`.
+    pub target: String,
+    /// Share of samples classified as their target, ×100.
+    pub accuracy: f64,
+    /// Samples scored (conditional ones; −1 conditions are skipped).
+    pub samples: usize,
+    /// 100 / classes.
+    pub chance: f64,
+    /// The probe's accuracy on held-out real images, ×100.
+    pub test_accuracy: Option<f64>,
+    /// Held-out images.
+    pub test_items: usize,
+    /// Per target class: samples and accuracy ×100.
+    pub per_class: Vec<(i64, usize, f64)>,
+}
+
+/// The `metrics/probe` kind.
+pub struct MetricsProbe;
+
+impl Kind for MetricsProbe {
+    const KIND: &'static str = "metrics/probe";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "Recognisable samples: a k-NN probe trained on real labelled features classifies each sample; share classified as its condition (or its cluster's majority class), with the probe's accuracy on real test images";
+    const INPUTS: &'static [Slot] = &[
+        Slot::one(
+            "train",
+            "features of the labelled real images the probe is fitted on (features/*)",
+        ),
+        Slot::one(
+            "truth",
+            "their ground-truth labels (the data/* node with a label file)",
+        ),
+        Slot::one(
+            "samples",
+            "features of the generated images (features/* over edm/sample)",
+        ),
+        Slot::one(
+            "conditions",
+            "the edm/sample node the samples came from (its conditions.safetensors), or a data/* node's labels when the samples are real images",
+        ),
+        Slot::optional(
+            "clusters",
+            "the EDM's label source when it is a clustering of the `train` rows: samples are checked against their cluster's majority class",
+        ),
+        Slot::optional("test", "features of held-out real images"),
+        Slot::optional("test_truth", "their ground-truth labels"),
+    ];
+    type Params = Params;
+
+    fn validate(p: &Params) -> Vec<ParamError> {
+        let mut v = Vec::new();
+        v.extend(rules::at_least("k", p.k, 1));
+        v.extend(rules::at_most("k", p.k, 1000));
+        v
+    }
+
+    fn run(&self, p: Params, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
+        let train = Features::read(ctx.require("train")?)?;
+        let samples = Features::read(ctx.require("samples")?)?;
+        if train.d != samples.d {
+            return Err(NodeError::msg(format!(
+                "the training features are {}-d, the samples' {}-d: embed both with the same encoder",
+                train.d, samples.d
+            )));
+        }
+        if p.k > train.n {
+            return Err(NodeError::msg(format!(
+                "k = {} but only {} training items",
+                p.k, train.n
+            )));
+        }
+        // Labels as the EDM's ids: sorted distinct ground-truth values → 0..classes.
+        let raw = |a: &cedm_engine::Artifact,
+                   n: usize,
+                   what: &str|
+         -> Result<Vec<i64>, NodeError> {
+            let path = a.path("labels.safetensors").map_err(|_| {
+                NodeError::msg(format!(
+                    "input `{what}` has no labels (labels.safetensors): give the data node its label file"
+                ))
+            })?;
+            let l = Tensors::open(path)?.i64("labels")?.data;
+            if l.len() != n {
+                return Err(NodeError::msg(format!(
+                    "{} labels in `{what}` for {n} feature rows",
+                    l.len()
+                )));
+            }
+            Ok(l)
+        };
+        let truth_raw = raw(ctx.require("truth")?, train.n, "truth")?;
+        let mut values = truth_raw.clone();
+        values.sort_unstable();
+        values.dedup();
+        let id: BTreeMap<i64, i64> = values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (v, i as i64))
+            .collect();
+        let classes = values.len();
+        let truth: Vec<i64> = truth_raw.iter().map(|v| id[v]).collect();
+
+        let cond_in = ctx.require("conditions")?;
+        let conditions: Vec<i64> = if cond_in.files.contains_key("conditions.safetensors") {
+            Tensors::open(cond_in.path("conditions.safetensors")?)?
+                .i64("conditions")?
+                .data
+        } else {
+            // Real labelled images as "samples" (a check of the probe itself): their classes.
+            raw(cond_in, samples.n, "conditions")?
+                .iter()
+                .map(|v| id.get(v).copied().unwrap_or(-1))
+                .collect()
+        };
+        if conditions.len() != samples.n {
+            return Err(NodeError::msg(format!(
+                "{} conditions for {} sample features: `conditions` must be the edm/sample node the features were computed from",
+                conditions.len(),
+                samples.n
+            )));
+        }
+        // Targets: the condition's class, or the cluster's majority class.
+        let (target_name, target_of): (&str, Vec<i64>) = match ctx.input("clusters") {
+            None => ("condition", (0..classes as i64).collect()),
+            Some(c) => {
+                let cl = if c.files.contains_key("clusters.safetensors") {
+                    ClusterLabels::read(c)?.labels
+                } else {
+                    read_labels(c, train.n)?.0
+                };
+                if cl.len() != train.n {
+                    return Err(NodeError::msg(format!(
+                        "{} cluster labels for {} training rows: `clusters` must cluster the `train` rows",
+                        cl.len(),
+                        train.n
+                    )));
+                }
+                let k = cl.iter().copied().max().map_or(0, |m| m as usize + 1);
+                let mut counts = vec![vec![0usize; classes]; k];
+                for (&c, &t) in cl.iter().zip(&truth) {
+                    counts[c as usize][t as usize] += 1;
+                }
+                let majority = counts
+                    .iter()
+                    .map(|row| {
+                        let best = row.iter().copied().max().unwrap_or(0);
+                        row.iter().position(|&v| v == best).unwrap_or(0) as i64
+                    })
+                    .collect();
+                ("cluster majority", majority)
+            }
+        };
+        let scored: Vec<usize> = (0..samples.n).filter(|&i| conditions[i] >= 0).collect();
+        if scored.is_empty() {
+            return Err(NodeError::msg(
+                "every sample is unconditional (condition −1): a probe checks conditional samples",
+            ));
+        }
+        if let Some(&bad) = scored
+            .iter()
+            .find(|&&i| conditions[i] as usize >= target_of.len())
+        {
+            return Err(NodeError::msg(format!(
+                "condition {} of sample {bad} is not one of the {} {}: is `clusters` the EDM's label source?",
+                conditions[bad],
+                target_of.len(),
+                if target_name == "condition" {
+                    "classes of `truth`"
+                } else {
+                    "clusters"
+                }
+            )));
+        }
+        let queries: Vec<f32> = scored
+            .iter()
+            .flat_map(|&i| samples.row(i).to_vec())
+            .collect();
+        let pred = knn_predict(&train.data, &truth, &queries, train.d, p.k, classes);
+        let mut per: BTreeMap<i64, (usize, usize)> = BTreeMap::new();
+        let mut hits = 0usize;
+        for (j, &i) in scored.iter().enumerate() {
+            let target = target_of[conditions[i] as usize];
+            let e = per.entry(target).or_default();
+            e.0 += 1;
+            if pred[j] == target {
+                e.1 += 1;
+                hits += 1;
+            }
+        }
+        let accuracy = 100.0 * hits as f64 / scored.len() as f64;
+
+        let (test_accuracy, test_items) = match (ctx.input("test"), ctx.input("test_truth")) {
+            (None, None) => (None, 0),
+            (Some(t), Some(tt)) => {
+                let test = Features::read(t)?;
+                if test.d != train.d {
+                    return Err(NodeError::msg(format!(
+                        "the test features are {}-d, the training features {}-d",
+                        test.d, train.d
+                    )));
+                }
+                let labels = raw(tt, test.n, "test_truth")?
+                    .iter()
+                    .map(|v| {
+                        id.get(v).copied().ok_or_else(|| {
+                            NodeError::msg(format!("test label {v} is not a class of `truth`"))
+                        })
+                    })
+                    .collect::<Result<Vec<i64>, _>>()?;
+                let pred = knn_predict(&train.data, &truth, &test.data, train.d, p.k, classes);
+                let ok = pred.iter().zip(&labels).filter(|(a, b)| a == b).count();
+                (Some(100.0 * ok as f64 / test.n.max(1) as f64), test.n)
+            }
+            _ => {
+                return Err(NodeError::msg(
+                    "give both `test` and `test_truth`, or neither",
+                ));
+            }
+        };
+        ctx.log(format!(
+            "probe (k-NN, k = {}): {accuracy:.1}% of {} samples classified as their {target_name} (chance {:.1}%){}",
+            p.k,
+            scored.len(),
+            100.0 / classes as f64,
+            test_accuracy.map_or(String::new(), |t| format!("; {t:.1}% on {test_items} real test images"))
+        ));
+        write_json(
+            &ctx.out_dir().join("metrics.json"),
+            &ProbeMetrics {
+                probe: "knn".into(),
+                k: p.k,
+                classes,
+                target: target_name.into(),
+                accuracy,
+                samples: scored.len(),
+                chance: 100.0 / classes as f64,
+                test_accuracy,
+                test_items,
+                per_class: per
+                    .into_iter()
+                    .map(|(c, (n, h))| (c, n, 100.0 * h as f64 / n as f64))
+                    .collect(),
+            },
+        )
+    }
+}
