@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use cedm_nodes::algorithms::frechet::{PreparedReference, bootstrap_mean};
 use cedm_nodes::algorithms::kid::{PolyKernel, mean_std_population, subset_mmds};
 use cedm_nodes::algorithms::prdc::prdc;
-use cedm_nodes::artifacts::features::Features;
+use cedm_nodes::artifacts::features::{Features, distance_name_of};
 use cedm_nodes::artifacts::safetensors::Tensors;
 use cedm_nodes::artifacts::stats::Stats;
 use cedm_nodes::datasets::load_images;
@@ -258,10 +258,8 @@ struct Value {
 
 fn fd_name(enc: &str) -> String {
     match enc {
-        "inception" => "FID".into(),
-        "mobilenet_v2" => "FD_MobileNetV2".into(),
-        e if e.starts_with("dinov2") => "FD_DINOv2".into(),
-        e => format!("FD_{e}"),
+        "inception" | "mobilenet_v2" => distance_name_of(&format!("features/{enc}"), None),
+        vit => distance_name_of("features/vit", Some(vit)),
     }
 }
 

@@ -45,13 +45,7 @@ impl Features {
     /// the `features/*` node that wrote it.
     pub fn distance_name(a: &Artifact) -> String {
         let model = a.record.params.get("model").and_then(|m| m.as_str());
-        match (a.record.kind.as_str(), model) {
-            ("features/inception", _) => "FID".into(),
-            ("features/mobilenet_v2", _) => "FD_MobileNetV2".into(),
-            ("features/vit", Some(m)) if m.starts_with("dinov2") => "FD_DINOv2".into(),
-            ("features/vit", Some(m)) => format!("FD_{m}"),
-            (k, _) => format!("FD_{}", k.trim_start_matches("features/")),
-        }
+        distance_name_of(&a.record.kind, model)
     }
 
     /// Row i.
@@ -130,5 +124,17 @@ impl Features {
             d: self.d,
             data,
         }
+    }
+}
+
+/// The Fréchet distance's name for features of `kind` (and its `model` param): `FID`,
+/// `FD_MobileNetV2`, `FD_DINOv2`, `FD_<model>`, `FD_<kind>`.
+pub fn distance_name_of(kind: &str, model: Option<&str>) -> String {
+    match (kind, model) {
+        ("features/inception", _) => "FID".into(),
+        ("features/mobilenet_v2", _) => "FD_MobileNetV2".into(),
+        ("features/vit", Some(m)) if m.starts_with("dinov2") => "FD_DINOv2".into(),
+        ("features/vit", Some(m)) => format!("FD_{m}"),
+        (k, _) => format!("FD_{}", k.trim_start_matches("features/")),
     }
 }
