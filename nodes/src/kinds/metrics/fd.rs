@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::algorithms::frechet::{PreparedReference, bootstrap_mean, fd_infinity};
 use crate::artifacts::features::Features;
 use crate::artifacts::labels::read_labels;
-use crate::artifacts::metrics::{ClusterFd, FdMetrics};
+use crate::artifacts::metrics::{ClusterFd, Distance, DistanceMetrics, FdMetrics};
 use crate::artifacts::safetensors::Tensors;
 use crate::artifacts::stats::Stats;
 use crate::artifacts::write_json;
@@ -184,14 +184,8 @@ impl Kind for MetricsFd {
             ctx.log(format!("{metric}, samples {}..{}: {fd:.4}", r.start, r.end));
             values.push(fd);
         }
-        let n_runs = values.len() as f64;
-        let mean = values.iter().sum::<f64>() / n_runs;
-        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-        let std = if values.len() > 1 {
-            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n_runs - 1.0)).sqrt()
-        } else {
-            0.0
-        };
+        let summary = DistanceMetrics::from_runs(Distance::Fd, values.clone(), num);
+        let (mean, min, std) = (summary.mean, summary.min, summary.std);
 
         // Bootstrap of the mean over runs: each run resampled with replacement.
         let total = p.bootstrap as u64;
