@@ -333,6 +333,8 @@ mod tests {
         let reference = Stats::from_features(&feats(300, d, 1, 0.0), 300, d).unwrap();
         let prep = PreparedReference::new(&reference);
         // Fewer rows than d (the m×m path) and more (the r×r path), plain and weighted.
+        // Two algorithms in f64 (a full eigendecomposition against a low-rank one): they agree
+        // to ~1e-9 relative, the last digits depending on the GEMM provider's summation order.
         for n in [10, 200] {
             let x = feats(n, d, 2, 0.3);
             let direct =
@@ -340,7 +342,7 @@ mod tests {
             let rows: Vec<(usize, u32)> = (0..n).map(|i| (i, 1)).collect();
             let fast = prep.distance(&x, &rows).unwrap();
             assert!(
-                (fast - direct).abs() < 1e-9 * direct.max(1.0),
+                (fast - direct).abs() < 1e-7 * direct.max(1.0),
                 "{fast} {direct}"
             );
             // Multiplicities equal repeated rows.
@@ -357,7 +359,7 @@ mod tests {
                     .unwrap();
             let fast = prep.distance(&x, &w).unwrap();
             assert!(
-                (fast - direct).abs() < 1e-9 * direct.max(1.0),
+                (fast - direct).abs() < 1e-7 * direct.max(1.0),
                 "{fast} {direct}"
             );
         }
