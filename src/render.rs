@@ -429,6 +429,54 @@ pub fn summary_table(
     for r in &cells {
         crate::outln!("{}", fmt_row(r));
     }
+    let reading = crate::results::reading(&rows);
+    if !reading.is_empty() {
+        crate::outln!();
+        crate::outln!("What it shows");
+        for s in reading {
+            crate::outln!("  - {s}");
+        }
+    }
+    sample_grids(plan, records, cache);
+}
+
+/// Where each cached sample grid is (a PNG in the cache's object store, one row per cluster),
+/// and the command that puts them all on one page.
+fn sample_grids(
+    plan: &cedm_engine::Plan,
+    records: &[Option<cedm_cache::Record>],
+    cache: &cedm_cache::Cache,
+) {
+    let cwd = std::env::current_dir().ok();
+    let grids: Vec<(String, std::path::PathBuf)> = plan
+        .instances
+        .iter()
+        .filter_map(|inst| {
+            let o = records[inst.index].as_ref()?.outputs.get("grid.png")?;
+            let path = cache.object_path(&o.digest);
+            let path = cwd
+                .as_deref()
+                .and_then(|c| path.strip_prefix(c).ok())
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or(path);
+            Some((inst.label.clone(), path))
+        })
+        .collect();
+    if grids.is_empty() {
+        return;
+    }
+    let w = grids
+        .iter()
+        .map(|(l, _)| l.chars().count())
+        .max()
+        .unwrap_or(0);
+    crate::outln!();
+    crate::outln!(
+        "Sample grids (PNG, one row per cluster or class; `cedm report FILE` shows them all on one page)"
+    );
+    for (label, path) in grids {
+        crate::outln!("  {label:<w$}  {}", path.display());
+    }
 }
 
 /// The summary as column names and text cells (also used by `cedm report`).

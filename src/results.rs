@@ -60,6 +60,10 @@ pub struct Row {
     /// Share of the same samples a metrics/probe classifies as their condition (or cluster
     /// majority), ×100.
     pub probe: Option<f64>,
+    /// The probe's accuracy on real held-out images, ×100.
+    pub probe_test: Option<f64>,
+    /// The probe's chance level, ×100.
+    pub probe_chance: Option<f64>,
     /// ACC/NMI/ANMI ×100 of the clustering against ground truth.
     pub acc: Option<f64>,
     /// NMI.
@@ -219,7 +223,7 @@ pub fn rows(plan: &Plan, records: &[Option<Record>], cache: &Cache) -> Vec<Row> 
         };
         if let Some(sample) = upstream(plan, inst.index, EdmSample::KIND) {
             row.sample = Some(sample);
-            row.probe = plan
+            let probe = plan
                 .instances
                 .iter()
                 .find(|s| {
@@ -228,8 +232,10 @@ pub fn rows(plan: &Plan, records: &[Option<Record>], cache: &Cache) -> Vec<Row> 
                 })
                 .and_then(|s| {
                     json_output::<ProbeMetrics>(cache, records[s.index].as_ref(), "metrics.json")
-                })
-                .map(|m| m.accuracy);
+                });
+            row.probe = probe.as_ref().map(|m| m.accuracy);
+            row.probe_test = probe.as_ref().and_then(|m| m.test_accuracy);
+            row.probe_chance = probe.as_ref().map(|m| m.chance);
             if let Some(train) = upstream(plan, sample, EdmTrain::KIND) {
                 row.train = Some(train);
                 row.kimg = plan.instances[train]
@@ -269,4 +275,183 @@ pub fn rows(plan: &Plan, records: &[Option<Record>], cache: &Cache) -> Vec<Row> 
 /// The key of an instance's record, if cached.
 pub fn key(records: &[Option<Record>], i: usize) -> Option<Digest> {
     records.get(i).and_then(|r| r.as_ref()).map(|r| r.key)
+}
+
+/// A row's model in words: `TEMI C=10`, `k-means C=10 (uniform)`, `ground truth`.
+pub fn model_name(r: &Row) -> String {
+    if r.sample.is_none() {
+        // Not from a model (features of any image set): the metric node names it.
+        return r.label.clone();
+    }
+    let mut s = r.source.clone();
+    if let Some(c) = r.c {
+        s.push_str(&format!(" C={c:.0}"));
+    }
+    if let Some(sm) = r.sampling.as_deref().filter(|s| *s != "q") {
+        s.push_str(&format!(" ({sm})"));
+    }
+    for (k, v) in &r.vars {
+        if k != "C" {
+            s.push_str(&format!(" {k}={v}"));
+        }
+    }
+    s
+}
+
+/// What the summary's numbers mean, in sentences a newcomer can read: whether the samples are
+/// recognisable (metrics/probe against its accuracy on real images), and for each distance which
+/// model is best and which others are within its bootstrap interval (within noise) or clear of it.
+/// Derived from the rows alone, so it says what this run measured, at whatever budget.
+pub fn reading(rows: &[Row]) -> Vec<String> {
+    let mut out = Vec::new();
+    // Probe: the ground-truth model's samples (classified as their condition), and C-EDM's
+    // (as their cluster's majority class).
+    let mut seen_probe = std::collections::BTreeSet::new();
+    for r in rows.iter().filter(|r| r.probe.is_some()) {
+        let Some(sample) = r.sample else { continue };
+        if !seen_probe.insert(sample) {
+            continue;
+        }
+        let (p, chance) = (
+            r.probe.unwrap_or_default(),
+            r.probe_chance.unwrap_or_default(),
+        );
+        let real = r
+            .probe_test
+            .map(|t| format!(", against {t:.1}% for real test images"))
+            .unwrap_or_default();
+        let what = if r.source == "ground truth" {
+            "classified as the class it was conditioned on"
+        } else {
+            "classified as its cluster's majority class"
+        };
+        let verdict = if p < chance * 1.5 {
+            " — near chance: at this budget the model barely uses its condition"
+        } else {
+            ""
+        };
+        out.push(format!(
+            "{}: {p:.1}% of samples {what} by the probe (chance {chance:.0}%{real}){verdict}.",
+            model_name(r)
+        ));
+    }
+    // Distances: the best model of each, and who is within its interval.
+    let mut kinds: Vec<&str> = Vec::new();
+    for r in rows {
+        if !kinds.contains(&r.kind.as_str()) {
+            kinds.push(&r.kind);
+        }
+    }
+    for kind in kinds {
+        let group: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.kind == kind && r.value.is_some())
+            .collect();
+        if group.len() < 2 {
+            continue;
+        }
+        let best = group
+            .iter()
+            .min_by(|a, b| {
+                a.value
+                    .partial_cmp(&b.value)
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            })
+            .copied()
+            .expect("two rows");
+        let v = best.value.unwrap_or_default();
+        // An interval per row: the bootstrap interval, else ±1 std over runs when there are
+        // several; without either nothing can be said about noise.
+        let interval = |r: &Row| -> Option<(f64, f64)> {
+            r.ci.map(|(lo, hi, _)| (lo, hi)).or_else(|| {
+                (r.runs > 1).then(|| {
+                    let (m, s) = (r.value.unwrap_or_default(), r.std.unwrap_or_default());
+                    (m - s, m + s)
+                })
+            })
+        };
+        let Some((blo, bhi)) = interval(best) else {
+            out.push(format!(
+                "{kind}: lowest for {} ({v:.2}); no interval was measured, so differences between models cannot be told from noise.",
+                model_name(best)
+            ));
+            continue;
+        };
+        let (mut within, mut clear) = (Vec::new(), Vec::new());
+        for r in group.iter().filter(|r| r.metric != best.metric) {
+            match interval(r) {
+                Some((lo, hi)) if lo <= bhi && hi >= blo => within.push(model_name(r)),
+                Some(_) => clear.push(model_name(r)),
+                None => within.push(format!("{} (no interval)", model_name(r))),
+            }
+        }
+        let mut s = format!(
+            "{kind}: lowest for {} ({v:.2}, interval [{blo:.2}, {bhi:.2}])",
+            model_name(best)
+        );
+        if !within.is_empty() {
+            s.push_str(&format!(
+                "; within noise of it (intervals overlap): {}",
+                within.join(", ")
+            ));
+        }
+        if !clear.is_empty() {
+            s.push_str(&format!("; clearly worse: {}", clear.join(", ")));
+        }
+        s.push('.');
+        out.push(s);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(metric: usize, source: &str, c: Option<f64>, value: f64, ci: (f64, f64)) -> Row {
+        Row {
+            metric,
+            label: format!("m{metric}"),
+            kind: "FD_MobileNetV2".into(),
+            source: source.into(),
+            c,
+            value: Some(value),
+            runs: 1,
+            ci: Some((ci.0, ci.1, 0.95)),
+            sample: Some(100 + metric),
+            ..Row::default()
+        }
+    }
+
+    #[test]
+    fn reading_names_the_best_model_and_separates_noise_from_clear_differences() {
+        let mut gt = row(0, "ground truth", None, 20.0, (18.0, 22.0));
+        gt.probe = Some(72.5);
+        gt.probe_test = Some(81.1);
+        gt.probe_chance = Some(10.0);
+        let mut temi = row(1, "TEMI", Some(10.0), 21.0, (19.5, 23.0));
+        temi.probe = Some(12.0);
+        temi.probe_chance = Some(10.0);
+        let uncond = row(2, "unconditional", None, 30.0, (28.0, 33.0));
+        let text = reading(&[gt, temi, uncond]).join("\n");
+        assert!(
+            text.contains("ground truth: 72.5% of samples classified as the class it was conditioned on by the probe (chance 10%, against 81.1% for real test images)."),
+            "{text}"
+        );
+        assert!(text.contains("TEMI C=10: 12.0% of samples classified as its cluster's majority class by the probe (chance 10%) — near chance"), "{text}");
+        assert!(
+            text.contains("FD_MobileNetV2: lowest for ground truth (20.00, interval [18.00, 22.00]); within noise of it (intervals overlap): TEMI C=10; clearly worse: unconditional."),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn reading_without_intervals_says_differences_cannot_be_told_from_noise() {
+        let mut a = row(0, "TEMI", Some(10.0), 5.0, (0.0, 0.0));
+        let mut b = row(1, "k-means", Some(10.0), 6.0, (0.0, 0.0));
+        a.ci = None;
+        b.ci = None;
+        let text = reading(&[a, b]).join("\n");
+        assert!(text.contains("no interval was measured"), "{text}");
+    }
 }

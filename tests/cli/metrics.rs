@@ -479,6 +479,14 @@ nodes:
     assert!(f(&near, "fd_per_cluster") < f(&far, "fd_per_cluster"));
     // The summary shows the interval.
     assert!(stdout(&o).contains("bootstrap CI"), "{}", stdout(&o));
+    // …and reads it: fashion against fashion is lowest, digits clear of its interval.
+    assert!(
+        stdout(&o).contains("What it shows")
+            && stdout(&o).contains("FD_MobileNetV2: lowest for fd_near")
+            && stdout(&o).contains("clearly worse: fd_far."),
+        "{}",
+        stdout(&o)
+    );
 
     // `cedm eval` on the cached features, on an .npy of them and on the raw IDX files gives
     // the node's numbers (the same functions, the same seeds).
