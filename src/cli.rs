@@ -436,9 +436,22 @@ pub struct SlurmArgs {
 pub struct ReportArgs {
     /// Experiment YAML file.
     pub file: PathBuf,
-    /// Output directory [default: `report-<name>/` beside the experiment file].
+    /// Output directory [default: `report-<name>/` beside the experiment file] (html only).
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    /// `html` (a page with figures, written to the output directory) or `markdown` (the
+    /// results tables on stdout, from the cache alone: what docs/results.md includes).
+    #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
+    pub format: ReportFormat,
+}
+
+/// `cedm report` formats.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// Static HTML page with figures.
+    Html,
+    /// Markdown tables on stdout.
+    Markdown,
 }
 
 /// `cedm status`.

@@ -158,6 +158,7 @@ pub fn cluster_stats(
         out.insert("ACC", sm.acc);
         out.insert("NMI", sm.nmi);
         out.insert("ANMI", sm.anmi);
+        out.insert("ARI", sm.ari);
     }
     out
 }
