@@ -279,3 +279,22 @@ fn a_search_runs_rung_by_rung_and_status_explains_promotions() {
     let again = d.run(&["run", "sh.yaml", "--json"]);
     assert!(with_event(&events(&again), "started").is_empty());
 }
+
+#[test]
+fn every_shipped_experiment_plans() {
+    // experiments/*.yaml parse, validate against the node registry and expand their sweeps
+    // (what `cedm dag` does, with no cache and no input file read).
+    let d = Dir::new();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            let o = d.run(&["dag", p.to_str().unwrap()]);
+            assert!(o.status.success(), "{}: {}", p.display(), stderr(&o));
+            assert!(!stdout(&o).is_empty());
+            n += 1;
+        }
+    }
+    assert!(n >= 8, "{n} experiments in {}", dir.display());
+}
