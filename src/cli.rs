@@ -462,6 +462,10 @@ pub struct StatusArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// List only what is not cached (will run, waits, missing files); the totals line still
+    /// counts everything.
+    #[arg(long)]
+    pub changed: bool,
 }
 
 /// Graph formats.

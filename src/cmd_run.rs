@@ -30,7 +30,7 @@ fn stop_flag() -> Arc<AtomicBool> {
     stop
 }
 
-fn print_status(plan: &Plan, statuses: &[Status]) {
+fn print_status(plan: &Plan, statuses: &[Status], changed_only: bool) {
     let width = plan
         .instances
         .iter()
@@ -46,6 +46,9 @@ fn print_status(plan: &Plan, statuses: &[Status]) {
         .unwrap_or(4)
         .max(4);
     for (inst, st) in plan.instances.iter().zip(statuses) {
+        if changed_only && matches!(st, Status::Cached { .. }) {
+            continue;
+        }
         outln!(
             "{:<width$}  {:<kwidth$}  {}",
             inst.label,
@@ -201,7 +204,11 @@ pub fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode, CliError> {
             outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         } else {
             for r in &rungs {
-                print_status(&r.plan, &cedm_engine::status(&r.plan, &cache, &[]));
+                print_status(
+                    &r.plan,
+                    &cedm_engine::status(&r.plan, &cache, &[]),
+                    a.changed,
+                );
                 outln!("{}", rung_line(&search, r, budgets(&plan, &search)));
             }
         }
@@ -213,6 +220,7 @@ pub fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode, CliError> {
             .instances
             .iter()
             .zip(&statuses)
+            .filter(|(_, s)| !(a.changed && matches!(s, Status::Cached { .. })))
             .map(|(i, s)| {
                 serde_json::json!({
                     "instance": i.label, "node": i.node, "kind": i.kind.kind(),
@@ -222,7 +230,7 @@ pub fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode, CliError> {
             .collect();
         outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        print_status(&plan, &statuses);
+        print_status(&plan, &statuses, a.changed);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -253,7 +261,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, CliError> {
     let cache = cache_for(cli.cache.as_deref(), Some(&a.file))?;
     if a.dry_run {
         let statuses = cedm_engine::status(&plan, &cache, &a.force);
-        print_status(&plan, &statuses);
+        print_status(&plan, &statuses, false);
         return Ok(ExitCode::SUCCESS);
     }
     let slurm = a.executor == crate::cli::ExecutorKind::Slurm;

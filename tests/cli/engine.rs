@@ -298,3 +298,28 @@ fn every_shipped_experiment_plans() {
     }
     assert!(n >= 8, "{n} experiments in {}", dir.display());
 }
+
+#[test]
+fn status_changed_lists_only_what_is_not_cached() {
+    let d = Dir::new();
+    d.write("exp.yaml", &sweep("2"));
+    assert!(d.run(&["run", "exp.yaml"]).status.success());
+    d.write("exp.yaml", &sweep("2, 3"));
+    let o = d.run(&["status", "exp.yaml", "--changed"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let listed: Vec<&str> = out
+        .lines()
+        .filter(|l| !l.contains(" nodes ("))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    // The new point's two instances; the cached ones are counted, not listed.
+    assert_eq!(listed, ["scaled[C=3]", "total[C=3]"], "{out}");
+    assert!(
+        out.contains("4 cached, 1 will run, 1 wait on them"),
+        "{out}"
+    );
+    let o = d.run(&["status", "exp.yaml", "--changed", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
+}
