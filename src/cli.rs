@@ -473,6 +473,8 @@ pub struct StatusArgs {
 pub enum DagFormat {
     /// Indented text.
     Text,
+    /// JSON: one object per instance (label, node, kind, vars, params, inputs by slot).
+    Json,
     /// Graphviz.
     Dot,
     /// Mermaid flowchart.
@@ -545,6 +547,10 @@ pub struct KindsArgs {
     /// Print the node reference as Markdown (docs/nodes.md).
     #[arg(long)]
     pub markdown: bool,
+    /// Print JSON: every kind (or the one named) with its version, inputs and params (type,
+    /// default, required, meaning).
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
 }
 
 /// `cedm exec`.

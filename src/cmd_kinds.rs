@@ -169,6 +169,33 @@ pub fn kinds(a: &KindsArgs) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::SUCCESS);
     }
     let reg = registry();
+    if a.json {
+        let describe = |k: &dyn Node| {
+            // Defaults as JSON values (the schema's), not the Markdown text of docs/nodes.md.
+            let schema = k.params_schema();
+            let default_of = |name: &str| {
+                schema
+                    .pointer(&format!("/properties/{name}/default"))
+                    .cloned()
+                    .unwrap_or(serde_json::Value::Null)
+            };
+            serde_json::json!({
+                "kind": k.kind(), "version": k.version(), "about": k.about(),
+                "inputs": k.inputs().iter().map(|s| serde_json::json!({
+                    "name": s.name, "required": s.required, "about": s.about,
+                })).collect::<Vec<_>>(),
+                "params": params_of(k).into_iter().map(|(name, ty, _, required, about)| serde_json::json!({
+                    "default": default_of(&name), "name": name, "type": ty, "required": required, "about": about,
+                })).collect::<Vec<_>>(),
+            })
+        };
+        let v = match &a.kind {
+            None => serde_json::Value::Array(reg.kinds().iter().map(|k| describe(*k)).collect()),
+            Some(name) => describe(reg.get(name).ok_or_else(|| unknown_kind(&reg, name))?),
+        };
+        outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(ExitCode::SUCCESS);
+    }
     match &a.kind {
         None => {
             let w = reg
@@ -182,13 +209,7 @@ pub fn kinds(a: &KindsArgs) -> Result<ExitCode, CliError> {
             }
         }
         Some(name) => {
-            let k = reg.get(name).ok_or_else(|| {
-                let names: Vec<&str> = reg.kinds().iter().map(|k| k.kind()).collect();
-                CliError::Usage(format!(
-                    "unknown kind `{name}`; kinds: {}",
-                    names.join(", ")
-                ))
-            })?;
+            let k = reg.get(name).ok_or_else(|| unknown_kind(&reg, name))?;
             outln!("{} (version {})\n{}\n", k.kind(), k.version(), k.about());
             for slot in k.inputs() {
                 outln!(
@@ -209,4 +230,12 @@ pub fn kinds(a: &KindsArgs) -> Result<ExitCode, CliError> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn unknown_kind(reg: &cedm_engine::Registry, name: &str) -> CliError {
+    let names: Vec<&str> = reg.kinds().iter().map(|k| k.kind()).collect();
+    CliError::Usage(format!(
+        "unknown kind `{name}`; kinds: {}",
+        names.join(", ")
+    ))
 }

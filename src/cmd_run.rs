@@ -429,6 +429,24 @@ pub fn dag(a: &DagArgs) -> Result<ExitCode, CliError> {
                 }
             }
         }
+        DagFormat::Json => {
+            let v: Vec<serde_json::Value> = plan
+                .instances
+                .iter()
+                .map(|i| {
+                    let inputs: serde_json::Map<String, serde_json::Value> = i
+                        .inputs
+                        .iter()
+                        .map(|(s, &u)| (s.clone(), plan.instances[u].label.clone().into()))
+                        .collect();
+                    serde_json::json!({
+                        "instance": i.label, "node": i.node, "kind": i.kind.kind(),
+                        "vars": i.vars, "params": i.params, "inputs": inputs,
+                    })
+                })
+                .collect();
+            outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
         DagFormat::Dot => {
             outln!("digraph \"{}\" {{", plan.experiment.name);
             outln!("  rankdir=LR; node [shape=box, fontname=\"sans-serif\"];");

@@ -34,3 +34,56 @@ fn kinds_lists_and_describes() {
     let bad = d.run(&["kinds", "nope/x"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn kinds_and_dag_print_json() {
+    let d = Dir::new();
+    // Every kind with its inputs and params; one kind alone; an unknown kind is a usage error.
+    let o = d.run(&["kinds", "--json"]);
+    assert!(o.status.success());
+    let all: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let fd = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == "metrics/fd")
+        .expect("metrics/fd listed");
+    let boot = fd["params"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "bootstrap")
+        .expect("bootstrap param");
+    assert_eq!(boot["default"], 100, "{boot}");
+    assert!(
+        fd["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "samples" && s["required"] == true)
+    );
+    let one: serde_json::Value =
+        serde_json::from_str(&stdout(&d.run(&["kinds", "metrics/fd", "--json"]))).unwrap();
+    assert_eq!(&one, fd);
+    let bad = d.run(&["kinds", "metrics/nope", "--json"]);
+    assert_eq!(bad.status.code(), Some(2));
+
+    // The planned graph: instances with their vars, params (defaults filled in) and inputs.
+    d.write(
+        "exp.yaml",
+        "name: g\nsweep:\n  C: [2, 3]\nnodes:\n  base: {kind: toy/value, params: {value: 1}}\n  s: {kind: toy/add, inputs: {a: base}, params: {k: \"${C}\"}}\n",
+    );
+    let o = d.run(&["dag", "exp.yaml", "--format", "json"]);
+    assert!(o.status.success());
+    let g: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let s3 = g
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["instance"] == "s[C=3]")
+        .expect("s[C=3]");
+    assert_eq!(s3["inputs"]["a"], "base");
+    assert_eq!(s3["params"]["k"], 3);
+    assert_eq!(s3["vars"]["C"], 3);
+    assert_eq!(g.as_array().unwrap().len(), 3);
+}
