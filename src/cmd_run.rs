@@ -30,22 +30,36 @@ fn stop_flag() -> Arc<AtomicBool> {
     stop
 }
 
-fn print_status(plan: &Plan, statuses: &[Status], changed_only: bool) {
-    let width = plan
-        .instances
+/// The status table: every instance (only the uncached with `changed_only`; only those in
+/// `keep` when given, which the totals then count too).
+fn print_status(
+    plan: &Plan,
+    statuses: &[Status],
+    changed_only: bool,
+    keep: Option<&std::collections::BTreeSet<usize>>,
+) {
+    let kept = |i: usize| keep.is_none_or(|k| k.contains(&i));
+    let statuses: Vec<&Status> = statuses
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| kept(*i))
+        .map(|(_, s)| s)
+        .collect();
+    let instances: Vec<&cedm_engine::Instance> =
+        plan.instances.iter().filter(|i| kept(i.index)).collect();
+    let width = instances
         .iter()
         .map(|i| i.label.len())
         .max()
         .unwrap_or(4)
         .max(4);
-    let kwidth = plan
-        .instances
+    let kwidth = instances
         .iter()
         .map(|i| i.kind.kind().len())
         .max()
         .unwrap_or(4)
         .max(4);
-    for (inst, st) in plan.instances.iter().zip(statuses) {
+    for (inst, st) in instances.iter().zip(&statuses) {
         if changed_only && matches!(st, Status::Cached { .. }) {
             continue;
         }
@@ -74,7 +88,7 @@ fn print_status(plan: &Plan, statuses: &[Status], changed_only: bool) {
         .count();
     let mut line = format!(
         "{} nodes ({} sweep points): {cached} cached, {run} will run, {waits} wait on them",
-        plan.instances.len(),
+        instances.len(),
         plan.points
     );
     if missing > 0 {
@@ -208,6 +222,7 @@ pub fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode, CliError> {
                     &r.plan,
                     &cedm_engine::status(&r.plan, &cache, &[]),
                     a.changed,
+                    None,
                 );
                 outln!("{}", rung_line(&search, r, budgets(&plan, &search)));
             }
@@ -230,7 +245,7 @@ pub fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode, CliError> {
             .collect();
         outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        print_status(&plan, &statuses, a.changed);
+        print_status(&plan, &statuses, a.changed, None);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -240,6 +255,26 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, CliError> {
     let reg = registry();
     let plan = load_plan(&a.file, &reg)?;
     for name in a.only.iter().chain(&a.force) {
+        // A label of a known node at a sweep point it does not have: list its instances.
+        let base = name.split('[').next().unwrap_or(name);
+        let of_base = plan.find(base);
+        if plan.find(name).is_empty() && base != name && !of_base.is_empty() {
+            let labels: Vec<&str> = of_base
+                .iter()
+                .map(|&i| plan.instances[i].label.as_str())
+                .collect();
+            let more = labels.len().saturating_sub(12);
+            return Err(CliError::Usage(format!(
+                "`{name}` is not a sweep point of `{base}` in {}; its instances: {}{}",
+                a.file.display(),
+                labels[..labels.len().min(12)].join(", "),
+                if more > 0 {
+                    format!(" … and {more} more")
+                } else {
+                    String::new()
+                }
+            )));
+        }
         if plan.find(name).is_empty() {
             let names: Vec<&str> = plan
                 .experiment
@@ -261,7 +296,13 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, CliError> {
     let cache = cache_for(cli.cache.as_deref(), Some(&a.file))?;
     if a.dry_run {
         let statuses = cedm_engine::status(&plan, &cache, &a.force);
-        print_status(&plan, &statuses, false);
+        if a.only.is_empty() {
+            print_status(&plan, &statuses, false, None);
+        } else {
+            // What `--only` would run: the named instances and everything upstream of them.
+            let roots: Vec<usize> = a.only.iter().flat_map(|o| plan.find(o)).collect();
+            print_status(&plan, &statuses, false, Some(&plan.ancestors(&roots)));
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let slurm = a.executor == crate::cli::ExecutorKind::Slurm;

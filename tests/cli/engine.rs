@@ -323,3 +323,32 @@ fn status_changed_lists_only_what_is_not_cached() {
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
 }
+
+#[test]
+fn dry_run_honours_only_and_a_bad_sweep_label_lists_the_instances() {
+    let d = Dir::new();
+    d.write("exp.yaml", &sweep("2, 3"));
+    let o = d.run(&["run", "exp.yaml", "--dry-run", "--only", "scaled[C=3]"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let listed: Vec<&str> = out
+        .lines()
+        .filter(|l| !l.contains(" nodes ("))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(listed, ["base", "scaled[C=3]"], "{out}");
+    assert!(
+        out.contains("2 nodes (2 sweep points): 0 cached, 1 will run, 1 wait on them"),
+        "{out}"
+    );
+
+    let o = d.run(&["run", "exp.yaml", "--only", "scaled[C=7]"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace("│ ", "");
+    assert!(err.contains("is not a sweep point of `scaled`"), "{err}");
+    assert!(err.contains("scaled[C=2], scaled[C=3]"), "{err}");
+}
