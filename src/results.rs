@@ -322,9 +322,9 @@ pub fn reading(rows: &[Row]) -> Vec<String> {
             .map(|t| format!(", against {t:.1}% for real test images"))
             .unwrap_or_default();
         let what = if r.source == "ground truth" {
-            "classified as the class it was conditioned on"
+            "classified as the class they were conditioned on"
         } else {
-            "classified as its cluster's majority class"
+            "classified as their cluster's majority class"
         };
         let verdict = if p < chance * 1.5 {
             " — near chance: at this budget the model barely uses its condition"
@@ -436,10 +436,10 @@ mod tests {
         let uncond = row(2, "unconditional", None, 30.0, (28.0, 33.0));
         let text = reading(&[gt, temi, uncond]).join("\n");
         assert!(
-            text.contains("ground truth: 72.5% of samples classified as the class it was conditioned on by the probe (chance 10%, against 81.1% for real test images)."),
+            text.contains("ground truth: 72.5% of samples classified as the class they were conditioned on by the probe (chance 10%, against 81.1% for real test images)."),
             "{text}"
         );
-        assert!(text.contains("TEMI C=10: 12.0% of samples classified as its cluster's majority class by the probe (chance 10%) — near chance"), "{text}");
+        assert!(text.contains("TEMI C=10: 12.0% of samples classified as their cluster's majority class by the probe (chance 10%) — near chance"), "{text}");
         assert!(
             text.contains("FD_MobileNetV2: lowest for ground truth (20.00, interval [18.00, 22.00]); within noise of it (intervals overlap): TEMI C=10; clearly worse: unconditional."),
             "{text}"
