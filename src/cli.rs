@@ -165,6 +165,10 @@ pub struct FidArgs {
     /// Device: cpu, wgpu[:N], cuda[:N].
     #[arg(long, default_value = "cpu")]
     pub device: cedm_engine::DeviceSpec,
+    /// Print JSON (`{"metric": "FID", "value": …, "n_a": …, "n_b": …, "dims": …}`; a count is
+    /// null for a statistics file that records none).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `cedm bench …`.

@@ -400,13 +400,20 @@ pub fn fid(a: &FidArgs) -> Result<ExitCode, CliError> {
     }
     let sb = fid_stats(a, &a.path_b)?;
     let d = frechet_distance(&sa, &sb).map_err(node_err)?;
-    outln!(
-        "{}: {d:.6}",
-        if a.metric == FidMetric::Fid {
-            "FID"
-        } else {
-            "FDD"
-        }
-    );
+    let name = if a.metric == FidMetric::Fid {
+        "FID"
+    } else {
+        "FDD"
+    };
+    if a.json {
+        outln!(
+            "{}",
+            // Image counts; null for a statistics file that does not record one (.npz).
+            serde_json::json!({"metric": name, "value": d, "n_a": (sa.n > 0).then_some(sa.n),
+                               "n_b": (sb.n > 0).then_some(sb.n), "dims": sa.d})
+        );
+    } else {
+        outln!("{name}: {d:.6}");
+    }
     Ok(ExitCode::SUCCESS)
 }

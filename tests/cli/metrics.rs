@@ -141,6 +141,29 @@ fn fid_command_matches_its_saved_statistics() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), direct, "FID from saved statistics differs");
+    // --json: the same number, with the set sizes and dimension.
+    let o = d.run(&[
+        "fid",
+        &stats.display().to_string(),
+        &mnist,
+        "--limit",
+        "24",
+        "--weights",
+        &w,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let text: f64 = direct.trim().trim_start_matches("FID: ").parse().unwrap();
+    assert_eq!(j["metric"], "FID");
+    assert!((j["value"].as_f64().unwrap() - text).abs() < 1e-6, "{j}");
+    // An .npz records no image count: null, not 0.
+    assert!(j["n_a"].is_null(), "{j}");
+    assert_eq!(
+        (j["n_b"].as_u64(), j["dims"].as_u64()),
+        (Some(24), Some(2048)),
+        "{j}"
+    );
     // Statistics against themselves: 0.
     let o = d.run(&[
         "fid",
