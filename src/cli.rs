@@ -363,8 +363,11 @@ pub struct OutputArgs {
     #[arg(long)]
     pub json: bool,
     /// Print every line nodes log.
-    #[arg(long, short)]
+    #[arg(long, short, conflicts_with = "quiet")]
     pub verbose: bool,
+    /// No progress: only failures while running, then the final line and the summary.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// `cedm run`.

@@ -313,7 +313,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, CliError> {
         device: a.device,
         stop: stop_flag(),
     };
-    let human = Human::new(a.output.verbose);
+    let human = Human::new(a.output.verbose, a.output.quiet);
     let json = JsonLines::new();
     let reporter: &dyn Reporter = if a.output.json { &json } else { &human };
     let engine = Engine {
@@ -430,7 +430,9 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, CliError> {
                 eprintln!("  {} {}: {e}", paint("✗", "31"), inst.label);
             }
         }
-        render::results_table(&plan, &summary, &cache);
+        if !a.output.quiet {
+            render::results_table(&plan, &summary, &cache);
+        }
         let records: Vec<Option<cedm_cache::Record>> = summary
             .outcomes
             .iter()
@@ -537,7 +539,7 @@ pub fn exec(cli: &Cli, a: &ExecArgs) -> Result<ExitCode, CliError> {
     let task = cedm_engine::load_task(&cache, &key).map_err(|e| CliError::Other(e.to_string()))?;
     let reg = registry();
     let stop = stop_flag();
-    let human = Human::new(a.output.verbose);
+    let human = Human::new(a.output.verbose, a.output.quiet);
     let json = JsonLines::new();
     let reporter: &dyn Reporter = if a.output.json { &json } else { &human };
     let executor = match (

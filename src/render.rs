@@ -74,6 +74,8 @@ pub fn status_text(s: &Status) -> String {
 pub struct Human {
     t0: Instant,
     verbose: bool,
+    /// Only failures (and blocked nodes); no bars, no progress.
+    quiet: bool,
     tty: bool,
     multi: MultiProgress,
     state: Mutex<HumanState>,
@@ -86,9 +88,9 @@ struct HumanState {
 }
 
 impl Human {
-    /// A reporter; bars when stderr is a terminal.
-    pub fn new(verbose: bool) -> Human {
-        let tty = std::io::stderr().is_terminal();
+    /// A reporter; bars when stderr is a terminal (never when `quiet`).
+    pub fn new(verbose: bool, quiet: bool) -> Human {
+        let tty = std::io::stderr().is_terminal() && !quiet;
         let multi = MultiProgress::with_draw_target(if tty {
             ProgressDrawTarget::stderr()
         } else {
@@ -97,6 +99,7 @@ impl Human {
         Human {
             t0: Instant::now(),
             verbose,
+            quiet,
             tty,
             multi,
             state: Mutex::new(HumanState::default()),
@@ -141,6 +144,9 @@ impl Human {
 
 impl Reporter for Human {
     fn event(&self, e: &Event) {
+        if self.quiet && !matches!(e.kind, EventKind::Failed { .. } | EventKind::Blocked { .. }) {
+            return;
+        }
         let Ok(mut st) = self.state.lock() else {
             return;
         };

@@ -352,3 +352,21 @@ fn dry_run_honours_only_and_a_bad_sweep_label_lists_the_instances() {
     assert!(err.contains("is not a sweep point of `scaled`"), "{err}");
     assert!(err.contains("scaled[C=2], scaled[C=3]"), "{err}");
 }
+
+#[test]
+fn quiet_runs_print_no_progress_only_the_result() {
+    let d = Dir::new();
+    d.write("exp.yaml", &sweep("2, 3"));
+    let o = d.run(&["run", "exp.yaml", "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(!err.contains('▶') && !err.contains('✓'), "{err}");
+    assert!(err.contains("sweep: 6 ran, 0 cached"), "{err}");
+    let loud = d.run(&["run", "exp.yaml", "--force", "base"]);
+    assert!(stderr(&loud).contains('▶'), "{}", stderr(&loud));
+    // -q and -v contradict each other: a usage error.
+    assert_eq!(
+        d.run(&["run", "exp.yaml", "-q", "-v"]).status.code(),
+        Some(2)
+    );
+}
