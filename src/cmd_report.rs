@@ -26,7 +26,7 @@ use cedm_nodes::kinds::figures::gallery::{FiguresGallery, Gallery};
 use cedm_nodes::kinds::figures::granularity::{FiguresGranularity, Granularity};
 use cedm_nodes::kinds::figures::same_noise::{FiguresSameNoise, SameNoise};
 
-use crate::results::{self, Row, cached_records, json_output};
+use crate::results::{self, Row, cached_records, distance_names, json_output, series_name};
 use crate::svg::{Series, Style, plot};
 use cedm_engine::load_plan;
 
@@ -123,25 +123,6 @@ fn keys_of(
     v.sort();
     v.dedup();
     v
-}
-
-/// The distances measured, in order of first appearance (`FID`, `FD_MobileNetV2`, …).
-fn distance_names(rows: &[Row]) -> Vec<String> {
-    let mut v: Vec<String> = Vec::new();
-    for r in rows {
-        if !v.contains(&r.kind) {
-            v.push(r.kind.clone());
-        }
-    }
-    v
-}
-
-/// Series name of a row: label source and, for conditional models, the sampling rule.
-fn series_name(r: &Row) -> String {
-    match &r.sampling {
-        Some(s) if s != "q" => format!("{} ({s})", r.source),
-        _ => r.source.clone(),
-    }
 }
 
 /// Seed Fig. 7: FID/FDD against the training length, one line per label source and C, where the
@@ -811,7 +792,6 @@ window.addEventListener('load', function () {
 });
 </script>";
 
-/// `cedm report`.
 /// A Markdown table (cells escaped for `|`).
 fn md_table(cols: &[String], rows: &[Vec<String>]) -> String {
     let cell = |c: &str| c.replace('|', "\\|");
@@ -907,6 +887,7 @@ fn markdown(plan: &Plan, records: &[Option<Record>], cache: &Cache, file: &Path)
     s
 }
 
+/// `cedm report`.
 pub fn report(cli: &Cli, a: &ReportArgs) -> Result<ExitCode, CliError> {
     let reg = registry();
     let plan = load_plan(&a.file, &reg)?;

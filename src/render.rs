@@ -550,7 +550,9 @@ pub fn summary_cells(rows: &[crate::results::Row]) -> (Vec<String>, Vec<Vec<Stri
     }
     if any(&|r| r.probe.is_some()) {
         cols.push("probe %".into());
-        getters.push(Box::new(move |r| f(r.probe, 1)));
+        getters.push(Box::new(move |r| {
+            f(r.probe.as_ref().map(|m| m.accuracy), 1)
+        }));
     }
     if any(&|r| r.per_cluster.is_some()) {
         cols.push("per-cluster".into());

@@ -57,13 +57,9 @@ pub struct Row {
     pub infinity: Option<f64>,
     /// Mean per-cluster distance (metrics/fd with `conditions` and `labels`).
     pub per_cluster: Option<f64>,
-    /// Share of the same samples a metrics/probe classifies as their condition (or cluster
-    /// majority), ×100.
-    pub probe: Option<f64>,
-    /// The probe's accuracy on real held-out images, ×100.
-    pub probe_test: Option<f64>,
-    /// The probe's chance level, ×100.
-    pub probe_chance: Option<f64>,
+    /// The metrics/probe of the same samples: the share classified as their condition (or
+    /// cluster majority), its target, chance and accuracy on real held-out images.
+    pub probe: Option<ProbeMetrics>,
     /// ACC/NMI/ANMI ×100 of the clustering against ground truth.
     pub acc: Option<f64>,
     /// NMI.
@@ -224,7 +220,7 @@ pub fn rows(plan: &Plan, records: &[Option<Record>], cache: &Cache) -> Vec<Row> 
         };
         if let Some(sample) = upstream(plan, inst.index, EdmSample::KIND) {
             row.sample = Some(sample);
-            let probe = plan
+            row.probe = plan
                 .instances
                 .iter()
                 .find(|s| {
@@ -234,9 +230,6 @@ pub fn rows(plan: &Plan, records: &[Option<Record>], cache: &Cache) -> Vec<Row> 
                 .and_then(|s| {
                     json_output::<ProbeMetrics>(cache, records[s.index].as_ref(), "metrics.json")
                 });
-            row.probe = probe.as_ref().map(|m| m.accuracy);
-            row.probe_test = probe.as_ref().and_then(|m| m.test_accuracy);
-            row.probe_chance = probe.as_ref().map(|m| m.chance);
             if let Some(train) = upstream(plan, sample, EdmTrain::KIND) {
                 row.train = Some(train);
                 row.kimg = plan.instances[train]
@@ -278,18 +271,34 @@ pub fn key(records: &[Option<Record>], i: usize) -> Option<Digest> {
     records.get(i).and_then(|r| r.as_ref()).map(|r| r.key)
 }
 
-/// A row's model in words: `TEMI C=10`, `k-means C=10 (uniform)`, `ground truth`.
+/// The distances the rows measure (`FID`, `FD_MobileNetV2`, …), in first-seen order.
+pub fn distance_names(rows: &[Row]) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for r in rows {
+        if !v.contains(&r.kind) {
+            v.push(r.kind.clone());
+        }
+    }
+    v
+}
+
+/// Series name of a row: label source and, for conditional models, the sampling rule.
+pub fn series_name(r: &Row) -> String {
+    match &r.sampling {
+        Some(s) if s != "q" => format!("{} ({s})", r.source),
+        _ => r.source.clone(),
+    }
+}
+
+/// A row's model in words: `TEMI C=10`, `TEMI (uniform) C=10`, `ground truth`.
 pub fn model_name(r: &Row) -> String {
     if r.sample.is_none() {
         // Not from a model (features of any image set): the metric node names it.
         return r.label.clone();
     }
-    let mut s = r.source.clone();
+    let mut s = series_name(r);
     if let Some(c) = r.c {
         s.push_str(&format!(" C={c:.0}"));
-    }
-    if let Some(sm) = r.sampling.as_deref().filter(|s| *s != "q") {
-        s.push_str(&format!(" ({sm})"));
     }
     for (k, v) in &r.vars {
         if k != "C" {
@@ -308,20 +317,20 @@ pub fn reading(rows: &[Row]) -> Vec<String> {
     // Probe: the ground-truth model's samples (classified as their condition), and C-EDM's
     // (as their cluster's majority class).
     let mut seen_probe = std::collections::BTreeSet::new();
-    for r in rows.iter().filter(|r| r.probe.is_some()) {
-        let Some(sample) = r.sample else { continue };
+    for r in rows {
+        let (Some(m), Some(sample)) = (&r.probe, r.sample) else {
+            continue;
+        };
         if !seen_probe.insert(sample) {
             continue;
         }
-        let (p, chance) = (
-            r.probe.unwrap_or_default(),
-            r.probe_chance.unwrap_or_default(),
-        );
-        let real = r
-            .probe_test
+        let (p, chance) = (m.accuracy, m.chance);
+        let real = m
+            .test_accuracy
             .map(|t| format!(", against {t:.1}% for real test images"))
             .unwrap_or_default();
-        let what = if r.source == "ground truth" {
+        // What the probe checked the samples against (its own `target`).
+        let what = if m.target == "condition" {
             "classified as the class they were conditioned on"
         } else {
             "classified as their cluster's majority class"
@@ -337,13 +346,7 @@ pub fn reading(rows: &[Row]) -> Vec<String> {
         ));
     }
     // Distances: the best model of each, and who is within its interval.
-    let mut kinds: Vec<&str> = Vec::new();
-    for r in rows {
-        if !kinds.contains(&r.kind.as_str()) {
-            kinds.push(&r.kind);
-        }
-    }
-    for kind in kinds {
+    for kind in distance_names(rows) {
         let group: Vec<&Row> = rows
             .iter()
             .filter(|r| r.kind == kind && r.value.is_some())
@@ -426,13 +429,22 @@ mod tests {
 
     #[test]
     fn reading_names_the_best_model_and_separates_noise_from_clear_differences() {
+        let probe = |accuracy: f64, target: &str, test_accuracy: Option<f64>| ProbeMetrics {
+            probe: "knn".into(),
+            k: 5,
+            classes: 10,
+            target: target.into(),
+            accuracy,
+            samples: 256,
+            chance: 10.0,
+            test_accuracy,
+            test_items: 1000,
+            per_class: vec![],
+        };
         let mut gt = row(0, "ground truth", None, 20.0, (18.0, 22.0));
-        gt.probe = Some(72.5);
-        gt.probe_test = Some(81.1);
-        gt.probe_chance = Some(10.0);
+        gt.probe = Some(probe(72.5, "condition", Some(81.1)));
         let mut temi = row(1, "TEMI", Some(10.0), 21.0, (19.5, 23.0));
-        temi.probe = Some(12.0);
-        temi.probe_chance = Some(10.0);
+        temi.probe = Some(probe(12.0, "cluster majority", None));
         let uncond = row(2, "unconditional", None, 30.0, (28.0, 33.0));
         let text = reading(&[gt, temi, uncond]).join("\n");
         assert!(
