@@ -299,6 +299,14 @@ fn every_shipped_experiment_plans() {
     assert!(n >= 8, "{n} experiments in {}", dir.display());
 }
 
+/// The instance labels a status table lists (its rows, not the totals line).
+fn status_labels(out: &str) -> Vec<&str> {
+    out.lines()
+        .filter(|l| !l.contains(" nodes ("))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect()
+}
+
 #[test]
 fn status_changed_lists_only_what_is_not_cached() {
     let d = Dir::new();
@@ -308,11 +316,7 @@ fn status_changed_lists_only_what_is_not_cached() {
     let o = d.run(&["status", "exp.yaml", "--changed"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    let listed: Vec<&str> = out
-        .lines()
-        .filter(|l| !l.contains(" nodes ("))
-        .map(|l| l.split_whitespace().next().unwrap())
-        .collect();
+    let listed = status_labels(&out);
     // The new point's two instances; the cached ones are counted, not listed.
     assert_eq!(listed, ["scaled[C=3]", "total[C=3]"], "{out}");
     assert!(
@@ -331,11 +335,7 @@ fn dry_run_honours_only_and_a_bad_sweep_label_lists_the_instances() {
     let o = d.run(&["run", "exp.yaml", "--dry-run", "--only", "scaled[C=3]"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    let listed: Vec<&str> = out
-        .lines()
-        .filter(|l| !l.contains(" nodes ("))
-        .map(|l| l.split_whitespace().next().unwrap())
-        .collect();
+    let listed = status_labels(&out);
     assert_eq!(listed, ["base", "scaled[C=3]"], "{out}");
     assert!(
         out.contains("2 nodes (2 sweep points): 0 cached, 1 will run, 1 wait on them"),

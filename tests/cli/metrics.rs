@@ -130,28 +130,17 @@ fn fid_command_matches_its_saved_statistics() {
         &w,
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = d.run(&[
-        "fid",
-        &stats.display().to_string(),
-        &mnist,
-        "--limit",
-        "24",
-        "--weights",
-        &w,
-    ]);
+    let stats_arg = stats.display().to_string();
+    let from_stats = |extra: &[&str]| {
+        let mut args = vec!["fid", &stats_arg, &mnist, "--limit", "24", "--weights", &w];
+        args.extend_from_slice(extra);
+        d.run(&args)
+    };
+    let o = from_stats(&[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), direct, "FID from saved statistics differs");
     // --json: the same number, with the set sizes and dimension.
-    let o = d.run(&[
-        "fid",
-        &stats.display().to_string(),
-        &mnist,
-        "--limit",
-        "24",
-        "--weights",
-        &w,
-        "--json",
-    ]);
+    let o = from_stats(&["--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let text: f64 = direct.trim().trim_start_matches("FID: ").parse().unwrap();
