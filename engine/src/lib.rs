@@ -22,6 +22,7 @@ pub mod key;
 pub mod kind;
 pub mod limits;
 pub mod node;
+pub mod overrides;
 pub mod panics;
 pub mod plan;
 pub mod resources;
@@ -77,6 +78,18 @@ pub enum EngineError {
 /// # Errors
 /// An unreadable file, or every problem in it.
 pub fn load_plan(path: &Path, registry: &Registry) -> Result<Plan, EngineError> {
-    let exp = Experiment::load(path)?;
+    load_plan_with(path, &[], registry)
+}
+
+/// [`load_plan`] with command-line overrides applied ([`overrides`]).
+///
+/// # Errors
+/// An unreadable file, or every problem in it and in the overrides.
+pub fn load_plan_with(
+    path: &Path,
+    overrides: &[overrides::Override],
+    registry: &Registry,
+) -> Result<Plan, EngineError> {
+    let exp = Experiment::load_with(path, overrides)?;
     Ok(expand(exp, registry)?)
 }

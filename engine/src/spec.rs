@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::diag::{Problem, SpecError};
-use crate::yaml::{self, Node, Span, Value};
+use crate::yaml::{Node, Span, Value};
 
 /// A node as written in the `nodes:` mapping.
 #[derive(Clone, Debug)]
@@ -66,7 +66,7 @@ pub struct Experiment {
     pub search: Option<Node>,
 }
 
-const TOP_KEYS: &[&str] = &[
+pub(crate) const TOP_KEYS: &[&str] = &[
     "name",
     "description",
     "vars",
@@ -153,6 +153,19 @@ impl Experiment {
     /// # Errors
     /// Every structural problem, with spans; an unreadable file is reported as an I/O error.
     pub fn load(path: &Path) -> Result<Experiment, crate::EngineError> {
+        Experiment::load_with(path, &[])
+    }
+
+    /// Read and parse an experiment file with command-line overrides applied
+    /// ([`crate::overrides`]).
+    ///
+    /// # Errors
+    /// Every structural problem (the overrides' included), with spans; an unreadable file is
+    /// reported as an I/O error.
+    pub fn load_with(
+        path: &Path,
+        overrides: &[crate::overrides::Override],
+    ) -> Result<Experiment, crate::EngineError> {
         let read_err = |source| crate::EngineError::Read {
             path: path.to_path_buf(),
             source,
@@ -194,7 +207,7 @@ impl Experiment {
                 )));
             }
         };
-        Experiment::parse(path, &src).map_err(crate::EngineError::Spec)
+        Experiment::parse_with(path, &src, overrides).map_err(crate::EngineError::Spec)
     }
 
     /// Parse experiment text; `path` names the file in diagnostics and anchors relative paths.
@@ -202,6 +215,20 @@ impl Experiment {
     /// # Errors
     /// Every structural problem found, with spans.
     pub fn parse(path: &Path, src: &str) -> Result<Experiment, SpecError> {
+        Experiment::parse_with(path, src, &[])
+    }
+
+    /// Parse experiment text with command-line overrides applied: the experiment is the one
+    /// whose file says what the overrides say; its `src` holds the file's text followed by the
+    /// overrides as comment lines, which their values' spans point into.
+    ///
+    /// # Errors
+    /// Every structural problem found (the overrides' included), with spans.
+    pub fn parse_with(
+        path: &Path,
+        src: &str,
+        overrides: &[crate::overrides::Override],
+    ) -> Result<Experiment, SpecError> {
         let abs = if path.is_absolute() {
             path.to_path_buf()
         } else {
@@ -213,10 +240,13 @@ impl Experiment {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
+        let (full, parsed) = crate::overrides::parse_with(src, overrides);
+        let src = full.as_str();
         let fail = |problems| SpecError::new(path, src, problems);
-        let root = match yaml::parse(src) {
+        let root = match parsed {
             Ok(r) => r,
-            Err(e) => {
+            Err(Ok(problems)) => return Err(fail(problems)),
+            Err(Err(e)) => {
                 return Err(fail(vec![Problem::new(
                     "cedm::spec::yaml",
                     format!("invalid YAML: {}", e.message),
