@@ -370,11 +370,38 @@ pub struct OutputArgs {
     pub quiet: bool,
 }
 
+/// Command-line overrides of the experiment file (Hydra / `dvc exp run -S` style).
+#[derive(Args, Debug, Clone, Default)]
+pub struct OverrideArgs {
+    /// Override a value as if written in the file, repeatable: a sweep variable (`C=80` sweeps
+    /// C over [80]; `C=[10,20]`), a variable (`n=2000`), a node field (`temi.params.gamma=1`),
+    /// or a full path (`vars.n=2000`, `nodes.temi.params.heads=4`). The value is YAML.
+    #[arg(long = "set", short = 'S', value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
+    /// Sweep over comma-separated values, repeatable (several make a grid): `C=10,20,40`, a
+    /// variable (`n=1000,2000` becomes a sweep variable), or a node field
+    /// (`temi.params.gamma=0.5,1`: a new sweep variable `gamma`).
+    #[arg(long = "multirun", short = 'm', value_name = "PATH=V1,V2,…")]
+    pub multi: Vec<String>,
+}
+
+impl OverrideArgs {
+    /// The overrides in command-line order: every `-S`, then every `-m` (a later one wins).
+    pub fn parsed(&self) -> Result<Vec<cedm_engine::overrides::Override>, String> {
+        use cedm_engine::overrides::Override;
+        let set = self.set.iter().map(|a| Override::parse(a, false));
+        let multi = self.multi.iter().map(|a| Override::parse(a, true));
+        set.chain(multi).collect()
+    }
+}
+
 /// `cedm run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// Experiment YAML file.
     pub file: PathBuf,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
     /// Run only these nodes (ids or labels like `temi[C=10]`) and what they need.
     #[arg(long, value_name = "NODE", num_args = 1..)]
     pub only: Vec<String>,
@@ -443,6 +470,8 @@ pub struct SlurmArgs {
 pub struct ReportArgs {
     /// Experiment YAML file.
     pub file: PathBuf,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
     /// Output directory [default: `report-<name>/` beside the experiment file] (html only).
     #[arg(long, short)]
     pub output: Option<PathBuf>,
@@ -466,6 +495,8 @@ pub enum ReportFormat {
 pub struct StatusArgs {
     /// Experiment YAML file.
     pub file: PathBuf,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -493,18 +524,39 @@ pub enum DagFormat {
 pub struct DagArgs {
     /// Experiment YAML file.
     pub file: PathBuf,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = DagFormat::Text)]
     pub format: DagFormat,
 }
 
-/// `cedm cache …`.
+/// The experiment a `cedm cache` command is about: `FILE` last on the line, or `-e FILE`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ExperimentArg {
+    /// Experiment file: names nodes by id or label and selects its cache (`.cedm/` beside it).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// The experiment file, as an option (the same as FILE).
+    #[arg(long, short = 'e', value_name = "FILE", conflicts_with = "file")]
+    pub experiment: Option<PathBuf>,
+}
+
+impl ExperimentArg {
+    /// The file, however it was given.
+    pub fn get(&self) -> Option<&std::path::Path> {
+        self.file.as_deref().or(self.experiment.as_deref())
+    }
+}
+
+/// `cedm cache …`. Every subcommand takes the experiment the same way (`FILE` last, or
+/// `-e FILE`) and none creates a cache.
 #[derive(Subcommand, Debug)]
 pub enum CacheCommand {
     /// List cached results (of one experiment, when given).
     Ls {
-        /// Only this experiment's nodes (also selects its cache).
-        file: Option<PathBuf>,
+        #[command(flatten)]
+        experiment: ExperimentArg,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -513,16 +565,16 @@ pub enum CacheCommand {
     Show {
         /// A key (or unique prefix), or a node id / label of the experiment.
         name: String,
-        /// Experiment that names the node (also selects its cache).
-        file: Option<PathBuf>,
+        #[command(flatten)]
+        experiment: ExperimentArg,
         /// Print the record as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Rehash every object and check every record; corrupt objects are quarantined.
     Verify {
-        /// Experiment whose cache to verify.
-        file: Option<PathBuf>,
+        #[command(flatten)]
+        experiment: ExperimentArg,
     },
     /// Delete unreferenced objects and leftovers of killed runs; with --keep, also every result
     /// the given experiments do not use.
@@ -540,9 +592,8 @@ pub enum CacheCommand {
         name: String,
         /// Destination directory.
         dir: PathBuf,
-        /// Experiment that names the node.
-        #[arg(long)]
-        experiment: Option<PathBuf>,
+        #[command(flatten)]
+        experiment: ExperimentArg,
     },
 }
 

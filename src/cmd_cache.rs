@@ -9,25 +9,29 @@ use cedm_engine::{Status, load_plan};
 
 use crate::cli::{CacheCommand, Cli};
 use crate::render::{bytes, paint, secs};
-use crate::{CliError, cache_for, outln, registry};
+use crate::{CliError, existing_cache, outln, registry};
 
 /// Dispatch a cache subcommand.
 pub fn cache(cli: &Cli, c: &CacheCommand) -> Result<ExitCode, CliError> {
     match c {
-        CacheCommand::Ls { file, json } => ls(cli, file.as_deref(), *json),
-        CacheCommand::Show { name, file, json } => show(cli, name, file.as_deref(), *json),
-        CacheCommand::Verify { file } => verify(cli, file.as_deref()),
+        CacheCommand::Ls { experiment, json } => ls(cli, experiment.get(), *json),
+        CacheCommand::Show {
+            name,
+            experiment,
+            json,
+        } => show(cli, name, experiment.get(), *json),
+        CacheCommand::Verify { experiment } => verify(cli, experiment.get()),
         CacheCommand::Gc { keep, dry_run } => gc(cli, keep, *dry_run),
         CacheCommand::Export {
             name,
             dir,
             experiment,
-        } => export(cli, name, dir, experiment.as_deref()),
+        } => export(cli, name, dir, experiment.get()),
     }
 }
 
 fn ls(cli: &Cli, file: Option<&Path>, json: bool) -> Result<ExitCode, CliError> {
-    let cache = cache_for(cli.cache.as_deref(), file)?;
+    let cache = existing_cache(cli.cache.as_deref(), file, false)?;
     let experiment = match file {
         Some(f) => Some(load_plan(f, &registry())?.experiment.name),
         None => None,
@@ -127,10 +131,20 @@ fn resolve(cache: &Cache, name: &str, file: Option<&Path>) -> Result<Vec<Digest>
         .map(|(_, _, k)| k)
         .collect();
     if keys.is_empty() {
-        Err(CliError::Usage(format!(
-            "`{name}` is neither a key prefix nor a node name known to the cache at {}",
-            cache.root().display()
-        )))
+        Err(CliError::Hint {
+            message: format!(
+                "`{name}` is neither a key prefix nor a node name known to the cache at {}",
+                cache.root().display()
+            ),
+            help: match file {
+                Some(f) => format!(
+                    "`cedm status {}` lists its nodes; `cedm cache ls {}` what is cached",
+                    f.display(),
+                    f.display()
+                ),
+                None => crate::where_caches_are(),
+            },
+        })
     } else {
         Ok(keys)
     }
@@ -157,7 +171,7 @@ fn lineage(cache: &Cache, r: &Record, depth: usize, seen: &mut HashSet<Digest>) 
 }
 
 fn show(cli: &Cli, name: &str, file: Option<&Path>, json: bool) -> Result<ExitCode, CliError> {
-    let cache = cache_for(cli.cache.as_deref(), file)?;
+    let cache = existing_cache(cli.cache.as_deref(), file, false)?;
     let keys = resolve(&cache, name, file)?;
     for (n, key) in keys.iter().enumerate() {
         if n > 0 {
@@ -264,7 +278,7 @@ fn show(cli: &Cli, name: &str, file: Option<&Path>, json: bool) -> Result<ExitCo
 }
 
 fn verify(cli: &Cli, file: Option<&Path>) -> Result<ExitCode, CliError> {
-    let cache = cache_for(cli.cache.as_deref(), file)?;
+    let cache = existing_cache(cli.cache.as_deref(), file, true)?;
     let report = cache.verify();
     for p in &report.problems {
         match p {
@@ -310,7 +324,11 @@ fn verify(cli: &Cli, file: Option<&Path>) -> Result<ExitCode, CliError> {
 }
 
 fn gc(cli: &Cli, keep: &[PathBuf], dry_run: bool) -> Result<ExitCode, CliError> {
-    let cache = cache_for(cli.cache.as_deref(), keep.first().map(PathBuf::as_path))?;
+    let cache = existing_cache(
+        cli.cache.as_deref(),
+        keep.first().map(PathBuf::as_path),
+        true,
+    )?;
     let keep_set = if keep.is_empty() {
         None
     } else {
@@ -358,7 +376,7 @@ fn gc(cli: &Cli, keep: &[PathBuf], dry_run: bool) -> Result<ExitCode, CliError> 
 }
 
 fn export(cli: &Cli, name: &str, dir: &Path, file: Option<&Path>) -> Result<ExitCode, CliError> {
-    let cache = cache_for(cli.cache.as_deref(), file)?;
+    let cache = existing_cache(cli.cache.as_deref(), file, false)?;
     let keys = resolve(&cache, name, file)?;
     if keys.len() != 1 {
         return Err(CliError::Usage(format!(

@@ -28,9 +28,8 @@ use cedm_nodes::kinds::figures::same_noise::{FiguresSameNoise, SameNoise};
 
 use crate::results::{self, Row, cached_records, distance_names, json_output, series_name};
 use crate::svg::{Series, Style, plot};
-use cedm_engine::load_plan;
 
-use crate::{CliError, cache_for, registry};
+use crate::{CliError, registry};
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -890,8 +889,8 @@ fn markdown(plan: &Plan, records: &[Option<Record>], cache: &Cache, file: &Path)
 /// `cedm report`.
 pub fn report(cli: &Cli, a: &ReportArgs) -> Result<ExitCode, CliError> {
     let reg = registry();
-    let plan = load_plan(&a.file, &reg)?;
-    let cache = cache_for(cli.cache.as_deref(), Some(&a.file))?;
+    let plan = crate::load_plan_with(&a.file, &a.overrides, &reg)?;
+    let cache = crate::cache_view(cli.cache.as_deref(), Some(&a.file))?;
     if a.format == crate::cli::ReportFormat::Markdown {
         let records = cached_records(&plan, &cache);
         crate::out(&markdown(&plan, &records, &cache, &a.file));

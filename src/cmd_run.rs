@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use cedm_engine::{Engine, Outcome, Plan, Reporter, RunOptions, Status, load_plan};
+use cedm_engine::{Engine, Outcome, Plan, Reporter, RunOptions, Status};
 
 use crate::cli::{Cli, DagArgs, DagFormat, ExecArgs, RunArgs, StatusArgs};
 use crate::render::{self, Human, JsonLines, paint, secs, status_text};
@@ -196,8 +196,8 @@ fn rung_line(s: &cedm_engine::search::Search, r: &cedm_engine::search::Rung, n: 
 /// `cedm status`.
 pub fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode, CliError> {
     let reg = registry();
-    let plan = load_plan(&a.file, &reg)?;
-    let cache = cache_for(cli.cache.as_deref(), Some(&a.file))?;
+    let plan = crate::load_plan_with(&a.file, &a.overrides, &reg)?;
+    let cache = crate::cache_view(cli.cache.as_deref(), Some(&a.file))?;
     if let Some(search) = cedm_engine::search::of(&plan.experiment) {
         let rungs =
             cedm_engine::search::rungs(&plan.experiment, &reg, &cache.read_only(), |_| true)?;
@@ -253,7 +253,7 @@ pub fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode, CliError> {
 /// `cedm run`.
 pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, CliError> {
     let reg = registry();
-    let plan = load_plan(&a.file, &reg)?;
+    let plan = crate::load_plan_with(&a.file, &a.overrides, &reg)?;
     for name in a.only.iter().chain(&a.force) {
         // A label of a known node at a sweep point it does not have: list its instances.
         let base = name.split('[').next().unwrap_or(name);
@@ -293,7 +293,12 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, CliError> {
             )));
         }
     }
-    let cache = cache_for(cli.cache.as_deref(), Some(&a.file))?;
+    // A dry run only looks: it creates no cache.
+    let cache = if a.dry_run {
+        crate::cache_view(cli.cache.as_deref(), Some(&a.file))?
+    } else {
+        cache_for(cli.cache.as_deref(), Some(&a.file))?
+    };
     if a.dry_run {
         let statuses = cedm_engine::status(&plan, &cache, &a.force);
         if a.only.is_empty() {
@@ -455,7 +460,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, CliError> {
 /// `cedm dag`.
 pub fn dag(a: &DagArgs) -> Result<ExitCode, CliError> {
     let reg = registry();
-    let plan = load_plan(&a.file, &reg)?;
+    let plan = crate::load_plan_with(&a.file, &a.overrides, &reg)?;
     let id = |i: usize| format!("n{i}");
     match a.format {
         DagFormat::Text => {

@@ -63,13 +63,27 @@ pub enum CliError {
     #[error("{0}")]
     #[diagnostic(code(cedm::error))]
     Other(String),
+    /// Wrong usage with a suggested fix (exit 2).
+    #[error("{message}")]
+    #[diagnostic(code(cedm::usage))]
+    Hint {
+        /// What is wrong.
+        message: String,
+        /// How to fix it.
+        #[help]
+        help: String,
+    },
 }
 
 impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
             CliError::Engine(cedm_engine::EngineError::Cache(_)) => 3,
-            CliError::Engine(_) | CliError::Spec(_) | CliError::Usage(_) | CliError::Input(_) => 2,
+            CliError::Engine(_)
+            | CliError::Spec(_)
+            | CliError::Usage(_)
+            | CliError::Input(_)
+            | CliError::Hint { .. } => 2,
             CliError::Cache(_) | CliError::Other(_) => 3,
         }
     }
@@ -101,12 +115,20 @@ pub fn registry() -> cedm_engine::Registry {
     r
 }
 
-/// The cache for an experiment file: `--cache`/`CEDM_CACHE`, else `.cedm/` beside the file.
-pub fn cache_for(
-    cli_cache: Option<&Path>,
-    file: Option<&Path>,
-) -> Result<cedm_cache::Cache, CliError> {
-    let dir: PathBuf = match (cli_cache, file) {
+/// Load an experiment with its command-line overrides.
+pub fn load_plan_with(
+    file: &Path,
+    overrides: &crate::cli::OverrideArgs,
+    reg: &cedm_engine::Registry,
+) -> Result<cedm_engine::Plan, CliError> {
+    let ovs = overrides.parsed().map_err(CliError::Usage)?;
+    Ok(cedm_engine::load_plan_with(file, &ovs, reg)?)
+}
+
+/// The cache directory for an experiment file: `--cache`/`CEDM_CACHE`, else `.cedm/` beside
+/// the file, else `./.cedm`.
+pub fn cache_dir(cli_cache: Option<&Path>, file: Option<&Path>) -> PathBuf {
+    match (cli_cache, file) {
         (Some(c), _) => c.to_path_buf(),
         (None, Some(f)) => f
             .parent()
@@ -120,8 +142,99 @@ pub fn cache_for(
             .unwrap_or(Path::new("."))
             .join(".cedm"),
         (None, None) => PathBuf::from(".cedm"),
-    };
-    Ok(cedm_cache::Cache::open(dir)?)
+    }
+}
+
+/// The cache for an experiment file, created if needed (`run`, `exec`: commands that compute).
+pub fn cache_for(
+    cli_cache: Option<&Path>,
+    file: Option<&Path>,
+) -> Result<cedm_cache::Cache, CliError> {
+    Ok(cedm_cache::Cache::open(cache_dir(cli_cache, file))?)
+}
+
+/// The cache for a command that only looks (`status`, `report`): a read-only view that creates
+/// nothing; where there is no cache yet, an empty view (everything will run).
+pub fn cache_view(
+    cli_cache: Option<&Path>,
+    file: Option<&Path>,
+) -> Result<cedm_cache::Cache, CliError> {
+    let dir = cache_dir(cli_cache, file);
+    Ok(cedm_cache::Cache::open_existing(&dir)?.unwrap_or_else(|| cedm_cache::Cache::absent(&dir)))
+}
+
+/// The cache of a `cedm cache` command: it must exist (nothing is created); when it does not,
+/// the error says where caches are and how to name one. `writable` opens it for maintenance
+/// (`verify` quarantines, `gc` deletes), else as a read-only view.
+pub fn existing_cache(
+    cli_cache: Option<&Path>,
+    file: Option<&Path>,
+    writable: bool,
+) -> Result<cedm_cache::Cache, CliError> {
+    let dir = cache_dir(cli_cache, file);
+    match cedm_cache::Cache::open_existing(&dir)? {
+        Some(c) if writable => Ok(cedm_cache::Cache::open(c.root())?),
+        Some(c) => Ok(c),
+        None => Err(CliError::Hint {
+            message: format!("there is no cedm cache at {}", dir.display()),
+            help: match (cli_cache, file) {
+                (None, Some(f)) => format!(
+                    "nothing of {} has been computed yet: `cedm run {}` fills it",
+                    f.display(),
+                    f.display()
+                ),
+                _ => where_caches_are(),
+            },
+        }),
+    }
+}
+
+/// Where the caches below the current directory are, and how to name one (the hint of a
+/// cache command that found none, or no such key, here).
+pub fn where_caches_are() -> String {
+    let found = find_caches(Path::new("."));
+    let how = "a cache sits beside its experiment file (`.cedm/` in the file's folder): name the \
+               experiment (`cedm cache ls experiments/quickstart.yaml`) or the cache (`--cache DIR`, \
+               `CEDM_CACHE`)";
+    if found.is_empty() {
+        format!("{how}; none found below this directory")
+    } else {
+        let list: Vec<String> = found.iter().map(|p| p.display().to_string()).collect();
+        format!("{how}; found: {}", list.join(", "))
+    }
+}
+
+/// Caches in `dir`'s folders, two levels down (hidden folders other than `.cedm`, and `target`,
+/// skipped), at most eight.
+fn find_caches(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut level = vec![dir.to_path_buf()];
+    for _ in 0..3 {
+        let mut next = Vec::new();
+        for d in &level {
+            let c = d.join(".cedm");
+            if c.join("cedm-cache.json").is_file() && out.len() < 8 {
+                out.push(c.strip_prefix("./").map(Path::to_path_buf).unwrap_or(c));
+            }
+            let Ok(entries) = std::fs::read_dir(d) else {
+                continue;
+            };
+            let mut subs: Vec<PathBuf> = entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter(|e| {
+                    let n = e.file_name();
+                    let n = n.to_string_lossy();
+                    !n.starts_with('.') && n != "target"
+                })
+                .map(|e| e.path())
+                .collect();
+            subs.sort();
+            next.extend(subs.into_iter().take(64));
+        }
+        level = next;
+    }
+    out
 }
 
 fn main() -> ExitCode {

@@ -150,6 +150,43 @@ impl Cache {
         })
     }
 
+    /// Open the cache at `root` for looking only, creating nothing: a [`Cache::read_only`] view,
+    /// and `None` when there is no cache there (a missing directory, or one without the
+    /// cache's `cedm-cache.json`).
+    ///
+    /// # Errors
+    /// When `root` is not a directory, or holds a cache of a newer format.
+    pub fn open_existing(root: impl AsRef<Path>) -> Result<Option<Cache>, CacheError> {
+        let root = root.as_ref();
+        match std::fs::metadata(root) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("reading", root)(e)),
+            Ok(m) if !m.is_dir() => {
+                return Err(CacheError::NotACache {
+                    path: root.to_path_buf(),
+                    message: "not a directory".into(),
+                });
+            }
+            Ok(_) => {}
+        }
+        if !root.join("cedm-cache.json").is_file() {
+            return Ok(None);
+        }
+        // The marker exists, so `open` validates it and writes nothing.
+        Cache::open(root).map(|c| Some(c.read_only()))
+    }
+
+    /// A read-only view of a cache that does not exist yet at `root` (what [`Cache::open_existing`]
+    /// found none at): every lookup misses, nothing is created. `cedm status` of an experiment
+    /// never run.
+    pub fn absent(root: impl AsRef<Path>) -> Cache {
+        Cache {
+            root: root.as_ref().to_path_buf(),
+            lock_policy: LockPolicy::default(),
+            read_only: true,
+        }
+    }
+
     /// A view of this cache for commands that only look (`cedm status`, `run --dry-run`,
     /// reports): [`Cache::check`] reports damaged objects instead of moving them to
     /// quarantine, and file digests are not memoised. Repair is left to `run` and `verify`.

@@ -370,3 +370,90 @@ fn quiet_runs_print_no_progress_only_the_result() {
         Some(2)
     );
 }
+
+/// `-S` / `-m` through the CLI: a run with overrides leaves the file-written experiment cached,
+/// and a bad override is a diagnostic that shows it (exit 2).
+#[test]
+fn overrides_are_keyed_as_if_written_in_the_file() {
+    let d = Dir::new();
+    d.write("exp.yaml", &sweep("2"));
+    let o = d.run(&["run", "exp.yaml", "-m", "C=3,4", "-S", "other.params.k=8"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    d.write(
+        "written.yaml",
+        &sweep("3, 4").replace("params: {k: 7}", "params: {k: 8}"),
+    );
+    let o = d.run(&["status", "written.yaml", "--changed"]);
+    let out = stdout(&o);
+    assert!(status_labels(&out).is_empty(), "{out}");
+    assert!(out.contains("6 cached"), "{out}");
+    // `dag --format json` shows the overridden params.
+    let o = d.run(&["dag", "exp.yaml", "-S", "C=5", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let labels: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["instance"].as_str().unwrap())
+        .collect();
+    assert!(labels.contains(&"scaled[C=5]"), "{labels:?}");
+    let o = d.run(&["status", "exp.yaml", "-S", "other.params.k=abc"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("-S other.params.k=abc"), "{err}");
+    let o = d.run(&["status", "exp.yaml", "-S", "C"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("has no `=`"), "{}", stderr(&o));
+}
+
+/// Commands that only look never create a cache, and say where caches are instead.
+#[test]
+fn read_only_commands_create_no_cache() {
+    let d = Dir::new();
+    let exp = d.write("sub/exp.yaml", &sweep("2"));
+    // Without CEDM_CACHE: the cache of sub/exp.yaml is sub/.cedm.
+    let bare = |args: &[&str]| {
+        d.cedm()
+            .env_remove("CEDM_CACHE")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for args in [
+        vec!["cache", "ls"],
+        vec!["cache", "show", "a059f741"],
+        vec!["cache", "verify"],
+        vec!["cache", "ls", "sub/exp.yaml"],
+        vec!["cache", "export", "base", "out", "-e", "sub/exp.yaml"],
+        vec!["status", "sub/exp.yaml"],
+        vec!["run", "sub/exp.yaml", "--dry-run"],
+    ] {
+        let o = bare(&args);
+        assert!(!d.path().join(".cedm").exists(), "{args:?} created .cedm");
+        assert!(
+            !d.path().join("sub/.cedm").exists(),
+            "{args:?} created sub/.cedm"
+        );
+        if args[0] == "cache" {
+            assert_eq!(o.status.code(), Some(2), "{args:?}");
+            assert!(stderr(&o).contains("no cedm cache at"), "{}", stderr(&o));
+        } else {
+            assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        }
+    }
+    assert!(bare(&["run", exp.to_str().unwrap()]).status.success());
+    // Now the hint names the cache it found, and every cache command takes the file the same way.
+    let o = bare(&["cache", "show", "ffffffff"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("sub/.cedm"), "{}", stderr(&o));
+    for args in [
+        vec!["cache", "show", "base", "sub/exp.yaml"],
+        vec!["cache", "show", "base", "-e", "sub/exp.yaml"],
+        vec!["cache", "ls", "-e", "sub/exp.yaml"],
+        vec!["cache", "export", "base", "out", "sub/exp.yaml"],
+    ] {
+        let o = bare(&args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    }
+    assert!(d.path().join("out/value.txt").is_file());
+}
