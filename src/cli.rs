@@ -48,6 +48,13 @@ pub enum Command {
     /// Benchmarks: cedm's kernels against PyTorch / scikit-learn / SciPy on the same input.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Print a shell completion script: `cedm completions bash > ~/.local/share/bash-completion/completions/cedm`
+    /// (zsh: a file `_cedm` on `$fpath`; fish: `~/.config/fish/completions/cedm.fish`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Compute one node by its key (what a batch job runs; the task file must be in the cache).
     #[command(hide = true)]
     Exec(ExecArgs),

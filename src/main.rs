@@ -260,6 +260,17 @@ fn main() -> ExitCode {
         Command::Fid(ref a) => cmd_bench::fid(a),
         Command::Eval(ref a) => cmd_eval::eval(a),
         Command::Report(ref a) => cmd_report::report(&cli, a),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "cedm",
+                &mut script,
+            );
+            out(&String::from_utf8_lossy(&script));
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,

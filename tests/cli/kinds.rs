@@ -1,6 +1,6 @@
 //! The node reference is generated from the registry.
 
-use crate::util::{Dir, stdout};
+use crate::util::{Dir, stderr, stdout};
 
 #[test]
 fn docs_nodes_md_is_current() {
@@ -86,4 +86,37 @@ fn kinds_and_dag_print_json() {
     assert_eq!(s3["params"]["k"], 3);
     assert_eq!(s3["vars"]["C"], 3);
     assert_eq!(g.as_array().unwrap().len(), 3);
+}
+
+/// `cedm completions SHELL`: a script naming the subcommands and options; bash's parses.
+#[test]
+fn completion_scripts_cover_the_commands() {
+    let d = Dir::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let o = d.run(&["completions", shell]);
+        assert!(o.status.success(), "{shell}: {}", stderr(&o));
+        let script = stdout(&o);
+        let long = |o: &str| {
+            if shell == "fish" {
+                format!("-l {o}")
+            } else {
+                format!("--{o}")
+            }
+        };
+        let words = ["status".to_string(), "report".into(), "completions".into()];
+        for word in words.into_iter().chain([long("set"), long("experiment")]) {
+            assert!(script.contains(&word), "{shell} script lacks {word}");
+        }
+        if shell == "bash" {
+            let p = d.write("cedm.bash", &script);
+            let check = std::process::Command::new("bash")
+                .arg("-n")
+                .arg(&p)
+                .output()
+                .expect("bash");
+            assert!(check.status.success(), "{}", stderr(&check));
+        }
+    }
+    let o = d.run(&["completions", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2));
 }
