@@ -32,6 +32,10 @@ pub enum Command {
     /// Inspect and maintain the artifact cache.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Experiment tables from the cache (one row per model and sweep point, metrics as
+    /// columns), and why two instances have different keys.
+    #[command(subcommand)]
+    Exp(ExpCommand),
     /// List node kinds, or show one kind's inputs and params.
     Kinds(KindsArgs),
     /// Extract backbone features of a folder, zip or dataset file (like dgm-eval), outside any
@@ -536,6 +540,62 @@ pub struct DagArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = DagFormat::Text)]
     pub format: DagFormat,
+}
+
+/// `cedm exp …`.
+#[derive(Subcommand, Debug)]
+pub enum ExpCommand {
+    /// One row per sampled model (label source, sweep point), its metrics as columns, from the
+    /// cache alone; several files make one table with an `experiment` column.
+    Show(ExpShowArgs),
+    /// Why two instances (labels of one experiment, or of two with --to) have different keys:
+    /// params, files, kind versions, and recursively the inputs that differ.
+    Diff {
+        /// Experiment file.
+        file: PathBuf,
+        /// An instance label (`edm_temi[C=10]`) or node id.
+        a: String,
+        /// The other instance.
+        b: String,
+        /// B is an instance of this experiment instead.
+        #[arg(long, value_name = "FILE")]
+        to: Option<PathBuf>,
+        #[command(flatten)]
+        overrides: OverrideArgs,
+    },
+}
+
+/// `cedm exp show`.
+#[derive(Args, Debug)]
+pub struct ExpShowArgs {
+    /// Experiment files.
+    #[arg(required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ExpFormat::Table)]
+    pub format: ExpFormat,
+    /// Keep rows where COLUMN=VALUE (text or number), COLUMN<NUMBER or COLUMN>NUMBER;
+    /// repeatable (all must hold). Column names as shown, any case.
+    #[arg(long = "where", short = 'w', value_name = "TEST")]
+    pub filter: Vec<String>,
+    /// Sort by a column (`--sort FID`); `--sort=-FID` descending; n/a last.
+    #[arg(long, value_name = "COLUMN", allow_hyphen_values = true)]
+    pub sort: Option<String>,
+}
+
+/// `cedm exp show` formats.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpFormat {
+    /// Aligned text.
+    Table,
+    /// CSV (numbers at full precision, n/a empty).
+    Csv,
+    /// A Markdown table.
+    Md,
+    /// JSON: one object per row (n/a as null).
+    Json,
 }
 
 /// The experiment a `cedm cache` command is about: `FILE` last on the line, or `-e FILE`.

@@ -16,6 +16,7 @@ mod cli;
 mod cmd_bench;
 mod cmd_cache;
 mod cmd_eval;
+mod cmd_exp;
 mod cmd_kinds;
 mod cmd_report;
 mod cmd_run;
@@ -253,6 +254,7 @@ fn main() -> ExitCode {
         Command::Status(ref a) => cmd_run::status(&cli, a),
         Command::Dag(ref a) => cmd_run::dag(a),
         Command::Cache(ref c) => cmd_cache::cache(&cli, c),
+        Command::Exp(ref c) => cmd_exp::exp(&cli, c),
         Command::Kinds(ref a) => cmd_kinds::kinds(a),
         Command::Exec(ref a) => cmd_run::exec(&cli, a),
         Command::Features(ref a) => cmd_bench::features(a),

@@ -239,6 +239,60 @@ fn report_of_a_small_run_renders_in_a_browser() {
     assert_eq!(html.matches("class=\"fig\"").count(), 2 + 2 + 2 + 4 * 2);
     let points = html.matches("class=\"pt\"").count();
 
+    // `cedm exp show`: one row per sampled model from the cache, metrics as columns.
+    let o = d.run(&["exp", "show", "exp.yaml", "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let rows = rows.as_array().unwrap();
+    let temi: Vec<&serde_json::Value> = rows.iter().filter(|r| r["model"] == "TEMI").collect();
+    assert_eq!(temi.len(), 2, "{rows:?}");
+    for r in &temi {
+        assert!(r["FD_MobileNetV2"].as_f64().is_some(), "{r}");
+        assert!(r["FD_MobileNetV2 ±"].as_f64().is_some(), "{r}");
+        assert!(r["ACC"].as_f64().is_some(), "{r}");
+    }
+    // The unconditional model's FID is one run without an interval: its spread is n/a.
+    let uncond = rows
+        .iter()
+        .find(|r| r["model"] == "unconditional" && r["FID"].is_number())
+        .expect("unconditional row");
+    assert!(uncond["FID ±"].is_null(), "{uncond}");
+    let o = d.run(&[
+        "exp",
+        "show",
+        "exp.yaml",
+        "--where",
+        "model=TEMI",
+        "--sort=-C",
+        "--format",
+        "csv",
+    ]);
+    let csv = stdout(&o);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[0].starts_with("model,C,"), "{csv}");
+    assert!(
+        lines[1].starts_with("TEMI,8,") && lines[2].starts_with("TEMI,4,"),
+        "{csv}"
+    );
+    let table = stdout(&d.run(&["exp", "show", "exp.yaml", "--where", "model=unconditional"]));
+    assert!(table.contains("n/a"), "{table}");
+    assert!(!table.contains("0.0000"), "{table}");
+    let o = d.run(&["exp", "show", "exp.yaml", "--sort", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("the columns are"), "{}", stderr(&o));
+    // `cedm exp diff`: why two sweep points' keys differ, down the inputs.
+    let o = d.run(&["exp", "diff", "exp.yaml", "fid[C=4]", "fid[C=8]"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let diff = stdout(&o);
+    assert!(diff.contains("param clusters: 4 → 8"), "{diff}");
+    assert!(
+        diff.contains("input samples: sample[C=4] → sample[C=8], which differ in"),
+        "{diff}"
+    );
+    let same = stdout(&d.run(&["exp", "diff", "exp.yaml", "feats", "feats"]));
+    assert!(same.contains("the same spec"), "{same}");
+
     let Some(browser) = chromium() else {
         let _ = writeln!(
             std::io::stderr(),
