@@ -26,6 +26,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Print the expanded graph of an experiment.
     Dag(DagArgs),
+    /// Live curves of an experiment's running nodes (loss, lr, img/s, … from the scalar
+    /// streams training kinds write into the cache), redrawn every few seconds.
+    Watch(WatchArgs),
     /// Write a static HTML report of an experiment's cached results: FID against C, cluster
     /// statistics, training curves, sample grids (no server; opens from disk).
     Report(ReportArgs),
@@ -540,6 +543,24 @@ pub struct DagArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = DagFormat::Text)]
     pub format: DagFormat,
+}
+
+/// `cedm watch`.
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// Experiment YAML file.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
+    /// Seconds between looks.
+    #[arg(long, default_value_t = 5.0, value_name = "S")]
+    pub interval: f64,
+    /// Look once and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Points per curve.
+    #[arg(long, default_value_t = 40, value_name = "N")]
+    pub width: usize,
 }
 
 /// `cedm exp …`.

@@ -20,6 +20,7 @@ mod cmd_exp;
 mod cmd_kinds;
 mod cmd_report;
 mod cmd_run;
+mod cmd_watch;
 mod render;
 mod results;
 mod svg;
@@ -253,6 +254,7 @@ fn main() -> ExitCode {
         Command::Run(ref a) => cmd_run::run(&cli, a),
         Command::Status(ref a) => cmd_run::status(&cli, a),
         Command::Dag(ref a) => cmd_run::dag(a),
+        Command::Watch(ref a) => cmd_watch::watch(&cli, a),
         Command::Cache(ref c) => cmd_cache::cache(&cli, c),
         Command::Exp(ref c) => cmd_exp::exp(&cli, c),
         Command::Kinds(ref a) => cmd_kinds::kinds(a),

@@ -499,6 +499,28 @@ pub struct Progress {
     pub unit: String,
     /// Optional short status (e.g. the current loss).
     pub message: Option<String>,
+    /// Training scalars reported since the last progress event ([`RunContext::scalars`]):
+    /// `loss`, `lr`, `img_per_s`, `loss_scale`, … as numbers (a `--json` event's fields).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub scalars: BTreeMap<String, f64>,
+}
+
+/// The name of a running node's live scalar stream in its work directory
+/// (`work/<key>/scalars.jsonl` in the cache).
+pub const SCALARS_FILE: &str = "scalars.jsonl";
+
+/// One line of a live scalar stream.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ScalarLine {
+    /// Where in the run (`img`, `step`, `epoch` — see `unit`).
+    pub step: f64,
+    /// What `step` counts.
+    pub unit: String,
+    /// Seconds since the Unix epoch when it was written.
+    pub t: f64,
+    /// The values (non-finite ones as null).
+    #[serde(flatten)]
+    pub values: BTreeMap<String, Option<f64>>,
 }
 
 /// What a node sees while it runs.
@@ -516,6 +538,10 @@ pub struct RunContext<'a> {
     pub(crate) stats: BTreeMap<String, f64>,
     pub(crate) last_progress: Option<Instant>,
     pub(crate) snapshots: Option<&'a SnapshotSink<'a>>,
+    /// The live scalar stream (engine runs only) and when a line was last written.
+    pub(crate) scalar_stream: Option<PathBuf>,
+    pub(crate) last_scalars: Option<Instant>,
+    pub(crate) pending_scalars: BTreeMap<String, f64>,
 }
 
 /// Publishes a snapshot of a trajectory: its length, a writer of its outputs, its state file.
@@ -550,6 +576,9 @@ impl<'a> RunContext<'a> {
             stats: BTreeMap::new(),
             last_progress: None,
             snapshots: None,
+            scalar_stream: None,
+            last_scalars: None,
+            pending_scalars: BTreeMap::new(),
         }
     }
 
@@ -638,6 +667,54 @@ impl<'a> RunContext<'a> {
             total,
             unit: unit.to_string(),
             message,
+            scalars: std::mem::take(&mut self.pending_scalars),
+        });
+    }
+
+    /// Report training scalars at `step` (counted in `unit`): they ride on the next progress
+    /// event as fields, and, in an engine run, are appended as one JSON line ([`ScalarLine`]) to
+    /// the node's live stream `work/<key>/scalars.jsonl` in the cache — on the shared
+    /// filesystem under Slurm too — which `cedm watch` draws. At most one line a second (the
+    /// last `last` call always writes), so a stream stays small; a write that fails is skipped
+    /// (the stream is for watching, never an output).
+    pub fn scalars(&mut self, step: f64, unit: &str, values: &[(&str, f64)], last: bool) {
+        for (k, v) in values {
+            self.pending_scalars.insert((*k).to_string(), *v);
+        }
+        let Some(path) = &self.scalar_stream else {
+            return;
+        };
+        let now = Instant::now();
+        if !last
+            && self
+                .last_scalars
+                .is_some_and(|t| now.duration_since(t).as_millis() < 1000)
+        {
+            return;
+        }
+        self.last_scalars = Some(now);
+        let line = ScalarLine {
+            step,
+            unit: unit.to_string(),
+            t: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            values: values
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), v.is_finite().then_some(*v)))
+                .collect(),
+        };
+        let Ok(mut text) = serde_json::to_string(&line) else {
+            return;
+        };
+        text.push('\n');
+        let _ = std::fs::create_dir_all(&self.work_dir).and_then(|()| {
+            use std::io::Write;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?
+                .write_all(text.as_bytes())
         });
     }
 

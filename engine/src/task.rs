@@ -314,6 +314,9 @@ pub fn run_task(
         stats: BTreeMap::new(),
         last_progress: None,
         snapshots: Some(&sink),
+        scalar_stream: Some(work_dir.join(crate::node::SCALARS_FILE)),
+        last_scalars: None,
+        pending_scalars: BTreeMap::new(),
     };
     if let Some(line) = &resumed {
         ctx.log(line);

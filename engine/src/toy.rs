@@ -103,6 +103,13 @@ impl Kind for Add {
                 return Err(NodeError::Interrupted);
             }
             std::thread::sleep(Duration::from_millis(10));
+            // A live scalar per step (what training kinds report), for the watch tests.
+            ctx.scalars(
+                (s + 1) as f64,
+                "step",
+                &[("k", p.k as f64), ("square", ((s + 1) * (s + 1)) as f64)],
+                s + 1 == steps,
+            );
             ctx.progress(s + 1, Some(steps), "step", None);
         }
         if p.fail {

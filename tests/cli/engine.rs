@@ -457,3 +457,44 @@ fn read_only_commands_create_no_cache() {
     }
     assert!(d.path().join("out/value.txt").is_file());
 }
+
+/// Live scalars: `--json` progress events carry them as fields, the engine appends them to the
+/// node's stream in the cache while it runs (kept when it fails), and `cedm watch` draws them.
+#[test]
+fn live_scalars_reach_json_events_and_watch() {
+    let d = Dir::new();
+    let exp = "name: live
+nodes:
+  base: {kind: toy/value, params: {value: 1}}
+  slow: {kind: toy/add, inputs: {a: base}, params: {k: 3, sleep_ms: 30, fail: true}}
+";
+    d.write("exp.yaml", exp);
+    let o = d.run(&["watch", "exp.yaml", "--once"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("none reporting yet"), "{}", stdout(&o));
+    let o = d.run(&["run", "exp.yaml", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let evs = events(&o);
+    let fields: Vec<&serde_json::Value> = evs
+        .iter()
+        .filter(|e| e["event"] == "progress" && e["instance"] == "slow")
+        .filter_map(|e| e.get("scalars"))
+        .collect();
+    assert!(!fields.is_empty(), "{evs:?}");
+    assert_eq!(fields[0]["k"], 3.0, "{:?}", fields[0]);
+    // The failed node's stream stays in its work directory: watch draws it.
+    let o = d.run(&["watch", "exp.yaml", "--once"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("slow  3 step"), "{out}");
+    let square = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("square"))
+        .unwrap_or_else(|| panic!("{out}"));
+    // The last step always writes: 3 steps, the last squared is 9.
+    assert!(square.contains("  9  ["), "{square}");
+    d.write("exp.yaml", &exp.replace(", fail: true", ""));
+    assert!(d.run(&["run", "exp.yaml"]).status.success());
+    let out = stdout(&d.run(&["watch", "exp.yaml", "--once"]));
+    assert!(out.contains("all 2 nodes of exp.yaml are cached"), "{out}");
+}

@@ -526,6 +526,16 @@ impl Kind for ClusterTemi {
                 }
                 let done = (g + 1 - start_epoch * iters) as f64;
                 let eta_rate = done / t0.elapsed().as_secs_f64().max(1e-9);
+                ctx.scalars(
+                    (g + 1) as f64,
+                    "step",
+                    &[
+                        ("loss", f64::from(out.loss)),
+                        ("epoch", epoch as f64),
+                        ("step_per_s", eta_rate),
+                    ],
+                    g + 1 >= total,
+                );
                 ctx.progress(
                     (g + 1) as u64,
                     Some(total as u64),

@@ -536,6 +536,18 @@ impl Kind for EdmTrain {
                 next_log = (ck.nimg / log_every + 1) * log_every;
             }
             let rate = (ck.nimg - start_nimg) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+            // Live curves (`cedm watch`, `--json` progress fields); the loss scale only where
+            // one is used (f16).
+            let mut live = vec![
+                ("loss", f64::from(lv) / pixels),
+                ("lr", lr),
+                ("img_per_s", rate),
+                ("kimg", ck.nimg as f64 / 1000.0),
+            ];
+            if matches!(half_dtype, Some(FloatDType::F16)) {
+                live.push(("loss_scale", ck.scale.scale));
+            }
+            ctx.scalars(ck.nimg as f64, "img", &live, ck.nimg >= total);
             ctx.progress(
                 ck.nimg.min(total),
                 Some(total),
