@@ -239,6 +239,22 @@ fn report_of_a_small_run_renders_in_a_browser() {
     assert_eq!(html.matches("class=\"fig\"").count(), 2 + 2 + 2 + 4 * 2);
     let points = html.matches("class=\"pt\"").count();
 
+    // docs/artifacts.md names every output file this run's kinds wrote.
+    let ls = d.run(&["cache", "ls", "exp.yaml", "--json"]);
+    let recs: serde_json::Value = serde_json::from_str(&stdout(&ls)).unwrap();
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/artifacts.md"),
+    )
+    .unwrap();
+    for r in recs.as_array().unwrap() {
+        for name in r["outputs"].as_object().unwrap().keys() {
+            assert!(
+                doc.contains(&format!("`{name}`")),
+                "docs/artifacts.md does not describe `{name}` ({})",
+                r["kind"]
+            );
+        }
+    }
     // `cedm exp show`: one row per sampled model from the cache, metrics as columns.
     let o = d.run(&["exp", "show", "exp.yaml", "--format", "json"]);
     assert!(o.status.success(), "{}", stderr(&o));
