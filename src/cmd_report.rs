@@ -446,6 +446,97 @@ fn images_of(cache: &Cache, r: &Record) -> Option<ImageSet> {
     Some(set)
 }
 
+/// The rows of a sample grid in words: for each row its label id, the training images carrying
+/// it, and their majority ground-truth class (named for known datasets) with its share; and how
+/// many of the model's labels the grid shows.
+fn grid_rows_html(plan: &Plan, records: &[Option<Record>], cache: &Cache, sample: usize) -> String {
+    use cedm_nodes::artifacts::labels::LabelInfo;
+    use cedm_nodes::artifacts::safetensors::Tensors;
+    let Some(train) = results::upstream(plan, sample, EdmTrain::KIND) else {
+        return String::new();
+    };
+    let Some(info) = json_output::<LabelInfo>(cache, records[train].as_ref(), "labels.json") else {
+        return String::new();
+    };
+    let p = &plan.instances[sample].params;
+    let grid_rows = p.get("grid_rows").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+    if info.dim == 0 {
+        return format!("<div class=\"rows\">unconditional: {grid_rows} rows of seeds</div>");
+    }
+    let rows = grid_rows.min(info.dim);
+    // Ground truth of the training images, and their per-image label ids.
+    let tensor_of = |i: usize, file: &str, name: &str| -> Option<Vec<i64>> {
+        let o = records[i].as_ref()?.outputs.get(file)?;
+        Tensors::open(&cache.object_path(&o.digest))
+            .ok()?
+            .i64(name)
+            .ok()
+            .map(|t| t.data)
+    };
+    let images = plan.instances[train].inputs.get("images").copied();
+    let truth = images.and_then(|d| tensor_of(d, "labels.safetensors", "labels"));
+    let names = images.and_then(|d| {
+        let inst = &plan.instances[d];
+        cedm_nodes::datasets::class_names(inst.kind.kind(), &inst.params)
+    });
+    let (_, labels) = results::label_source(plan, train);
+    let ids = labels.and_then(|l| {
+        tensor_of(l, "clusters.safetensors", "labels").or_else(|| {
+            // Ground truth as the condition: ids are the sorted distinct classes.
+            let t = tensor_of(l, "labels.safetensors", "labels")?;
+            let mut u = t.clone();
+            u.sort_unstable();
+            u.dedup();
+            Some(
+                t.iter()
+                    .map(|c| u.binary_search(c).unwrap_or(0) as i64)
+                    .collect(),
+            )
+        })
+    });
+    let class = |c: i64| -> String {
+        names
+            .and_then(|n| usize::try_from(c).ok().and_then(|c| n.get(c)))
+            .map_or_else(|| format!("class {c}"), |s| (*s).to_string())
+    };
+    let mut out = format!(
+        "<table class=\"rows\"><caption>{rows} of {} labels shown</caption><tr><th>row</th><th>label</th><th>images</th><th>majority class</th></tr>",
+        info.dim
+    );
+    for r in 0..rows {
+        let majority = match (&ids, &truth) {
+            (Some(ids), Some(truth)) if ids.len() == truth.len() => {
+                let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
+                for (&id, &t) in ids.iter().zip(truth) {
+                    if id == r as i64 {
+                        *counts.entry(t).or_default() += 1;
+                    }
+                }
+                let total: usize = counts.values().sum();
+                counts
+                    .iter()
+                    .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+                    .map_or("-".into(), |(&c, &n)| {
+                        format!(
+                            "{} ({:.0}%)",
+                            esc(&class(c)),
+                            100.0 * n as f64 / total as f64
+                        )
+                    })
+            }
+            _ => "-".into(),
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{r}</td><td>{}</td><td>{majority}</td></tr>",
+            r + 1,
+            info.counts.get(r).copied().unwrap_or(0)
+        );
+    }
+    out.push_str("</table>");
+    out
+}
+
 fn file_slug(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -482,12 +573,13 @@ fn sample_figures(
             .map_err(|e| CliError::Other(format!("copying a grid: {e}")))?;
         let _ = write!(
             html,
-            "<div class=\"grid\"><img src=\"{file}\" alt=\"{0}\"><div>{0}</div></div>",
-            esc(&plan.instances[i].label)
+            "<div class=\"grid\"><img src=\"{file}\" alt=\"{0}\"><div>{0}</div>{1}</div>",
+            esc(&plan.instances[i].label),
+            grid_rows_html(plan, records, cache, i)
         );
     }
     html.push_str("</div>");
-    page.figure(&html, "Samples of every sampling node: one row per cluster (the largest first; condition fixed per row), columns are different seeds.", &keys_of(plan, records, samples.clone()));
+    page.figure(&html, "Samples of every sampling node: one row per label id (condition fixed per row; the first `grid_rows` ids, as the table under each grid says), columns are different seeds. Under each grid, per row: the label id, how many training images carry it, and the ground-truth class most of them belong to.", &keys_of(plan, records, samples.clone()));
 
     // The same noise across C: sample nodes with the same seeds, grouped by the other sweep
     // variables; one strip of the first samples per node.
@@ -774,7 +866,7 @@ table.summary td,table.summary th{border:1px solid #ccc;padding:3px 8px;text-ali
 table.summary td:first-child,table.summary th:first-child{text-align:left}
 figure{margin:1.5em 0;padding:1em;border:1px solid #e4e4e4;border-radius:6px}
 figcaption{font-size:13px;color:#444;margin-top:.5em}.row{display:flex;flex-wrap:wrap;gap:1em}
-.grids{display:flex;flex-wrap:wrap;gap:1em}.grid{text-align:center;font-size:12px}
+.grids{display:flex;flex-wrap:wrap;gap:1em}.grid{text-align:center;font-size:12px}table.rows{font-size:11px;margin:4px auto}table.rows td,table.rows th{padding:0 6px}
 img{image-rendering:pixelated}.grid img{width:260px}table.strips th{text-align:right;font-size:12px;padding-right:8px}
 table.strips img{height:64px}img.fig{max-width:100%;margin-right:1em;vertical-align:top}ul.keys{font-size:12px}code{font-size:11px}";
 

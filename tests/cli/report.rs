@@ -239,6 +239,30 @@ fn report_of_a_small_run_renders_in_a_browser() {
     assert_eq!(html.matches("class=\"fig\"").count(), 2 + 2 + 2 + 4 * 2);
     let points = html.matches("class=\"pt\"").count();
 
+    // Sample grids are labelled: per row the label id, its images and majority class (named:
+    // Fashion-MNIST), and how many of the model's labels are shown.
+    assert!(
+        html.contains("3 of 4 labels shown"),
+        "grid of C=4 not labelled"
+    );
+    assert!(html.contains("<th>majority class</th>"));
+    let fmnist = [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ];
+    assert!(
+        fmnist.iter().any(|c| html.contains(&format!("<td>{c} ("))),
+        "no class name in the grid tables"
+    );
+    assert!(html.contains("unconditional: 3 rows of seeds"));
     // docs/artifacts.md names every output file this run's kinds wrote.
     let ls = d.run(&["cache", "ls", "exp.yaml", "--json"]);
     let recs: serde_json::Value = serde_json::from_str(&stdout(&ls)).unwrap();
