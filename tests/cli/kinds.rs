@@ -120,3 +120,51 @@ fn completion_scripts_cover_the_commands() {
     let o = d.run(&["completions", "tcsh"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// docs/comparison.md stays true: every `cedm …` command it names exists and takes the long
+/// options it names.
+#[test]
+fn comparison_table_names_real_commands() {
+    let d = Dir::new();
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/comparison.md"),
+    )
+    .unwrap();
+    let spans: Vec<&str> = doc
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| s.starts_with("cedm "))
+        .collect();
+    assert!(spans.len() >= 15, "{spans:?}");
+    for span in spans {
+        let words: Vec<&str> = span.split_whitespace().skip(1).collect();
+        // The subcommand path: the leading lower-case words.
+        let path: Vec<&str> = words
+            .iter()
+            .take_while(|w| w.chars().all(|c| c.is_ascii_lowercase()))
+            .copied()
+            .collect();
+        let mut args = path.clone();
+        args.push("--help");
+        let o = d.run(&args);
+        assert!(
+            o.status.success(),
+            "`{span}`: `cedm {}` fails",
+            args.join(" ")
+        );
+        let help = stdout(&o);
+        for w in &words {
+            if let Some(opt) = w.strip_prefix("--") {
+                let opt = opt.split('=').next().unwrap();
+                assert!(
+                    help.contains(&format!("--{opt}")),
+                    "`{span}`: `cedm {}` has no --{opt}",
+                    path.join(" ")
+                );
+            } else if w.len() == 2 && w.starts_with('-') {
+                assert!(help.contains(&format!("{w},")), "`{span}`: no {w}");
+            }
+        }
+    }
+}
