@@ -85,6 +85,41 @@ pub struct Human {
 struct HumanState {
     bars: HashMap<String, ProgressBar>,
     last_plain: HashMap<String, (Instant, u64)>,
+    /// The first progress of each running node (its rate and ETA are measured from there).
+    first: HashMap<String, (Instant, u64)>,
+    /// Instances planned, and those settled (cached, finished, failed, not run).
+    planned: usize,
+    settled: usize,
+}
+
+impl HumanState {
+    /// The run's overall position: `[12/32]`, the instances settled of those planned.
+    fn position(&self) -> String {
+        format!("[{}/{}]", self.settled, self.planned)
+    }
+
+    /// Percent, rate and ETA of a node's progress (plain lines), measured from its first report.
+    fn pace(&mut self, label: &str, p: &cedm_engine::node::Progress) -> String {
+        let now = Instant::now();
+        let (t0, d0) = *self.first.entry(label.to_string()).or_insert((now, p.done));
+        let dt = now.duration_since(t0).as_secs_f64();
+        let rate = (dt > 0.5 && p.done > d0).then(|| (p.done - d0) as f64 / dt);
+        let mut parts = Vec::new();
+        if let Some(t) = p.total {
+            parts.push(format!("{:.0}%", 100.0 * p.done as f64 / t.max(1) as f64));
+        }
+        if let Some(r) = rate {
+            parts.push(format!(
+                "{} {}/s",
+                crate::cmd_exp::human(if r >= 10.0 { r.round() } else { r }),
+                p.unit
+            ));
+            if let Some(t) = p.total {
+                parts.push(format!("ETA {}", secs(t.saturating_sub(p.done) as f64 / r)));
+            }
+        }
+        parts.join(", ")
+    }
 }
 
 impl Human {
@@ -152,6 +187,17 @@ impl Reporter for Human {
         };
         let label = &e.instance;
         match &e.kind {
+            EventKind::Planned { .. } => st.planned += 1,
+            EventKind::CacheHit { .. }
+            | EventKind::Finished { .. }
+            | EventKind::Failed { .. }
+            | EventKind::Blocked { .. } => {
+                st.settled += 1;
+                st.first.remove(label);
+            }
+            _ => {}
+        }
+        match &e.kind {
             EventKind::Planned { status } => {
                 if self.verbose {
                     self.line(format!("  {label}: {}", status_text(status)));
@@ -189,12 +235,13 @@ impl Reporter for Human {
             EventKind::Progress(p) => {
                 if self.tty {
                     let b = self.bar(&mut st, label);
+                    b.set_prefix(format!("{} {label}", st.position()));
                     if let Some(total) = p.total {
                         if b.length() != Some(total) {
                             b.set_length(total);
                             b.set_style(
                                 ProgressStyle::with_template(
-                                    "{spinner:.cyan} {prefix:.bold} [{bar:30.cyan/blue}] {pos}/{len} {msg} ({per_sec}, ETA {eta})",
+                                    "{spinner:.cyan} {prefix:.bold} [{bar:30.cyan/blue}] {pos}/{len} {percent}% {msg} ({per_sec}, ETA {eta})",
                                 )
                                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                                 .progress_chars("=> "),
@@ -220,15 +267,26 @@ impl Reporter for Human {
                             pct > *last_pct || now.duration_since(*t) > Duration::from_secs(30)
                         }
                     };
+                    let pace = st.pace(label, p);
                     if emit {
                         st.last_plain.insert(label.clone(), (now, pct));
                         let total = p.total.map(|t| format!("/{t}")).unwrap_or_default();
+                        let pace = if pace.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({pace})")
+                        };
                         let msg = p
                             .message
                             .as_ref()
                             .map(|m| format!(" {m}"))
                             .unwrap_or_default();
-                        self.line(format!("  {label} {}{total} {}{msg}", p.done, p.unit));
+                        self.line(format!(
+                            "  {} {label} {}{total} {}{pace}{msg}",
+                            st.position(),
+                            p.done,
+                            p.unit
+                        ));
                     }
                 }
             }
@@ -247,8 +305,9 @@ impl Reporter for Human {
                     bar.finish_and_clear();
                 }
                 self.line(format!(
-                    "{} {label} {} ({outputs} files, {})",
+                    "{} {} {label} {} ({outputs} files, {})",
                     paint("✓", "32"),
+                    st.position(),
                     secs(*seconds),
                     bytes(*b)
                 ));

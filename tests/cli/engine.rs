@@ -498,3 +498,25 @@ nodes:
     let out = stdout(&d.run(&["watch", "exp.yaml", "--once"]));
     assert!(out.contains("all 2 nodes of exp.yaml are cached"), "{out}");
 }
+
+/// Plain progress lines (stderr not a terminal) say where the run is (`[settled/planned]`),
+/// the node's percent, its rate once and an ETA.
+#[test]
+fn progress_lines_have_position_percent_rate_and_eta() {
+    let d = Dir::new();
+    d.write(
+        "exp.yaml",
+        "name: p\nnodes:\n  base: {kind: toy/value, params: {value: 1}}\n  slow: {kind: toy/add, inputs: {a: base}, params: {k: 3, sleep_ms: 1500}}\n",
+    );
+    let o = d.run(&["run", "exp.yaml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("✓ [1/2] base"), "{err}");
+    let paced = err
+        .lines()
+        .find(|l| l.contains("[1/2] slow") && l.contains("step/s, ETA"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(paced.contains("%, "), "{paced}");
+    assert_eq!(paced.matches("/s").count(), 1, "{paced}");
+    assert!(err.contains("✓ [2/2] slow"), "{err}");
+}

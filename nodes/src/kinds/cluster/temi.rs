@@ -540,10 +540,7 @@ impl Kind for ClusterTemi {
                     (g + 1) as u64,
                     Some(total as u64),
                     "step",
-                    Some(format!(
-                        "epoch {epoch} loss {:.4} ({eta_rate:.1} step/s)",
-                        out.loss
-                    )),
+                    Some(format!("epoch {epoch} loss {:.4}", out.loss)),
                 );
             }
             let means: Vec<f32> = sums.iter().map(|s| (*s / iters as f64) as f32).collect();

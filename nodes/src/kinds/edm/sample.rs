@@ -229,13 +229,8 @@ impl Kind for EdmSample {
                 &sampler,
                 0,
                 |done| {
-                    let rate = done as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-                    ctx_ref.progress(
-                        done as u64,
-                        Some(total as u64),
-                        "img",
-                        Some(format!("{rate:.1} img/s")),
-                    );
+                    // The reporter shows the rate and ETA.
+                    ctx_ref.progress(done as u64, Some(total as u64), "img", None);
                     !ctx_ref.should_stop()
                 },
             )?

@@ -552,10 +552,7 @@ impl Kind for EdmTrain {
                 ck.nimg.min(total),
                 Some(total),
                 "img",
-                Some(format!(
-                    "loss {:.4} ({rate:.0} img/s)",
-                    f64::from(lv) / pixels
-                )),
+                Some(format!("loss {:.4}", f64::from(lv) / pixels)),
             );
             if let (Some(every), Some(k)) = (snap_every, next_snap.as_mut()) {
                 if ck.nimg as f64 >= (*k * every).round() && ck.nimg < total {
