@@ -437,6 +437,12 @@ pub struct RunArgs {
     /// Show what would run, and why, without running anything.
     #[arg(long)]
     pub dry_run: bool,
+    /// Before running, fetch from the remote cache every result the experiment needs that it
+    /// has (read-through; `--remote` or CEDM_REMOTE).
+    #[arg(long, conflicts_with = "dry_run")]
+    pub pull: bool,
+    #[command(flatten)]
+    pub remote: RemoteArg,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -619,6 +625,15 @@ pub enum ExpFormat {
     Json,
 }
 
+/// Where the remote cache is.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RemoteArg {
+    /// Remote cache URL, `s3://BUCKET/PREFIX` (credentials, region and an S3-compatible
+    /// endpoint from the AWS_* variables, docs/cache.md).
+    #[arg(long = "remote", env = "CEDM_REMOTE", value_name = "URL")]
+    pub url: Option<String>,
+}
+
 /// The experiment a `cedm cache` command is about: `FILE` last on the line, or `-e FILE`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ExperimentArg {
@@ -673,6 +688,22 @@ pub enum CacheCommand {
         /// Show what would be deleted.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Upload cached results (the experiment's and their lineage, or every record) with their
+    /// objects to the remote cache; objects first, records last.
+    Push {
+        #[command(flatten)]
+        experiment: ExperimentArg,
+        #[command(flatten)]
+        remote: RemoteArg,
+    },
+    /// Fetch results from the remote cache (what the experiment needs, or every record), each
+    /// object checked against its blake3 digest before it is written.
+    Pull {
+        #[command(flatten)]
+        experiment: ExperimentArg,
+        #[command(flatten)]
+        remote: RemoteArg,
     },
     /// Copy a result's output files (and record.json) into a directory.
     Export {

@@ -22,6 +22,12 @@ pub fn cache(cli: &Cli, c: &CacheCommand) -> Result<ExitCode, CliError> {
         } => show(cli, name, experiment.get(), *json),
         CacheCommand::Verify { experiment } => verify(cli, experiment.get()),
         CacheCommand::Gc { keep, dry_run } => gc(cli, keep, *dry_run),
+        CacheCommand::Push { experiment, remote } => {
+            crate::cmd_remote::push(cli, experiment.get(), remote)
+        }
+        CacheCommand::Pull { experiment, remote } => {
+            crate::cmd_remote::pull(cli, experiment.get(), remote)
+        }
         CacheCommand::Export {
             name,
             dir,

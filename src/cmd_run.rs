@@ -299,6 +299,9 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, CliError> {
     } else {
         cache_for(cli.cache.as_deref(), Some(&a.file))?
     };
+    if a.pull {
+        crate::cmd_remote::read_through(&plan, &cache, &a.remote)?;
+    }
     if a.dry_run {
         let statuses = cedm_engine::status(&plan, &cache, &a.force);
         if a.only.is_empty() {

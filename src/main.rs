@@ -18,6 +18,7 @@ mod cmd_cache;
 mod cmd_eval;
 mod cmd_exp;
 mod cmd_kinds;
+mod cmd_remote;
 mod cmd_report;
 mod cmd_run;
 mod cmd_watch;

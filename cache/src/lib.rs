@@ -64,6 +64,14 @@ pub enum CacheError {
         /// Parser message.
         message: String,
     },
+    /// The remote cache tier failed.
+    #[error("remote cache {url}: {message}")]
+    Remote {
+        /// The remote's URL.
+        url: String,
+        /// What failed.
+        message: String,
+    },
     /// The directory is not a cedm cache, or one of a newer format.
     #[error("{path} is not a usable cedm cache: {message}")]
     NotACache {

@@ -150,6 +150,55 @@ impl Cache {
         Ok(digest)
     }
 
+    /// Store bytes fetched from elsewhere (the remote tier) as the object `expected`: written
+    /// only when their blake3 digest is `expected`.
+    ///
+    /// # Errors
+    /// A digest mismatch (nothing is written), filesystem errors.
+    pub fn import_object(&self, expected: &Digest, bytes: &[u8]) -> Result<(), CacheError> {
+        if Digest::of_bytes(bytes) != *expected {
+            return Err(CacheError::Malformed {
+                what: "object",
+                path: self.object_path(expected),
+                message: "fetched bytes do not match their digest (not written)".into(),
+            });
+        }
+        self.put_bytes(bytes).map(|_| ())
+    }
+
+    /// Write a record fetched from elsewhere (the remote tier), after the checks a local record
+    /// gets (its key is `key`, its output digest matches its outputs, safe output names) and
+    /// with every output object present and intact here; written atomically, last.
+    ///
+    /// # Errors
+    /// What failed its check (nothing is written), filesystem errors.
+    pub fn import_record(&self, key: &Digest, bytes: &[u8]) -> Result<Record, CacheError> {
+        let path = self.record_path(key);
+        let record: Record = serde_json::from_slice(bytes).map_err(|e| CacheError::Malformed {
+            what: "record",
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        crate::safety::validate_record(&record, &path)?;
+        for (name, out) in &record.outputs {
+            let intact = self
+                .object_file(&out.digest)?
+                .is_some_and(|p| Digest::of_file(&p).is_ok_and(|d| d == out.digest));
+            if !intact {
+                return Err(CacheError::Malformed {
+                    what: "record",
+                    path,
+                    message: format!("its output `{name}` is not in the cache"),
+                });
+            }
+        }
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+        }
+        atomic_write(&path, bytes).map_err(io_err("writing", &path))?;
+        Ok(record)
+    }
+
     /// Read an object's bytes.
     ///
     /// # Errors

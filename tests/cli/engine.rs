@@ -520,3 +520,15 @@ fn progress_lines_have_position_percent_rate_and_eta() {
     assert_eq!(paced.matches("/s").count(), 1, "{paced}");
     assert!(err.contains("✓ [2/2] slow"), "{err}");
 }
+
+/// Without the `remote` feature, the remote commands say how to get it (exit 2).
+#[cfg(not(feature = "remote"))]
+#[test]
+fn remote_commands_without_the_feature_say_how_to_build_it() {
+    let d = Dir::new();
+    d.write("exp.yaml", &sweep("2"));
+    assert!(d.run(&["run", "exp.yaml"]).status.success());
+    let o = d.run(&["cache", "push", "exp.yaml", "--remote", "s3://b/p"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--features remote"), "{}", stderr(&o));
+}

@@ -13,6 +13,8 @@ mod keys;
 mod kinds;
 mod metrics;
 mod reliability;
+#[cfg(feature = "remote")]
+mod remote;
 mod report;
 mod slurm;
 #[cfg(feature = "wgpu")]
