@@ -30,6 +30,30 @@ const COLORS: [&str; 8] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
 ];
 
+/// The colour of a series, the same in every figure: fixed for the label sources cedm names
+/// (TEMI blue, k-means red, ground truth green, unconditional orange, CLIP purple), else picked
+/// from the rest of the palette by the name. `unconditional (n=1)` (a count) keeps its source's
+/// colour; a sampling variant (`TEMI (uniform)`) is a series of its own and gets its own.
+pub fn color_of(name: &str) -> &'static str {
+    let base = match name.split_once(" (") {
+        Some((b, rest)) if rest.starts_with("n=") => b,
+        _ => name,
+    };
+    match base {
+        "TEMI" => COLORS[0],
+        "k-means" => COLORS[1],
+        "ground truth" => COLORS[2],
+        "unconditional" => COLORS[3],
+        "CLIP" => COLORS[4],
+        other => {
+            let h = other
+                .bytes()
+                .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+            COLORS[5 + (h as usize) % (COLORS.len() - 5)]
+        }
+    }
+}
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -185,7 +209,7 @@ pub fn plot(title: &str, xlabel: &str, ylabel: &str, series: &[Series], log_x: b
         esc(ylabel)
     );
     for (k, se) in series.iter().enumerate() {
-        let c = COLORS[k % COLORS.len()];
+        let c = color_of(&se.name);
         let name = esc(&se.name);
         match se.style {
             Style::Baseline => {
@@ -265,6 +289,14 @@ pub fn plot(title: &str, xlabel: &str, ylabel: &str, series: &[Series], log_x: b
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_label_source_has_one_colour_everywhere() {
+        assert_eq!(color_of("TEMI"), color_of("TEMI"));
+        assert_eq!(color_of("unconditional (n=1)"), color_of("unconditional"));
+        assert_ne!(color_of("TEMI"), color_of("k-means"));
+        assert_ne!(color_of("TEMI (uniform)"), color_of("TEMI"));
+    }
 
     #[test]
     fn one_circle_per_point_and_escaped_names() {

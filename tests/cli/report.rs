@@ -239,6 +239,21 @@ fn report_of_a_small_run_renders_in_a_browser() {
     assert_eq!(html.matches("class=\"fig\"").count(), 2 + 2 + 2 + 4 * 2);
     let points = html.matches("class=\"pt\"").count();
 
+    // One colour per label source across figures (the FID and FD plots against C, Fig. 7).
+    for source in ["TEMI", "unconditional"] {
+        let fills: std::collections::BTreeSet<&str> = html
+            .match_indices("<circle class=\"pt\" data-series=\"")
+            .filter_map(|(i, m)| {
+                let rest = &html[i + m.len()..];
+                let name = &rest[..rest.find('"')?];
+                (name.split(" (n=").next() == Some(source)).then(|| {
+                    let f = &rest[rest.find("fill=\"")? + 6..];
+                    Some(&f[..f.find('"')?])
+                })?
+            })
+            .collect();
+        assert_eq!(fills.len(), 1, "{source} is drawn in {fills:?}");
+    }
     // Sample grids are labelled: per row the label id, its images and majority class (named:
     // Fashion-MNIST), and how many of the model's labels are shown.
     assert!(
