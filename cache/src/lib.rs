@@ -178,7 +178,36 @@ impl Cache {
             Ok(_) => {}
         }
         if !root.join("cedm-cache.json").is_file() {
-            return Ok(None);
+            // A run killed between creating the directory and writing its marker leaves a
+            // cache directory without one: empty, holding only the cache's own layout, or the
+            // marker's temporary file.
+            // That is a cache (with nothing in it yet), not a foreign directory.
+            const LAYOUT: &[&str] = &[
+                "objects",
+                "records",
+                "failures",
+                "refs",
+                "locks",
+                "tmp",
+                "work",
+                "trajectories",
+                "state",
+                "tasks",
+                "quarantine",
+                "CACHEDIR.TAG",
+            ];
+            let ours = std::fs::read_dir(root).is_ok_and(|entries| {
+                entries.flatten().all(|e| {
+                    let n = e.file_name();
+                    let n = n.to_string_lossy();
+                    // `.tmp-…`: the marker's own atomic write, cut short.
+                    LAYOUT.contains(&n.as_ref()) || n.starts_with(".tmp-")
+                })
+            });
+            if !ours {
+                return Ok(None);
+            }
+            return Ok(Some(Cache::absent(root)));
         }
         // The marker exists, so `open` validates it and writes nothing.
         Cache::open(root).map(|c| Some(c.read_only()))

@@ -327,3 +327,22 @@ proptest! {
         prop_assert_eq!(s.snapshot(), before);
     }
 }
+
+/// A cache directory whose creation was cut short (no marker yet, at most the marker's temporary
+/// file) is an empty cache to commands that only look, and nothing is written; a foreign
+/// directory is not a cache.
+#[test]
+fn a_cache_cut_short_before_its_marker_is_an_empty_cache() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("c");
+    assert!(cedm_cache::Cache::open_existing(&root).unwrap().is_none());
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join(".tmp-host-1-0-0"), b"{").unwrap();
+    let c = cedm_cache::Cache::open_existing(&root)
+        .unwrap()
+        .expect("a cache");
+    assert!(c.is_read_only() && c.records().is_empty());
+    assert!(!root.join("cedm-cache.json").exists());
+    std::fs::write(root.join("notes.txt"), b"mine").unwrap();
+    assert!(cedm_cache::Cache::open_existing(&root).unwrap().is_none());
+}
