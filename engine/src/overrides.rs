@@ -144,14 +144,10 @@ fn parse_value(p: &Placed<'_>) -> Result<Node, Problem> {
                 p.value_at + e.span.offset.saturating_sub(1),
             )
         })?;
-        // The `[` is not in the source: everything sits one byte earlier.
-        shift(&mut n, p.value_at);
+        // The `[` is not in the source: everything sits one byte earlier (`value_at` ≥ 1, the
+        // `=` precedes it).
+        shift(&mut n, p.value_at - 1);
         n.span = Span::new(p.value_at, text.len());
-        if let Value::Seq(items) = &mut n.value {
-            for it in items {
-                sub_one(it);
-            }
-        }
         return Ok(n);
     }
     let mut n = if text.trim().is_empty() {
@@ -174,30 +170,14 @@ fn parse_value(p: &Placed<'_>) -> Result<Node, Problem> {
     Ok(n)
 }
 
-fn sub_one(node: &mut Node) {
-    node.span.offset = node.span.offset.saturating_sub(1);
-    match &mut node.value {
-        Value::Seq(items) => items.iter_mut().for_each(sub_one),
-        Value::Map(entries) => {
-            for (_, ks, n) in entries {
-                ks.offset = ks.offset.saturating_sub(1);
-                sub_one(n);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// The names a mapping entry of the root holds (`vars`, `sweep`, `nodes`).
-fn names_of(root: &Node, key: &str) -> Vec<String> {
-    match root.get(key) {
-        Some((
-            _,
-            Node {
-                value: Value::Map(m),
-                ..
-            },
-        )) => m.iter().map(|(k, _, _)| k.clone()).collect(),
+/// The names a mapping entry of the top level holds (`vars`, `sweep`, `nodes`).
+fn names_of(top: &[(String, Span, Node)], key: &str) -> Vec<String> {
+    match top
+        .iter()
+        .find(|(k, _, _)| k == key)
+        .map(|(_, _, n)| &n.value)
+    {
+        Some(Value::Map(m)) => m.iter().map(|(k, _, _)| k.clone()).collect(),
         _ => Vec::new(),
     }
 }
@@ -254,11 +234,11 @@ enum Target {
     Path(Vec<String>),
 }
 
-fn resolve(root: &Node, p: &Placed<'_>) -> Result<Target, Problem> {
+fn resolve(top: &[(String, Span, Node)], p: &Placed<'_>) -> Result<Target, Problem> {
     let path = p.ov.path.as_str();
-    let sweep = names_of(root, "sweep");
-    let vars = names_of(root, "vars");
-    let nodes = names_of(root, "nodes");
+    let sweep = names_of(top, "sweep");
+    let vars = names_of(top, "vars");
+    let nodes = names_of(top, "nodes");
     if sweep.iter().any(|s| s == path) {
         return Ok(Target::Sweep(path.to_string()));
     }
@@ -339,11 +319,11 @@ fn resolve(root: &Node, p: &Placed<'_>) -> Result<Target, Problem> {
 }
 
 fn apply_one(root: &mut Node, p: &Placed<'_>) -> Result<(), Problem> {
-    let target = resolve(root, p)?;
-    let value = parse_value(p)?;
     let Value::Map(top) = &mut root.value else {
         return Ok(());
     };
+    let target = resolve(top, p)?;
+    let value = parse_value(p)?;
     let as_list = |v: Node| match v.value {
         Value::Seq(_) => v,
         _ => Node {
@@ -414,16 +394,10 @@ fn apply_one(root: &mut Node, p: &Placed<'_>) -> Result<(), Problem> {
             let value = if p.ov.multi {
                 // Sweep a field: a new sweep variable named after it, the field set to it.
                 let name = segs.last().cloned().unwrap_or_default();
-                let taken = {
-                    let root_view = Node {
-                        value: Value::Map(top.clone()),
-                        span: Span::default(),
-                    };
-                    names_of(&root_view, "sweep")
-                        .into_iter()
-                        .chain(names_of(&root_view, "vars"))
-                        .any(|n| n == name)
-                };
+                let taken = names_of(top, "sweep")
+                    .into_iter()
+                    .chain(names_of(top, "vars"))
+                    .any(|n| n == name);
                 if taken || !valid_ident(&name) {
                     return Err(Problem::new(
                         "cedm::override::path",
