@@ -261,18 +261,7 @@ fn report_of_a_small_run_renders_in_a_browser() {
         "grid of C=4 not labelled"
     );
     assert!(html.contains("<th>majority class</th>"));
-    let fmnist = [
-        "T-shirt/top",
-        "Trouser",
-        "Pullover",
-        "Dress",
-        "Coat",
-        "Sandal",
-        "Shirt",
-        "Sneaker",
-        "Bag",
-        "Ankle boot",
-    ];
+    let fmnist = cedm_nodes::datasets::FASHION_MNIST_CLASSES;
     assert!(
         fmnist.iter().any(|c| html.contains(&format!("<td>{c} ("))),
         "no class name in the grid tables"
