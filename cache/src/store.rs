@@ -150,41 +150,35 @@ impl Cache {
         Ok(digest)
     }
 
-    /// Store bytes fetched from elsewhere (the remote tier) as the object `expected`: written
-    /// only when their blake3 digest is `expected`.
+    /// Store bytes fetched from elsewhere (the remote tier) as the object `expected`, only when
+    /// their blake3 digest is `expected`: `Ok(false)` (nothing written) when it is not.
     ///
     /// # Errors
-    /// A digest mismatch (nothing is written), filesystem errors.
-    pub fn import_object(&self, expected: &Digest, bytes: &[u8]) -> Result<(), CacheError> {
+    /// Filesystem errors.
+    pub fn import_object(&self, expected: &Digest, bytes: &[u8]) -> Result<bool, CacheError> {
         if Digest::of_bytes(bytes) != *expected {
-            return Err(CacheError::Malformed {
-                what: "object",
-                path: self.object_path(expected),
-                message: "fetched bytes do not match their digest (not written)".into(),
-            });
+            return Ok(false);
         }
-        self.put_bytes(bytes).map(|_| ())
+        let dest = self.object_path(expected);
+        if !fs::metadata(&dest).is_ok_and(|m| m.len() == bytes.len() as u64) {
+            atomic_write(&dest, bytes).map_err(io_err("writing", &dest))?;
+        }
+        Ok(true)
     }
 
     /// Write a record fetched from elsewhere (the remote tier), after the checks a local record
     /// gets (its key is `key`, its output digest matches its outputs, safe output names) and
-    /// with every output object present and intact here; written atomically, last.
+    /// with every output object present here at its recorded size (as a hit is checked; the
+    /// objects' content was checked by [`Cache::import_object`] or is the cache's own);
+    /// written atomically, last.
     ///
     /// # Errors
     /// What failed its check (nothing is written), filesystem errors.
-    pub fn import_record(&self, key: &Digest, bytes: &[u8]) -> Result<Record, CacheError> {
+    pub fn import_record(&self, key: &Digest, record: &Record) -> Result<(), CacheError> {
         let path = self.record_path(key);
-        let record: Record = serde_json::from_slice(bytes).map_err(|e| CacheError::Malformed {
-            what: "record",
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        crate::safety::validate_record(&record, &path)?;
+        crate::safety::validate_record(record, &path)?;
         for (name, out) in &record.outputs {
-            let intact = self
-                .object_file(&out.digest)?
-                .is_some_and(|p| Digest::of_file(&p).is_ok_and(|d| d == out.digest));
-            if !intact {
+            if !self.has_object(&out.digest, out.size)? {
                 return Err(CacheError::Malformed {
                     what: "record",
                     path,
@@ -192,11 +186,26 @@ impl Cache {
                 });
             }
         }
+        let bytes = serde_json::to_vec_pretty(record).map_err(|e| CacheError::Malformed {
+            what: "record",
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
         }
-        atomic_write(&path, bytes).map_err(io_err("writing", &path))?;
-        Ok(record)
+        atomic_write(&path, &bytes).map_err(io_err("writing", &path))?;
+        Ok(())
+    }
+
+    /// Whether the object is here, a regular file of `size` bytes.
+    ///
+    /// # Errors
+    /// An unsafe path inside the cache.
+    pub fn has_object(&self, d: &Digest, size: u64) -> Result<bool, CacheError> {
+        Ok(self
+            .object_file(d)?
+            .is_some_and(|p| fs::metadata(p).is_ok_and(|m| m.len() == size)))
     }
 
     /// Read an object's bytes.

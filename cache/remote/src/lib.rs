@@ -183,51 +183,34 @@ impl Remote {
             t.missing.push(*key);
             return Ok(());
         };
-        // Parsed here only to know which objects to fetch; the cache checks the record itself.
-        let outputs: Vec<(String, Digest)> =
-            match serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("outputs").cloned())
-                .and_then(|o| {
-                    serde_json::from_value::<
-                        std::collections::BTreeMap<String, cedm_cache::OutputRef>,
-                    >(o)
-                    .ok()
-                }) {
-                Some(o) => o.into_iter().map(|(n, r)| (n, r.digest)).collect(),
-                None => {
-                    t.corrupt.push(format!("{rpath}: not a record"));
-                    return Ok(());
-                }
-            };
-        let mut fetched = Vec::new();
-        for (name, digest) in &outputs {
-            if cache
-                .object_file(digest)?
-                .is_some_and(|p| Digest::of_file(&p).is_ok_and(|d| d == *digest))
-            {
+        let record: cedm_cache::Record = match serde_json::from_slice(&bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                t.corrupt.push(format!("{rpath}: not a record ({e})"));
+                return Ok(());
+            }
+        };
+        for (name, out) in &record.outputs {
+            if cache.has_object(&out.digest, out.size)? {
                 continue;
             }
-            let opath = self.path("objects", digest, "");
+            let opath = self.path("objects", &out.digest, "");
             let Some(obj) = self.get(&opath)? else {
                 t.corrupt
                     .push(format!("{opath}: output `{name}` is missing remotely"));
                 return Ok(());
             };
-            if Digest::of_bytes(&obj) != *digest {
+            // Checked against its digest before it is written; a mismatch writes nothing.
+            if !cache.import_object(&out.digest, &obj)? {
                 t.corrupt.push(format!(
                     "{opath}: output `{name}` does not match its digest (not written)"
                 ));
                 return Ok(());
             }
-            fetched.push((*digest, obj));
-        }
-        for (digest, obj) in &fetched {
-            cache.import_object(digest, obj)?;
             t.bytes += obj.len() as u64;
             t.objects += 1;
         }
-        if let Err(e) = cache.import_record(key, &bytes) {
+        if let Err(e) = cache.import_record(key, &record) {
             t.corrupt.push(format!("{rpath}: {e}"));
             return Ok(());
         }
