@@ -179,10 +179,22 @@ pub struct FidArgs {
     /// Device: cpu, wgpu[:N], cuda[:N].
     #[arg(long, default_value = "cpu")]
     pub device: cedm_engine::DeviceSpec,
+    /// Inception features for --metric fid, as pytorch-fid's `--dims`: 2048 (pool3, the FID
+    /// everyone reports), or 64 / 192 / 768 (after the first max-pool, the second max-pool, and
+    /// Mixed_6e, averaged over space). Distances at different dims are not comparable.
+    #[arg(long, default_value_t = 2048, value_parser = parse_fid_dims)]
+    pub dims: usize,
     /// Print JSON (`{"metric": "FID", "value": …, "n_a": …, "n_b": …, "dims": …}`; a count is
     /// null for a statistics file that records none).
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_fid_dims(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(d @ (64 | 192 | 768 | 2048)) => Ok(d),
+        _ => Err("expected 64, 192, 768 or 2048 (pytorch-fid's Inception blocks)".into()),
+    }
 }
 
 /// `cedm bench …`.
@@ -422,15 +434,17 @@ pub struct RunArgs {
     /// Recompute these nodes even if cached.
     #[arg(long, value_name = "NODE", num_args = 1..)]
     pub force: Vec<String>,
-    /// Most nodes running at once [default: 2 locally, 100 with --executor slurm].
+    /// Most nodes running at once [default: 2 locally, 100 with --executor slurm or ray].
     #[arg(long, short, value_name = "N")]
     pub jobs: Option<usize>,
-    /// Where nodes run: in this process, or as Slurm jobs (`cedm exec KEY` on compute nodes,
-    /// the cache on a shared filesystem).
+    /// Where nodes run: in this process, or as Slurm or Ray jobs (`cedm exec KEY` on the
+    /// cluster's nodes, the cache on a shared filesystem).
     #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
     pub executor: ExecutorKind,
     #[command(flatten)]
     pub slurm: SlurmArgs,
+    #[command(flatten)]
+    pub ray: RayArgs,
     /// Device for nodes that use one: cpu, wgpu[:N], cuda[:N] [default: the YAML's `device`, else cpu].
     #[arg(long, value_name = "DEVICE")]
     pub device: Option<cedm_engine::DeviceSpec>,
@@ -454,6 +468,24 @@ pub enum ExecutorKind {
     Local,
     /// One `sbatch` job per node (job arrays for a sweep's fan-out).
     Slurm,
+    /// One Ray job per node, through the Ray Jobs REST API of the head's dashboard.
+    Ray,
+}
+
+/// Options of `--executor ray`.
+#[derive(Args, Debug, Clone)]
+pub struct RayArgs {
+    /// The Ray dashboard (Jobs API) address.
+    #[arg(
+        long,
+        env = "RAY_API_SERVER_ADDRESS",
+        default_value = "http://127.0.0.1:8265",
+        value_name = "URL"
+    )]
+    pub ray_address: String,
+    /// A runtime environment for every job, as JSON (`{"env_vars": {"OMP_NUM_THREADS": "8"}}`).
+    #[arg(long, value_name = "JSON")]
+    pub ray_runtime_env: Option<String>,
 }
 
 /// Options of `--executor slurm`.
@@ -471,13 +503,14 @@ pub struct SlurmArgs {
     /// Extra sbatch argument, verbatim (repeatable), e.g. `--sbatch-arg=--exclusive`.
     #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub sbatch_args: Vec<String>,
-    /// Seconds between squeue polls.
+    /// Seconds between squeue polls (Slurm) or job status polls (Ray).
     #[arg(long, default_value_t = 5.0, value_name = "S")]
     pub poll_seconds: f64,
     /// Seconds before the time limit at which jobs are told to checkpoint (SIGUSR2).
     #[arg(long, default_value_t = 120, value_name = "S")]
     pub signal_seconds: u32,
-    /// Resubmissions of a job stopped at the time-limit warning.
+    /// Resubmissions of a job stopped at the time-limit warning (Slurm) or that checkpointed
+    /// and stopped (Ray).
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub max_resubmits: u32,
     /// Most array tasks of one submission running at once (`--array=…%P`); 0 = no limit.
@@ -567,6 +600,10 @@ pub struct WatchArgs {
     /// Points per curve.
     #[arg(long, default_value_t = 40, value_name = "N")]
     pub width: usize,
+    /// Also write every stream as TensorBoard event files below DIR, one run directory per node
+    /// (`tensorboard --logdir DIR`), appending as the streams grow.
+    #[arg(long, value_name = "DIR")]
+    pub tensorboard: Option<std::path::PathBuf>,
 }
 
 /// `cedm exp …`.

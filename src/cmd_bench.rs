@@ -12,6 +12,7 @@ use cedm_nodes::encoders::mobilenet_v2::MobileNetV2;
 use cedm_nodes::encoders::vit::Vit;
 use cedm_nodes::encoders::{Encoder, extract_batches};
 use cedm_nodes::kernels::imageops::Filter;
+use cedm_nodes::models::inception::{DIM, Tap};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::bench::{self, Report};
@@ -340,7 +341,10 @@ fn fid_stats(a: &FidArgs, path: &std::path::Path) -> Result<Stats, CliError> {
             cedm_engine::FileKind::File
                 .check(&w)
                 .map_err(CliError::Input)?;
-            Box::new(Inception::load(&w, &comp, FidResize::TfBilinear).map_err(input_err)?)
+            let tap = Tap::from_dims(a.dims).ok_or_else(|| {
+                CliError::Usage(format!("--dims {}: expected 64, 192, 768 or 2048", a.dims))
+            })?;
+            Box::new(Inception::load_tap(&w, &comp, FidResize::TfBilinear, tap).map_err(input_err)?)
         }
         FidMetric::Fdd => {
             let w = a.weights.clone().ok_or_else(|| CliError::Usage("--metric fdd needs --weights (a DINOv2 checkpoint, e.g. dinov2_vitl14_pretrain.pth)".into()))?;
@@ -374,19 +378,21 @@ fn fid_stats(a: &FidArgs, path: &std::path::Path) -> Result<Stats, CliError> {
 
 /// `cedm fid`.
 pub fn fid(a: &FidArgs) -> Result<ExitCode, CliError> {
+    if a.metric == FidMetric::Fdd && a.dims != DIM {
+        return Err(CliError::Usage(
+            "--dims picks an Inception block, so it goes with --metric fid only".into(),
+        ));
+    }
     let sa = fid_stats(a, &a.path_a)?;
     if a.save_stats {
         let out = &a.path_b;
         if out.to_string_lossy().ends_with(".safetensors") {
-            sa.write(
-                out,
-                if a.metric == FidMetric::Fid {
-                    "fid"
-                } else {
-                    "fdd"
-                },
-            )
-            .map_err(node_err)?;
+            let tag = match a.metric {
+                FidMetric::Fid if a.dims == DIM => "fid".to_string(),
+                FidMetric::Fid => format!("fid_{}", a.dims),
+                FidMetric::Fdd => "fdd".to_string(),
+            };
+            sa.write(out, &tag).map_err(node_err)?;
         } else {
             sa.write_npz(out).map_err(node_err)?;
         }

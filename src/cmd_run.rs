@@ -314,10 +314,25 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::SUCCESS);
     }
     let slurm = a.executor == crate::cli::ExecutorKind::Slurm;
+    let ray = a.executor == crate::cli::ExecutorKind::Ray;
+    let ray_env = match &a.ray.ray_runtime_env {
+        Some(text) => Some(
+            serde_json::from_str::<serde_json::Value>(text).map_err(|e| {
+                CliError::Usage(format!("--ray-runtime-env: not JSON ({e}): {text}"))
+            })?,
+        )
+        .filter(|v| !v.is_null()),
+        None => None,
+    };
+    if ray_env.as_ref().is_some_and(|v| !v.is_object()) {
+        return Err(CliError::Usage(
+            "--ray-runtime-env: expected a JSON object ({\"env_vars\": {…}}, …)".into(),
+        ));
+    }
     let opts = RunOptions {
         only: a.only.clone(),
         force: a.force.clone(),
-        jobs: a.jobs.unwrap_or(if slurm { 100 } else { 2 }).max(1),
+        jobs: a.jobs.unwrap_or(if slurm || ray { 100 } else { 2 }).max(1),
         device: a.device,
         stop: stop_flag(),
     };
@@ -353,6 +368,29 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, CliError> {
             if !a.output.json {
                 eprintln!(
                     "Slurm: jobs write their scripts, logs and exit codes to {}",
+                    executor.dir().display()
+                );
+            }
+            cedm_engine::run_with(plan, &engine, &opts, &executor)?
+        } else if ray {
+            let exe = std::env::current_exe()
+                .map_err(|e| CliError::Other(format!("cannot find the cedm binary: {e}")))?;
+            let mut ro = cedm_engine::exec::ray::RayOptions::new(&a.ray.ray_address, exe);
+            ro.poll = std::time::Duration::from_secs_f64(a.slurm.poll_seconds.max(0.1));
+            ro.max_resubmits = a.slurm.max_resubmits;
+            ro.runtime_env = ray_env.clone();
+            ro.token = cedm_engine::exec::ray::auth_token()
+                .map_err(|e| CliError::Usage(format!("--executor ray: {e}")))?;
+            // What sbatch's --export=ALL would carry: cedm's own settings (not the cache,
+            // which the entrypoint names).
+            ro.env_vars = std::env::vars()
+                .filter(|(k, _)| k.starts_with("CEDM_") && k != "CEDM_CACHE")
+                .collect();
+            let executor = cedm_engine::exec::ray::RayExecutor::new(&cache, ro)
+                .map_err(|e| CliError::Other(format!("--executor ray: {e}")))?;
+            if !a.output.json {
+                eprintln!(
+                    "Ray: job logs and exit codes go to {}",
                     executor.dir().display()
                 );
             }
@@ -550,18 +588,21 @@ pub fn exec(cli: &Cli, a: &ExecArgs) -> Result<ExitCode, CliError> {
     let human = Human::new(a.output.verbose, a.output.quiet);
     let json = JsonLines::new();
     let reporter: &dyn Reporter = if a.output.json { &json } else { &human };
+    // The Ray executor names its job in CEDM_EXECUTOR (`ray:<submission id>`).
     let executor = match (
         std::env::var("SLURM_ARRAY_JOB_ID"),
         std::env::var("SLURM_ARRAY_TASK_ID"),
         std::env::var("SLURM_JOB_ID"),
+        std::env::var("CEDM_EXECUTOR"),
     ) {
-        (Ok(a), Ok(t), _) => format!("slurm:{a}_{t}"),
-        (_, _, Ok(j)) => format!("slurm:{j}"),
+        (Ok(a), Ok(t), _, _) => format!("slurm:{a}_{t}"),
+        (_, _, Ok(j), _) => format!("slurm:{j}"),
+        (_, _, _, Ok(e)) if e.starts_with("ray:") => e,
         _ => "exec".into(),
     };
     let code = exec_code(&task, &cache, &reg, reporter, &stop, &executor);
     if let Some(f) = &a.exit_code_file {
-        // Written last, atomically: the Slurm driver takes the file's presence as "done".
+        // Written last, atomically: the Slurm and Ray drivers take the file's presence as "done".
         let tmp = f.with_extension("exit.tmp");
         let code_num = code.1;
         if std::fs::write(&tmp, format!("{code_num}\n"))

@@ -80,7 +80,8 @@ fn look(
     plan: &cedm_engine::Plan,
     cache: &cedm_cache::Cache,
     width: usize,
-) -> (String, usize, usize) {
+    mut mirror: Option<&mut crate::tensorboard::Mirror>,
+) -> Result<(String, usize, usize), CliError> {
     let statuses = cedm_engine::status(plan, cache, &[]);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -101,6 +102,10 @@ fn look(
         let Some(last) = lines.last() else {
             continue;
         };
+        if let Some(m) = mirror.as_deref_mut() {
+            m.update(&inst.label, &key.to_hex(), &lines)
+                .map_err(|e| CliError::Input(format!("writing TensorBoard events: {e}")))?;
+        }
         live += 1;
         out.push_str(&format!(
             "{}  {} {}  ({} points, last {} ago)\n",
@@ -140,7 +145,7 @@ fn look(
             ));
         }
     }
-    (out, live, pending)
+    Ok((out, live, pending))
 }
 
 /// `cedm watch`.
@@ -148,10 +153,14 @@ pub fn watch(cli: &Cli, a: &WatchArgs) -> Result<ExitCode, CliError> {
     let reg = registry();
     let plan = load_plan_with(&a.file, &a.overrides, &reg)?;
     let tty = std::io::stdout().is_terminal();
+    let mut mirror = a
+        .tensorboard
+        .as_deref()
+        .map(crate::tensorboard::Mirror::new);
     loop {
         // Re-opened each look: the cache may appear once the run starts.
         let cache = cache_view(cli.cache.as_deref(), Some(&a.file))?;
-        let (text, live, pending) = look(&plan, &cache, a.width);
+        let (text, live, pending) = look(&plan, &cache, a.width, mirror.as_mut())?;
         if tty && !a.once {
             crate::out("\x1b[2J\x1b[H");
         }

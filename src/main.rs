@@ -25,6 +25,7 @@ mod cmd_watch;
 mod render;
 mod results;
 mod svg;
+mod tensorboard;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -573,6 +573,53 @@ fn fid_inception_features_match_the_torchscript_network() {
     assert!(d < 1e-3, "burn executor: max |Δ| = {d}");
 }
 
+/// `cedm fid --dims`: the features at pytorch-fid's lower blocks, on both executors.
+#[test]
+fn fid_inception_taps_match_the_torchscript_layers() {
+    use cedm_nodes::encoders::Encoder;
+    use cedm_nodes::encoders::inception::{FidResize, Inception};
+    use cedm_nodes::models::inception::{InceptionBurn, Tap};
+    let t = fixture("fid_dims.safetensors");
+    let images = t.u8("images").unwrap();
+    let comp = cedm_nodes::device::compute(cedm_engine::DeviceSpec::Cpu).unwrap();
+    let weights = asset("weights/inception-2015-12-05.safetensors");
+    let w = Weights::load(&weights).unwrap();
+    let dev = Device::flex();
+    let net = InceptionBurn::load(&w, &dev).unwrap();
+    for dims in [64, 192, 768, 2048] {
+        let tap = Tap::from_dims(dims).unwrap();
+        assert_eq!(tap.dims(), dims);
+        let want = t.f32(&format!("features_{dims}")).unwrap();
+        assert_eq!(want.shape, vec![4, dims]);
+        let enc = Inception::load_tap(&weights, &comp, FidResize::TfBilinear, tap).unwrap();
+        assert_eq!(enc.dim(), dims);
+        let got = enc.embed(&images.data, 4, [1, 28, 28]).unwrap();
+        let scale = want.data.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = max_abs_diff(&got, &want.data);
+        assert!(
+            d < 1e-4 * scale.max(1.0),
+            "{dims}-d, CPU kernels: max |Δ| = {d} (scale {scale})"
+        );
+        eprintln!("{dims}-d: CPU kernels max |Δ| = {d:.2e} (largest value {scale:.2})");
+        // The burn executor (the GPU path), on the CPU backend, one image.
+        let x = enc.preprocess(&images.data[..28 * 28], 1, [1, 28, 28]);
+        let y = net
+            .forward_tap(
+                Tensor::from_data(TensorData::new(x, [1, 3, 299, 299]), &dev),
+                tap,
+            )
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let d = max_abs_diff(&y, &want.data[..dims]);
+        assert!(
+            d < 1e-4 * scale.max(1.0),
+            "{dims}-d, burn executor: max |Δ| = {d}"
+        );
+    }
+    assert_eq!(Tap::from_dims(100), None);
+}
+
 #[test]
 fn fid_of_two_real_image_sets_matches_pytorch_and_scipy() {
     use cedm_nodes::algorithms::frechet::frechet_distance;

@@ -493,6 +493,46 @@ nodes:
         .unwrap_or_else(|| panic!("{out}"));
     // The last step always writes: 3 steps, the last squared is 9.
     assert!(square.contains("  9  ["), "{square}");
+    // The same stream as TensorBoard events: one run directory per node, a version record, then
+    // one record per line of the stream, each framed with its length and checksums.
+    let o = d.run(&["watch", "exp.yaml", "--once", "--tensorboard", "tb"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let files: Vec<_> = std::fs::read_dir(d.path().join("tb/slow"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().unwrap().to_string_lossy().to_string();
+    assert!(name.starts_with("events.out.tfevents."), "{name}");
+    let bytes = std::fs::read(&files[0]).unwrap();
+    let mut records = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let len = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
+        records.push(&bytes[at + 12..at + 12 + len]);
+        at += 16 + len;
+    }
+    assert_eq!(at, bytes.len());
+    let stream = std::fs::read_dir(d.cache().join("work"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("scalars.jsonl"))
+        .find(|p| p.is_file())
+        .unwrap();
+    let lines = std::fs::read_to_string(stream).unwrap().lines().count();
+    assert_eq!(records.len(), 1 + lines, "{records:?}");
+    assert!(records[0].ends_with(b"brain.Event:2"));
+    assert!(
+        records[1..]
+            .iter()
+            .all(|r| r.windows(6).any(|w| w == b"square"))
+    );
+    // A second look appends nothing new.
+    assert!(
+        d.run(&["watch", "exp.yaml", "--once", "--tensorboard", "tb"])
+            .status
+            .success()
+    );
+    assert_eq!(std::fs::read(&files[0]).unwrap(), bytes);
     d.write("exp.yaml", &exp.replace(", fail: true", ""));
     assert!(d.run(&["run", "exp.yaml"]).status.success());
     let out = stdout(&d.run(&["watch", "exp.yaml", "--once"]));

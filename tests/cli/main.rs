@@ -12,6 +12,7 @@ mod features;
 mod keys;
 mod kinds;
 mod metrics;
+mod ray;
 mod reliability;
 #[cfg(feature = "remote")]
 mod remote;

@@ -24,30 +24,14 @@ import numpy as np
 import scipy
 import scipy.linalg
 import torch
-import torch.nn.functional as F
 from safetensors.numpy import save_file
 
-from common import ASSETS, HERE, fashion_train, read_idx
-
-
-def nv_bilinear(x, size=299):
-    b, c, h, w = x.shape
-    theta = torch.eye(2, 3, dtype=torch.float64)
-    theta[0, 2] += theta[0, 0] / w - theta[0, 0] / size
-    theta[1, 2] += theta[1, 1] / h - theta[1, 1] / size
-    theta = theta.to(x.dtype).unsqueeze(0).repeat([b, 1, 1])
-    grid = F.affine_grid(theta, [b, c, size, size], align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+from common import ASSETS, HERE, fashion_train, inception_input, read_idx
 
 
 def features(model, images):
-    x = torch.from_numpy(images).float().repeat(1, 3, 1, 1)
-    x = (x / 255.0).clamp(0, 1)
-    x = nv_bilinear(x)
-    lo, hi = -1.0, 0.9921875
-    x = (x * (hi - lo) + lo).clamp(lo, hi)
     with torch.no_grad():
-        return model(x).numpy().astype(np.float64)
+        return model(inception_input(images)).numpy().astype(np.float64)
 
 
 def frechet(mu1, s1, mu2, s2):

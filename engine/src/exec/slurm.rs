@@ -25,10 +25,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use cedm_cache::{Cache, Failure, HitCheck, RunMeta};
+use cedm_cache::Cache;
 
-use super::{Engine, Executor};
-use crate::event::{Event, EventKind};
+use super::{Engine, Executor, job_exited, job_lost, job_succeeded, report_line, shell_quote};
 use crate::task::{BatchResources, Task, TaskError, TaskOutcome, save_task};
 
 /// Settings of the Slurm executor.
@@ -154,10 +153,6 @@ fn slurm(cmd: &str, args: &[String]) -> Result<String, String> {
 /// Whether Slurm answers here (`sinfo` runs).
 pub fn available() -> bool {
     slurm("sinfo", &["-h".into(), "-o".into(), "%P".into()]).is_ok()
-}
-
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 impl SlurmExecutor {
@@ -612,15 +607,7 @@ impl Executor for SlurmExecutor {
         stop: &AtomicBool,
     ) -> Result<TaskOutcome, TaskError> {
         save_task(engine.cache, task)?;
-        let report = |line: &str| {
-            engine.reporter.event(&Event {
-                instance: task.instance.clone(),
-                node: task.node.clone(),
-                kind: EventKind::Log {
-                    line: line.to_string(),
-                },
-            });
-        };
+        let report = |line: &str| report_line(engine, task, line);
         let mut resubmits = 0;
         loop {
             if stop.load(Ordering::Relaxed) {
@@ -630,13 +617,7 @@ impl Executor for SlurmExecutor {
             let (end, job, log) = self.inner.wait(id, stop, &report);
             match end {
                 End::Exit(0) => {
-                    return match engine.cache.check(&task.key)? {
-                        HitCheck::Hit(r) => Ok(TaskOutcome::Ran(r)),
-                        _ => Err(TaskError::Node(format!(
-                            "Slurm job {job} exited 0 but its result is not in the cache (log: {})",
-                            log.display()
-                        ))),
-                    };
+                    return job_succeeded(task, engine, &format!("Slurm job {job}"), &log);
                 }
                 End::Exit(130)
                     if !stop.load(Ordering::Relaxed)
@@ -659,43 +640,20 @@ impl Executor for SlurmExecutor {
                     )));
                 }
                 End::Exit(code) => {
-                    let error = match engine.cache.failure(&task.key) {
-                        Ok(Some(f)) => f.error,
-                        _ => format!("Slurm job {job} exited with {code}"),
-                    };
-                    return Err(TaskError::Node(format!(
-                        "{error} (Slurm job {job}, log: {})",
-                        log.display()
-                    )));
+                    return Err(job_exited(
+                        task,
+                        engine,
+                        &format!("Slurm job {job}"),
+                        code,
+                        &log,
+                    ));
                 }
                 End::Slurm(state) => {
                     if stop.load(Ordering::Relaxed) {
                         return Err(TaskError::Interrupted);
                     }
-                    let text = std::fs::read_to_string(&log).unwrap_or_default();
                     let error = format!("Slurm job {job} ended {state} (log: {})", log.display());
-                    let meta = RunMeta {
-                        experiment: task.experiment.clone(),
-                        node: task.node.clone(),
-                        instance: task.instance.clone(),
-                        started: cedm_cache::rfc3339_now(),
-                        seconds: 0.0,
-                        device: task.device.to_string(),
-                        host: String::new(),
-                        cedm_version: env!("CARGO_PKG_VERSION").to_string(),
-                        executor: format!("slurm:{job}"),
-                        log: engine.cache.put_bytes(text.as_bytes()).ok(),
-                        peak_rss: None,
-                        stats: BTreeMap::new(),
-                        resume: None,
-                    };
-                    let _ = engine.cache.put_failure(&Failure {
-                        key: task.key,
-                        kind: task.kind.clone(),
-                        error: error.clone(),
-                        meta,
-                    });
-                    return Err(TaskError::Node(error));
+                    return Err(job_lost(task, engine, &format!("slurm:{job}"), error, &log));
                 }
                 End::Refused(e) => {
                     return Err(TaskError::Node(format!("sbatch refused the job: {e}")));
@@ -707,7 +665,7 @@ impl Executor for SlurmExecutor {
 
 #[cfg(test)]
 mod tests {
-    use super::shell_quote;
+    use super::super::shell_quote;
 
     #[test]
     fn quoting_survives_spaces_and_quotes() {

@@ -10,7 +10,7 @@ use cedm_kernels::imageops::{Filter, Resample, preprocess};
 
 use super::Encoder;
 use crate::device::{Compute, to_host};
-use crate::models::inception::{DIM, InceptionBurn, InceptionCpu, SIZE};
+use crate::models::inception::{InceptionBurn, InceptionCpu, SIZE, Tap};
 use crate::models::weights::{Weights, tensor};
 
 /// How FID images reach 299×299.
@@ -36,6 +36,7 @@ enum Net {
 /// The FID Inception as an [`Encoder`].
 pub struct Inception {
     net: Net,
+    tap: Tap,
     resample: Resample,
     desc: String,
 }
@@ -46,13 +47,26 @@ impl Inception {
     /// # Errors
     /// Unreadable weights.
     pub fn load(weights: &Path, comp: &Compute, resize: FidResize) -> Result<Inception, NodeError> {
+        Inception::load_tap(weights, comp, resize, Tap::Pool3)
+    }
+
+    /// [`Inception::load`], with the features taken at `tap` (pytorch-fid's `--dims`).
+    ///
+    /// # Errors
+    /// Unreadable weights.
+    pub fn load_tap(
+        weights: &Path,
+        comp: &Compute,
+        resize: FidResize,
+        tap: Tap,
+    ) -> Result<Inception, NodeError> {
         let wts = Weights::load(weights)?;
         let resample = match resize {
             FidResize::TfBilinear => Resample::TfBilinear,
             FidResize::Bicubic => Resample::Filter(Filter::Bicubic),
             FidResize::Bilinear => Resample::Filter(Filter::Bilinear),
         };
-        let (net, desc) = match comp {
+        let (net, mut desc) = match comp {
             Compute::Cpu(_) => (
                 Net::Cpu(InceptionCpu::load(&wts)?),
                 format!("{}, NHWC kernels", comp.describe()),
@@ -62,8 +76,12 @@ impl Inception {
                 comp.describe(),
             ),
         };
+        if tap != Tap::Pool3 {
+            desc = format!("{desc}, {}-d features", tap.dims());
+        }
         Ok(Inception {
             net,
+            tap,
             resample,
             desc,
         })
@@ -72,7 +90,7 @@ impl Inception {
 
 impl Encoder for Inception {
     fn dim(&self) -> usize {
-        DIM
+        self.tap.dims()
     }
     fn describe(&self) -> String {
         self.desc.clone()
@@ -95,8 +113,10 @@ impl Encoder for Inception {
     }
     fn forward(&self, x: Vec<f32>, b: usize) -> Result<Vec<f32>, NodeError> {
         match &self.net {
-            Net::Cpu(m) => Ok(m.forward(&x, b, SIZE, SIZE)),
-            Net::Gpu(m, dev) => to_host(m.forward(tensor(x, [b, 3, SIZE, SIZE], dev))),
+            Net::Cpu(m) => Ok(m.forward_tap(&x, b, SIZE, SIZE, self.tap)),
+            Net::Gpu(m, dev) => {
+                to_host(m.forward_tap(tensor(x, [b, 3, SIZE, SIZE], dev), self.tap))
+            }
         }
     }
 }

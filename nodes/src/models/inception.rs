@@ -29,6 +29,57 @@ use cedm_kernels::cpu;
 
 /// Feature dimension (pool3).
 pub const DIM: usize = 2048;
+
+/// Where the features are taken: pytorch-fid's `--dims` (`pytorch_fid/inception.py`,
+/// `InceptionV3.BLOCK_INDEX_BY_DIM` and the four blocks built in `InceptionV3.__init__`). A tap
+/// before pool3 still has spatial extent; it is averaged over space, as pytorch-fid's
+/// `fid_score.get_activations` does with `adaptive_avg_pool2d(pred, (1, 1))`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tap {
+    /// 64-d: after the first max-pool (block 0: `conv`, `conv_1`, `conv_2`, max-pool).
+    Pool1,
+    /// 192-d: after the second max-pool (block 1: `conv_3`, `conv_4`, max-pool).
+    Pool2,
+    /// 768-d: the pre-aux-classifier features, after `mixed_7` (Mixed_6e).
+    PreAux,
+    /// 2048-d: pool3, the FID default.
+    Pool3,
+}
+
+impl Tap {
+    /// The tap of a feature dimension (64, 192, 768, 2048).
+    #[must_use]
+    pub fn from_dims(d: usize) -> Option<Tap> {
+        Some(match d {
+            64 => Tap::Pool1,
+            192 => Tap::Pool2,
+            768 => Tap::PreAux,
+            2048 => Tap::Pool3,
+            _ => return None,
+        })
+    }
+
+    /// Its feature dimension.
+    #[must_use]
+    pub fn dims(self) -> usize {
+        match self {
+            Tap::Pool1 => 64,
+            Tap::Pool2 => 192,
+            Tap::PreAux => 768,
+            Tap::Pool3 => DIM,
+        }
+    }
+
+    /// (stem ops, mixed blocks) run up to the tap.
+    fn extent(self) -> (usize, usize) {
+        match self {
+            Tap::Pool1 => (4, 0),
+            Tap::Pool2 => (7, 0),
+            Tap::PreAux => (7, 8),
+            Tap::Pool3 => (7, 11),
+        }
+    }
+}
 /// Input side.
 pub const SIZE: usize = 299;
 const EPS: f32 = 1e-3;
@@ -474,14 +525,23 @@ impl InceptionCpu {
     /// # Shapes
     /// `x`: `[n, 3, 299, 299]` NCHW, values in [−1, 1] → `[n, 2048]`
     pub fn forward(&self, x: &[f32], n: usize, h: usize, w: usize) -> Vec<f32> {
+        self.forward_tap(x, n, h, w, Tap::Pool3)
+    }
+
+    /// Features at `tap`, averaged over space; only the layers up to the tap run.
+    ///
+    /// # Shapes
+    /// `x`: `[n, 3, 299, 299]` NCHW, values in [−1, 1] → `[n, tap.dims()]`
+    pub fn forward_tap(&self, x: &[f32], n: usize, h: usize, w: usize, tap: Tap) -> Vec<f32> {
+        let (stem_ops, nblocks) = tap.extent();
         let copy = |v: &[f32]| {
             let mut b = cpu::buffer(v.len());
             b.copy_from_slice(v);
             b
         };
         let x = cpu::nchw_to_nhwc(x, n, 3, h, w);
-        let (mut x, mut h, mut w, mut c) = run_ops(&self.stem, x, n, h, w, 3);
-        for block in &self.blocks {
+        let (mut x, mut h, mut w, mut c) = run_ops(&self.stem[..stem_ops], x, n, h, w, 3);
+        for block in &self.blocks[..nblocks] {
             let fused = block.fused.as_ref().map(|f| f.forward(&x, n, h, w, None).0);
             let total = block.fused.as_ref().map_or(0, |f| f.cout);
             let mut outs: Vec<(Vec<f32>, usize)> = Vec::new();
@@ -641,8 +701,17 @@ impl InceptionBurn {
     /// # Shapes
     /// `[n, 3, 299, 299]` → `[n, 2048]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut x = burn_ops(&self.stem, x);
-        for block in &self.blocks {
+        self.forward_tap(x, Tap::Pool3)
+    }
+
+    /// Features at `tap`, averaged over space.
+    ///
+    /// # Shapes
+    /// `[n, 3, 299, 299]` → `[n, tap.dims()]`
+    pub fn forward_tap(&self, x: Tensor<4>, tap: Tap) -> Tensor<2> {
+        let (stem_ops, nblocks) = tap.extent();
+        let mut x = burn_ops(&self.stem[..stem_ops], x);
+        for block in &self.blocks[..nblocks] {
             let mut outs = Vec::new();
             for (ops, tails) in block {
                 let y = burn_ops(ops, x.clone());
