@@ -109,7 +109,7 @@ pub struct EvalArgs {
     /// `$CEDM_ASSETS/weights`, `./assets/weights` or the assets beside the binary].
     #[arg(long, value_name = "ENCODER=PATH")]
     pub weights: Vec<String>,
-    /// Bootstrap resamples of A for the Fréchet distances' interval (0: none).
+    /// Bootstrap resamples of A for the interval of the Fréchet distances and KID (0: none).
     #[arg(long, default_value_t = 100)]
     pub bootstrap: usize,
     /// Level of the interval.

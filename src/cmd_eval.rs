@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use cedm_nodes::algorithms::frechet::bias_corrected_interval;
 use cedm_nodes::algorithms::frechet::{PreparedReference, bootstrap_mean};
-use cedm_nodes::algorithms::kid::{PolyKernel, mean_std_population, subset_mmds};
+use cedm_nodes::algorithms::kid::{KidBootstrap, PolyKernel, mean_std_population, subset_mmds};
 use cedm_nodes::algorithms::prdc::prdc;
 use cedm_nodes::artifacts::features::{Features, distance_name_of};
 use cedm_nodes::artifacts::safetensors::Tensors;
@@ -23,6 +24,8 @@ use cedm_nodes::encoders::mobilenet_v2::MobileNetV2;
 use cedm_nodes::encoders::vit::{Vit, config};
 use cedm_nodes::encoders::{Encoder, extract_batches};
 use cedm_nodes::kernels::imageops::Filter;
+use cedm_nodes::kinds::metrics::kid::BOOTSTRAP_MAX_FLOATS;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::cli::EvalArgs;
@@ -361,12 +364,32 @@ pub fn eval(a: &EvalArgs) -> Result<ExitCode, CliError> {
                     let mmds =
                         subset_mmds(&x.data, &y.data, x.d, a.kid_subsets, size, kernel, 2020);
                     let (kid, std) = mean_std_population(&mmds);
+                    // The interval of metrics/kid: resampled samples, the same subsets.
+                    let ci = (a.bootstrap > 0
+                        && x.n.saturating_mul(x.n + y.n) <= BOOTSTRAP_MAX_FLOATS)
+                        .then(|| {
+                            let boot = KidBootstrap::new(
+                                &x.data,
+                                &y.data,
+                                x.d,
+                                a.kid_subsets,
+                                size,
+                                kernel,
+                                2020,
+                            );
+                            let reps: Vec<f64> = (0..a.bootstrap)
+                                .into_par_iter()
+                                .map(|r| boot.replicate(r))
+                                .collect();
+                            bias_corrected_interval(&reps, kid, a.confidence)
+                        })
+                        .flatten();
                     out.push(Value {
                         metric: "KID".into(),
                         encoder: enc.into(),
                         value: kid,
-                        ci_low: None,
-                        ci_high: None,
+                        ci_low: ci.map(|i| i.low),
+                        ci_high: ci.map(|i| i.high),
                         std: Some(std),
                     });
                 } else {
@@ -405,21 +428,24 @@ pub fn eval(a: &EvalArgs) -> Result<ExitCode, CliError> {
     let rows: Vec<[String; 4]> = out
         .iter()
         .map(|v| {
+            // KIDs are often 1e-4: those get three significant digits, not `0.0000`.
+            let small = v.value != 0.0 && v.value.abs() < 0.01;
             let digits = if v.value.abs() < 1.0 { 4 } else { 2 };
+            let num = |x: f64| {
+                if small {
+                    format!("{x:.2e}")
+                } else {
+                    format!("{x:.digits$}")
+                }
+            };
             let spread = match (v.ci_low, v.ci_high, v.std) {
-                (Some(l), Some(h), _) => format!(
-                    "{:.0}% CI [{l:.digits$}, {h:.digits$}]",
-                    a.confidence * 100.0
-                ),
-                (_, _, Some(s)) => format!("± {s:.digits$} (std over {} subsets)", a.kid_subsets),
+                (Some(l), Some(h), _) => {
+                    format!("{:.0}% CI [{}, {}]", a.confidence * 100.0, num(l), num(h))
+                }
+                (_, _, Some(s)) => format!("± {} (std over {} subsets)", num(s), a.kid_subsets),
                 _ => String::new(),
             };
-            [
-                v.metric.clone(),
-                v.encoder.clone(),
-                format!("{:.digits$}", v.value),
-                spread,
-            ]
+            [v.metric.clone(), v.encoder.clone(), num(v.value), spread]
         })
         .collect();
     let head = ["metric", "encoder", "value", ""];

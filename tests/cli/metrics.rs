@@ -387,6 +387,22 @@ nodes:
     assert!(near < far / 5.0, "KID near {near}, far {far}");
     assert_eq!(kn["subsets"], 10);
     assert_eq!(kn["encoder"], "features/mobilenet_v2");
+    // Bootstrap intervals (100 resamples of the samples): each holds its estimate, and the far
+    // set's lies clear above the near set's.
+    for (name, m) in [("near", &kn), ("far", &kf)] {
+        let (lo, hi, v) = (
+            m["ci_low"].as_f64().unwrap(),
+            m["ci_high"].as_f64().unwrap(),
+            m["kid"].as_f64().unwrap(),
+        );
+        assert!(lo < v && v < hi, "{name}: {v} not in [{lo}, {hi}]");
+        assert!(m["boot_std"].as_f64().unwrap() > 0.0, "{m}");
+        assert_eq!(m["bootstrap"], 100);
+    }
+    assert!(
+        kf["ci_low"].as_f64().unwrap() > kn["ci_high"].as_f64().unwrap(),
+        "{kn} {kf}"
+    );
     let (pn, pf) = (metrics(&d, "prdc_near"), metrics(&d, "prdc_far"));
     for f in ["precision", "recall", "density", "coverage"] {
         let (x, y) = (pn[f].as_f64().unwrap(), pf[f].as_f64().unwrap());
@@ -397,11 +413,17 @@ nodes:
     // A metric added later reads the cached features: no encoder runs again.
     d.write(
         "exp.yaml",
-        &format!("{yaml}  kid_more: {{kind: metrics/kid, inputs: {{samples: em, reference: eb}}, params: {{subsets: 5, subset_size: 50}}}}\n"),
+        &format!("{yaml}  kid_more: {{kind: metrics/kid, inputs: {{samples: em, reference: eb}}, params: {{subsets: 5, subset_size: 50, bootstrap: 0}}}}\n"),
     );
     let o = d.run(&["run", "exp.yaml"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("1 ran"), "{}", stderr(&o));
+    let more = metrics(&d, "kid_more");
+    assert!(
+        more["ci_low"].is_null() && more["boot_std"].is_null(),
+        "{more}"
+    );
+    assert_eq!(more["bootstrap"], 0);
     d.write(
         "bad.yaml",
         &yaml.replace(

@@ -244,8 +244,15 @@ pub fn bootstrap_mean(
             return Ok(None);
         }
     }
+    Ok(bias_corrected_interval(&boots, estimate, confidence))
+}
+
+/// The percentile interval of bootstrap replicates `boots` of a statistic whose value is
+/// `estimate`, shifted by the bootstrap estimate of the bias, mean(boots) − estimate (Efron &
+/// Tibshirani 1993, §10.6); None without replicates.
+pub fn bias_corrected_interval(boots: &[f64], estimate: f64, confidence: f64) -> Option<Interval> {
     if boots.is_empty() {
-        return Ok(None);
+        return None;
     }
     let alpha = (1.0 - confidence) / 2.0;
     let m = boots.iter().sum::<f64>() / boots.len() as f64;
@@ -253,12 +260,12 @@ pub fn bootstrap_mean(
         / (boots.len().max(2) - 1) as f64)
         .sqrt();
     let bias = m - estimate;
-    Ok(Some(Interval {
-        low: quantile(&boots, alpha) - bias,
-        high: quantile(&boots, 1.0 - alpha) - bias,
+    Some(Interval {
+        low: quantile(boots, alpha) - bias,
+        high: quantile(boots, 1.0 - alpha) - bias,
         std,
         bias,
-    }))
+    })
 }
 
 /// FD∞ (Chong & Forsyth 2020, `calculate_FID_infinity`): FD on random subsets (without
