@@ -58,10 +58,10 @@ pub struct RayOptions {
 /// # Errors
 /// `RAY_AUTH_TOKEN_PATH` names a file that cannot be read (Ray treats that as fatal too).
 pub fn auth_token() -> Result<Option<String>, String> {
-    if let Ok(t) = std::env::var("RAY_AUTH_TOKEN") {
-        if !t.trim().is_empty() {
-            return Ok(Some(t.trim().to_string()));
-        }
+    if let Ok(t) = std::env::var("RAY_AUTH_TOKEN")
+        && !t.trim().is_empty()
+    {
+        return Ok(Some(t.trim().to_string()));
     }
     if let Ok(p) = std::env::var("RAY_AUTH_TOKEN_PATH") {
         return std::fs::read_to_string(&p)
@@ -156,7 +156,7 @@ fn memory_bytes(mem: &str) -> Option<u64> {
         "T" => 1 << 40,
         _ => return None,
     };
-    (n.is_finite() && n >= 0.0).then(|| (n * mult as f64) as u64)
+    (n.is_finite() && n >= 0.0).then_some((n * mult as f64) as u64)
 }
 
 /// How a job ended.
