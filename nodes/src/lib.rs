@@ -42,6 +42,7 @@ pub fn registry() -> Registry {
         .register(&features::inception::FeaturesInception)
         .register(&features::mobilenet_v2::FeaturesMobileNetV2)
         .register(&features::vit::FeaturesVit)
+        .register(&features::clip::FeaturesClip)
         .register(&features::knn::FeaturesKnn)
         .register(&cluster::temi::ClusterTemi)
         .register(&cluster::kmeans::ClusterKmeans)

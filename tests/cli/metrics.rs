@@ -297,8 +297,12 @@ nodes:
       model: custom
       weights: {p}/clip_tiny.safetensors
       vocabulary: {a}/clip/bpe_simple_vocab_16e6.txt.gz
-      arch: {{embed_dim: 12, image_size: 32, patch: 8, vision: {{width: 32, layers: 2, heads: 4, mlp: 128}}, text: {{width: 8, layers: 2, heads: 2, mlp: 32}}}}
+      arch: &arch {{embed_dim: 12, image_size: 32, patch: 8, vision: {{width: 32, layers: 2, heads: 4, mlp: 128}}, text: {{width: 8, layers: 2, heads: 2, mlp: 32}}}}
       classes: [t-shirt, trouser, pullover, dress, coat, sandal, shirt, sneaker, bag, ankle boot]
+  clip_features:
+    kind: features/clip
+    inputs: {{images: train}}
+    params: {{model: custom, weights: {p}/clip_tiny.safetensors, arch: *arch}}
   edm:
     kind: edm/train
     inputs: {{images: train, labels: clip}}
@@ -340,6 +344,35 @@ nodes:
     assert_eq!(l["source"], "labels/clip");
     assert_eq!(l["clusters"], 10);
     assert_eq!(l["dim"].as_u64().unwrap(), used);
+    // features/clip gives the image embeddings labels/clip classified: normalised, their best
+    // cosine to the class embeddings is each image's recorded similarity.
+    let f = cedm_nodes::artifacts::features::Features::read_file(&output_path(
+        &d,
+        "clip_features",
+        "features.safetensors",
+    ))
+    .unwrap();
+    assert_eq!((f.n, f.d), (40, 12));
+    let scores = cedm_nodes::artifacts::safetensors::Tensors::open(&output_path(
+        &d,
+        "clip",
+        "scores.safetensors",
+    ))
+    .unwrap();
+    let classifier = scores.f32("classifier").unwrap().data;
+    let sims = scores.f32("similarity").unwrap().data;
+    for (i, row) in f.data.chunks(12).enumerate() {
+        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        let best = classifier
+            .chunks(12)
+            .map(|c| row.iter().zip(c).map(|(a, b)| a * b).sum::<f32>() / norm)
+            .fold(f32::NEG_INFINITY, f32::max);
+        assert!(
+            (best - sims[i]).abs() < 1e-5,
+            "image {i}: {best} vs {}",
+            sims[i]
+        );
+    }
     // A bad prompt list is refused before anything runs, naming the param.
     let bad = std::fs::read_to_string(d.path().join("exp.yaml"))
         .unwrap()

@@ -128,11 +128,12 @@ impl Features {
 }
 
 /// The Fréchet distance's name for features of `kind` (and its `model` param): `FID`,
-/// `FD_MobileNetV2`, `FD_DINOv2`, `FD_<model>`, `FD_<kind>`.
+/// `FD_MobileNetV2`, `FD_CLIP`, `FD_DINOv2`, `FD_<model>`, `FD_<kind>`.
 pub fn distance_name_of(kind: &str, model: Option<&str>) -> String {
     match (kind, model) {
         ("features/inception", _) => "FID".into(),
         ("features/mobilenet_v2", _) => "FD_MobileNetV2".into(),
+        ("features/clip", _) => "FD_CLIP".into(),
         ("features/vit", Some(m)) if m.starts_with("dinov2") => "FD_DINOv2".into(),
         ("features/vit", Some(m)) => format!("FD_{m}"),
         (k, _) => format!("FD_{}", k.trim_start_matches("features/")),

@@ -97,14 +97,9 @@ pub fn extract(
 ) -> Result<Features, NodeError> {
     let t0 = std::time::Instant::now();
     let n = set.n;
+    // The progress line shows the rate itself (once).
     let feats = extract_batches(set, batch, encoder, |done| {
-        let rate = done as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-        ctx.progress(
-            done as u64,
-            Some(n as u64),
-            "img",
-            Some(format!("{rate:.0} img/s")),
-        );
+        ctx.progress(done as u64, Some(n as u64), "img", None);
         !ctx.should_stop()
     })?;
     let secs = t0.elapsed().as_secs_f64();

@@ -28,58 +28,10 @@ use crate::artifacts::images::ImageSet;
 use crate::artifacts::safetensors::Writer;
 use crate::artifacts::write_json;
 use crate::device::{compute, to_host};
-use crate::encoders::clip::ClipImage;
+use crate::encoders::clip::{Arch, ClipImage, clip_config};
 use crate::encoders::extract;
-use crate::models::clip::{
-    Clip, ClipConfig, ClipTokenizer, TowerConfig, normalize_rows, zero_shot_classifier,
-};
+use crate::models::clip::{Clip, ClipTokenizer, normalize_rows, zero_shot_classifier};
 use crate::models::weights::Weights;
-
-/// One tower of a custom architecture.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Tower {
-    /// Width.
-    pub width: usize,
-    /// Blocks.
-    pub layers: usize,
-    /// Attention heads.
-    pub heads: usize,
-    /// MLP width.
-    pub mlp: usize,
-}
-
-/// An explicit architecture, for checkpoints that are not one of the presets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Arch {
-    /// Joint embedding dimension.
-    pub embed_dim: usize,
-    /// Input side.
-    pub image_size: usize,
-    /// Patch size.
-    pub patch: usize,
-    /// The image tower.
-    pub vision: Tower,
-    /// The text tower.
-    pub text: Tower,
-    /// Context length. Default: 77.
-    #[serde(default = "d_context")]
-    pub context: usize,
-    /// Vocabulary size. Default: 49408.
-    #[serde(default = "d_vocab")]
-    pub vocab: usize,
-    /// QuickGELU (OpenAI's weights). Default: false.
-    #[serde(default)]
-    pub quick_gelu: bool,
-}
-
-fn d_context() -> usize {
-    77
-}
-fn d_vocab() -> usize {
-    49408
-}
 
 /// Params of `labels/clip`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -122,58 +74,6 @@ fn d_batch() -> usize {
     32
 }
 
-/// The architecture a params set names.
-fn config(p: &Params) -> Result<ClipConfig, String> {
-    let tower = |t: &Tower| TowerConfig {
-        width: t.width,
-        layers: t.layers,
-        heads: t.heads,
-        mlp: t.mlp,
-    };
-    match (p.model.as_str(), &p.arch) {
-        ("custom", Some(a)) => {
-            let ok = |t: &Tower| {
-                t.width > 0
-                    && t.heads > 0
-                    && t.width % t.heads == 0
-                    && t.width <= 1 << 14
-                    && t.layers <= 256
-                    && t.mlp <= 1 << 16
-            };
-            if !(ok(&a.vision) && ok(&a.text))
-                || a.patch == 0
-                || a.image_size % a.patch != 0
-                || a.image_size > 4096
-                || a.embed_dim == 0
-                || a.embed_dim > 1 << 14
-                || !(2..=4096).contains(&a.context)
-                || a.vocab == 0
-                || a.vocab > 1 << 20
-            {
-                return Err("`arch` needs widths divisible by their heads (≤ 16384), ≤ 256 layers, image_size a multiple of patch (≤ 4096), 1 ≤ embed_dim ≤ 16384, 2 ≤ context ≤ 4096, 1 ≤ vocab ≤ 2²⁰".into());
-            }
-            Ok(ClipConfig {
-                embed_dim: a.embed_dim,
-                image_size: a.image_size,
-                patch: a.patch,
-                vision: tower(&a.vision),
-                text: tower(&a.text),
-                context: a.context,
-                vocab: a.vocab,
-                quick_gelu: a.quick_gelu,
-            })
-        }
-        ("custom", None) => Err("`model: custom` needs `arch`".into()),
-        (m, None) => ClipConfig::preset(m).ok_or_else(|| {
-            format!(
-                "unknown model `{m}`; presets: {} (each also -quickgelu), or custom",
-                ClipConfig::PRESETS.join(", ")
-            )
-        }),
-        (_, Some(_)) => Err("`arch` is only used with `model: custom`".into()),
-    }
-}
-
 /// The `labels/clip` kind.
 pub struct LabelsClip;
 
@@ -186,7 +86,7 @@ impl Kind for LabelsClip {
 
     fn validate(p: &Params) -> Vec<ParamError> {
         let mut v = Vec::new();
-        if let Err(m) = config(p) {
+        if let Err(m) = clip_config(&p.model, p.arch.as_ref()) {
             v.push(ParamError::invalid("model", m));
         }
         if p.classes.is_empty() {
@@ -227,7 +127,7 @@ impl Kind for LabelsClip {
     }
 
     fn run(&self, p: Params, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
-        let cfg = config(&p).map_err(NodeError::msg)?;
+        let cfg = clip_config(&p.model, p.arch.as_ref()).map_err(NodeError::msg)?;
         let set = ImageSet::read(ctx.require("images")?)?;
         let comp = compute(ctx.device())?;
         let dev = comp.device().clone();
