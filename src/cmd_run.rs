@@ -315,20 +315,21 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, CliError> {
     }
     let slurm = a.executor == crate::cli::ExecutorKind::Slurm;
     let ray = a.executor == crate::cli::ExecutorKind::Ray;
-    let ray_env = match &a.ray.ray_runtime_env {
-        Some(text) => Some(
-            serde_json::from_str::<serde_json::Value>(text).map_err(|e| {
-                CliError::Usage(format!("--ray-runtime-env: not JSON ({e}): {text}"))
-            })?,
-        )
-        .filter(|v| !v.is_null()),
-        None => None,
+    // A JSON object, or nothing (`null` counts as nothing).
+    let ray_env = match a.ray.ray_runtime_env.as_deref().map(serde_json::from_str) {
+        None | Some(Ok(serde_json::Value::Null)) => None,
+        Some(Ok(v @ serde_json::Value::Object(_))) => Some(v),
+        Some(Ok(_)) => {
+            return Err(CliError::Usage(
+                "--ray-runtime-env: expected a JSON object ({\"env_vars\": {…}}, …)".into(),
+            ));
+        }
+        Some(Err(e)) => {
+            return Err(CliError::Usage(format!(
+                "--ray-runtime-env: not JSON ({e})"
+            )));
+        }
     };
-    if ray_env.as_ref().is_some_and(|v| !v.is_object()) {
-        return Err(CliError::Usage(
-            "--ray-runtime-env: expected a JSON object ({\"env_vars\": {…}}, …)".into(),
-        ));
-    }
     let opts = RunOptions {
         only: a.only.clone(),
         force: a.force.clone(),

@@ -118,7 +118,7 @@ impl Mirror {
         }
     }
 
-    /// Append the new points of one instance's stream; returns how many were written.
+    /// Append the new points of one instance's stream.
     ///
     /// # Errors
     /// The directory or the file cannot be written.
@@ -127,9 +127,9 @@ impl Mirror {
         label: &str,
         key: &str,
         lines: &[ScalarLine],
-    ) -> std::io::Result<usize> {
+    ) -> std::io::Result<()> {
         let Some(first) = lines.first() else {
-            return Ok(0);
+            return Ok(());
         };
         let (mut file, last_t) = match self.files.get(key) {
             Some((path, t)) => (
@@ -153,7 +153,6 @@ impl Mirror {
         };
         let mut buf = Vec::new();
         let mut newest = last_t.unwrap_or(f64::NEG_INFINITY);
-        let mut n = 0;
         for l in lines.iter().filter(|l| last_t.is_none_or(|t| l.t > t)) {
             let values: Vec<(&str, f32)> = l
                 .values
@@ -162,13 +161,12 @@ impl Mirror {
                 .collect();
             buf.extend(record(&scalars_event(l.t, l.step.round() as i64, &values)));
             newest = newest.max(l.t);
-            n += 1;
         }
         file.write_all(&buf)?;
         if let Some(e) = self.files.get_mut(key) {
             e.1 = newest;
         }
-        Ok(n)
+        Ok(())
     }
 }
 

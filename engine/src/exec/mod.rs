@@ -125,6 +125,29 @@ pub(crate) fn job_lost(
     TaskError::Node(error)
 }
 
+/// A batch run's id (`<pid>-<UTC time>`, unique per driver) and its folder
+/// `<cache>/<executor>/<id>/`, created, for job scripts, logs and exit codes.
+///
+/// # Errors
+/// When the folder cannot be created.
+pub(crate) fn run_dir(
+    cache: &cedm_cache::Cache,
+    executor: &str,
+) -> Result<(String, std::path::PathBuf), TaskError> {
+    let id = format!(
+        "{}-{}",
+        std::process::id(),
+        cedm_cache::rfc3339_now()
+            .replace([':', '-'], "")
+            .replace('T', "-")
+            .trim_end_matches('Z')
+    );
+    let dir = cache.root().join(executor).join(&id);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| TaskError::Node(format!("creating {}: {e}", dir.display())))?;
+    Ok((id, dir))
+}
+
 /// A shell word.
 pub(crate) fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))

@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 
 use cedm_cache::Cache;
 
-use super::{Engine, Executor, job_exited, job_lost, job_succeeded, report_line, shell_quote};
+use super::{
+    Engine, Executor, job_exited, job_lost, job_succeeded, report_line, run_dir, shell_quote,
+};
 use crate::task::{BatchResources, Task, TaskError, TaskOutcome, save_task};
 
 /// Settings of the Ray executor.
@@ -185,17 +187,7 @@ impl RayExecutor {
     /// When the dashboard does not answer or the run's folder cannot be created.
     pub fn new(cache: &Cache, opts: RayOptions) -> Result<RayExecutor, TaskError> {
         version(&opts.address, opts.token.as_deref()).map_err(TaskError::Node)?;
-        let run_id = format!(
-            "{}-{}",
-            std::process::id(),
-            cedm_cache::rfc3339_now()
-                .replace([':', '-'], "")
-                .replace('T', "-")
-                .trim_end_matches('Z')
-        );
-        let dir = cache.root().join("ray").join(&run_id);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| TaskError::Node(format!("creating {}: {e}", dir.display())))?;
+        let (run_id, dir) = run_dir(cache, "ray")?;
         Ok(RayExecutor {
             opts,
             agent: agent(),

@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 
 use cedm_cache::Cache;
 
-use super::{Engine, Executor, job_exited, job_lost, job_succeeded, report_line, shell_quote};
+use super::{
+    Engine, Executor, job_exited, job_lost, job_succeeded, report_line, run_dir, shell_quote,
+};
 use crate::task::{BatchResources, Task, TaskError, TaskOutcome, save_task};
 
 /// Settings of the Slurm executor.
@@ -161,17 +163,7 @@ impl SlurmExecutor {
     /// # Errors
     /// When the run's folder in the cache cannot be created.
     pub fn new(cache: &Cache, opts: SlurmOptions) -> Result<SlurmExecutor, TaskError> {
-        let run_id = format!(
-            "{}-{}",
-            std::process::id(),
-            cedm_cache::rfc3339_now()
-                .replace([':', '-'], "")
-                .replace('T', "-")
-                .trim_end_matches('Z')
-        );
-        let dir = cache.root().join("slurm").join(&run_id);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| TaskError::Node(format!("creating {}: {e}", dir.display())))?;
+        let (run_id, dir) = run_dir(cache, "slurm")?;
         // sacct's --starttime wants local time without zone; a day back is safe and cheap.
         let started = "now-1days".to_string();
         let inner = Arc::new(Inner {
