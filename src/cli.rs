@@ -448,6 +448,16 @@ pub struct RunArgs {
     /// Device for nodes that use one: cpu, wgpu[:N], cuda[:N] [default: the YAML's `device`, else cpu].
     #[arg(long, value_name = "DEVICE")]
     pub device: Option<cedm_engine::DeviceSpec>,
+    /// GPU slots of this machine for a local run on a GPU device: device numbers (`0,1,2,3`).
+    /// Each GPU node runs on one slot as that device; trainings hold a slot alone [default:
+    /// the device's own number].
+    #[arg(long, value_name = "LIST", value_parser = parse_gpus)]
+    pub gpus: Option<GpuList>,
+    /// Memory of each GPU (`80G`): lets nodes whose device memory is known (features,
+    /// sampling, metrics, TEMI heads; the last run's measured peak, or the YAML's
+    /// `resources: {gpu_mem: …}`) share a slot while their needs fit.
+    #[arg(long, value_name = "SIZE", value_parser = parse_gpu_mem)]
+    pub gpu_mem: Option<u64>,
     /// Show what would run, and why, without running anything.
     #[arg(long)]
     pub dry_run: bool,
@@ -459,6 +469,32 @@ pub struct RunArgs {
     pub remote: RemoteArg,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// Device numbers of `--gpus`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GpuList(pub Vec<usize>);
+
+fn parse_gpus(s: &str) -> Result<GpuList, String> {
+    let mut v = Vec::new();
+    for part in s.trim().split(',') {
+        let i: usize = part
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}`: expected device numbers such as 0,1,2,3"))?;
+        if v.contains(&i) {
+            return Err(format!("`{s}`: device {i} is listed twice"));
+        }
+        v.push(i);
+    }
+    if v.len() > 1024 {
+        return Err(format!("`{s}`: at most 1024 devices"));
+    }
+    Ok(GpuList(v))
+}
+
+fn parse_gpu_mem(s: &str) -> Result<u64, String> {
+    cedm_engine::gpu::parse_mem_mb(s)
 }
 
 /// Executors.

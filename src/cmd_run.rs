@@ -335,6 +335,8 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, CliError> {
         force: a.force.clone(),
         jobs: a.jobs.unwrap_or(if slurm || ray { 100 } else { 2 }).max(1),
         device: a.device,
+        gpus: a.gpus.clone().map(|g| g.0).unwrap_or_default(),
+        gpu_mem_mb: a.gpu_mem,
         stop: stop_flag(),
     };
     let human = Human::new(a.output.verbose, a.output.quiet);

@@ -53,6 +53,23 @@ impl DeviceSpec {
     pub fn is_gpu(&self) -> bool {
         !matches!(self, DeviceSpec::Cpu)
     }
+
+    /// The device number (0 for the CPU).
+    pub fn index(&self) -> usize {
+        match self {
+            DeviceSpec::Cpu => 0,
+            DeviceSpec::Wgpu(i) | DeviceSpec::Cuda(i) => *i,
+        }
+    }
+
+    /// The same backend, device `i` (the CPU stays the CPU).
+    pub fn with_index(&self, i: usize) -> DeviceSpec {
+        match self {
+            DeviceSpec::Cpu => DeviceSpec::Cpu,
+            DeviceSpec::Wgpu(_) => DeviceSpec::Wgpu(i),
+            DeviceSpec::Cuda(_) => DeviceSpec::Cuda(i),
+        }
+    }
 }
 
 impl fmt::Display for DeviceSpec {

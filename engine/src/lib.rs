@@ -17,6 +17,7 @@ pub mod device;
 pub mod diag;
 pub mod event;
 pub mod exec;
+pub mod gpu;
 pub mod interp;
 pub mod key;
 pub mod kind;

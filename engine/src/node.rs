@@ -542,7 +542,17 @@ pub struct RunContext<'a> {
     pub(crate) scalar_stream: Option<PathBuf>,
     pub(crate) last_scalars: Option<Instant>,
     pub(crate) pending_scalars: BTreeMap<String, f64>,
+    /// Reads the device memory the node's accelerator holds now (bytes), sampled with progress.
+    pub(crate) memory_probe: Option<MemoryProbe<'a>>,
+    pub(crate) last_memory: Option<Instant>,
 }
+
+/// Reads an accelerator's memory in use, in bytes (`None` when it cannot say).
+pub type MemoryProbe<'a> = Box<dyn Fn() -> Option<u64> + Send + Sync + 'a>;
+
+/// The record stat with the peak device memory a node's run measured, in MiB: the local
+/// executor sizes the node's next request from it ([`crate::gpu`]).
+pub const GPU_PEAK_STAT: &str = "gpu_peak_mb";
 
 /// Publishes a snapshot of a trajectory: its length, a writer of its outputs, its state file.
 pub(crate) type SnapshotSink<'a> = dyn Fn(f64, &dyn Fn(&Path) -> Result<(), NodeError>, Option<&Path>) -> Result<(), NodeError>
@@ -579,6 +589,8 @@ impl<'a> RunContext<'a> {
             scalar_stream: None,
             last_scalars: None,
             pending_scalars: BTreeMap::new(),
+            memory_probe: None,
+            last_memory: None,
         }
     }
 
@@ -650,9 +662,38 @@ impl<'a> RunContext<'a> {
         self.stop.load(Ordering::Relaxed)
     }
 
+    /// Watch the node's accelerator memory: `probe` reads what the device holds now (bytes);
+    /// it is sampled now, with progress (at most once a second) and when the node ends, and the
+    /// peak goes to the record's stats as [`GPU_PEAK_STAT`] (MiB), from which the local executor
+    /// sizes the node's next request.
+    pub fn watch_device_memory(&mut self, probe: impl Fn() -> Option<u64> + Send + Sync + 'a) {
+        self.memory_probe = Some(Box::new(probe));
+        self.sample_device_memory();
+    }
+
+    /// Sample the watched device memory into the peak stat.
+    pub(crate) fn sample_device_memory(&mut self) {
+        let Some(probe) = &self.memory_probe else {
+            return;
+        };
+        self.last_memory = Some(Instant::now());
+        if let Some(bytes) = probe() {
+            let mb = bytes as f64 / (1024.0 * 1024.0);
+            let peak = self.stats.entry(GPU_PEAK_STAT.to_string()).or_insert(0.0);
+            *peak = peak.max(mb);
+        }
+    }
+
     /// Report progress (rate-limited to a few events per second, except the last).
     pub fn progress(&mut self, done: u64, total: Option<u64>, unit: &str, message: Option<String>) {
         let now = Instant::now();
+        if self.memory_probe.is_some()
+            && self
+                .last_memory
+                .is_none_or(|t| now.duration_since(t).as_millis() >= 1000)
+        {
+            self.sample_device_memory();
+        }
         let last = total.is_some_and(|t| done >= t);
         if !last
             && self

@@ -412,7 +412,23 @@ fn parse_resources(spec: &NodeSpec, problems: &mut Vec<Problem>) -> ResourceSpec
     };
     let json = node.value.to_json();
     match serde_path_to_error::deserialize::<_, ResourceSpec>(json) {
-        Ok(r) => r,
+        Ok(r) => {
+            if let Some(m) = &r.gpu_mem
+                && let Err(msg) = crate::gpu::parse_mem_mb(m)
+            {
+                let (n, _, _) = node_at(node, &[PathSeg::Key("gpu_mem".into())]);
+                problems.push(
+                    Problem::new(
+                        "cedm::spec::invalid_resources",
+                        format!("node `{}`: resources: gpu_mem {msg}", spec.id),
+                        n.span,
+                        "here",
+                    )
+                    .with_help("gpu_mem is a size such as 512M or 6G"),
+                );
+            }
+            r
+        }
         Err(e) => {
             let msg = e.inner().to_string();
             let path: Vec<PathSeg> = e
@@ -445,7 +461,7 @@ fn parse_resources(spec: &NodeSpec, problems: &mut Vec<Problem>) -> ResourceSpec
                     "here",
                 )
                 .with_help(
-                    "resources takes: gpus, cpus, mem, time, partition, account, qos, constraint",
+                    "resources takes: gpus, gpu_mem, cpus, mem, time, partition, account, qos, constraint",
                 ),
             );
             ResourceSpec::default()
@@ -714,6 +730,13 @@ pub fn expand(exp: Experiment, registry: &Registry) -> Result<Plan, SpecError> {
             let rspec = resource_specs.get(&ni).cloned().unwrap_or_default();
             if let Some(g) = rspec.gpus {
                 resources.gpus = g;
+            }
+            if let Some(m) = rspec
+                .gpu_mem
+                .as_deref()
+                .and_then(|m| crate::gpu::parse_mem_mb(m).ok())
+            {
+                resources.gpu_mem_mb = Some(m);
             }
             let index = instances.len();
             instances.push(Instance {

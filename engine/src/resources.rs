@@ -7,8 +7,13 @@ use serde::{Deserialize, Serialize};
 /// What a node needs from the machine while it runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Resources {
-    /// Accelerators held exclusively (0 or 1 on one device; more for data parallel).
+    /// Accelerators the node uses (0 or 1 on one device; more for data parallel).
     pub gpus: u32,
+    /// Device memory a one-device node needs at most, in MiB, when the kind can say: with it, the
+    /// local executor lets the node share a GPU with others whose needs fit beside it (see
+    /// [`crate::gpu`]). `None`: the node holds its device alone (trainings).
+    #[serde(default)]
+    pub gpu_mem_mb: Option<u64>,
 }
 
 /// A kind's default batch reservation (see [`crate::node::Node::batch_defaults`]).
@@ -34,8 +39,19 @@ impl BatchDefaults {
 }
 
 impl Resources {
-    /// One accelerator (when the run's device is one).
-    pub const GPU: Resources = Resources { gpus: 1 };
+    /// One accelerator (when the run's device is one), held alone.
+    pub const GPU: Resources = Resources {
+        gpus: 1,
+        gpu_mem_mb: None,
+    };
+
+    /// One accelerator, shared with other nodes while `mb` MiB fits beside them.
+    pub const fn gpu_shared(mb: u64) -> Resources {
+        Resources {
+            gpus: 1,
+            gpu_mem_mb: Some(mb),
+        }
+    }
 }
 
 impl Default for BatchDefaults {
@@ -54,6 +70,9 @@ impl Default for BatchDefaults {
 pub struct ResourceSpec {
     /// Accelerators the node holds (overrides the kind's default).
     pub gpus: Option<u32>,
+    /// Device memory the node needs (`6G`, `512M`): lets it share a GPU of the local executor's
+    /// pool (`--gpu-mem`); overrides the kind's estimate and the last run's measured peak.
+    pub gpu_mem: Option<String>,
     /// CPU cores (Slurm `--cpus-per-task`).
     pub cpus: Option<u32>,
     /// Memory (Slurm `--mem`, e.g. `16G`).

@@ -13,6 +13,7 @@ pub use crate::device::{DeviceSpec, parse_device};
 use crate::diag::{Problem, SpecError};
 use crate::event::{Event, EventKind, Reason, Reporter, Status};
 pub use crate::exec::{Engine, Executor, LocalExecutor};
+use crate::gpu::{GpuNeed, GpuPool, Placement};
 use crate::key::{KeyInput, node_key};
 use crate::plan::{Instance, Plan};
 use crate::task::{Task, TaskError, TaskOutcome};
@@ -28,6 +29,13 @@ pub struct RunOptions {
     pub jobs: usize,
     /// Device override (else the experiment's `device:`, else cpu).
     pub device: Option<DeviceSpec>,
+    /// GPU slots of this machine for local runs on a GPU device: device indices (`--gpus
+    /// 0,1,2,3`), each node placed on one by [`crate::gpu::GpuPool::place`]. Empty: the run's
+    /// device alone.
+    pub gpus: Vec<usize>,
+    /// Memory of each GPU in MiB (`--gpu-mem`): with it, nodes whose device memory is known
+    /// share a GPU while their needs fit.
+    pub gpu_mem_mb: Option<u64>,
     /// Set to stop: no new node starts; running nodes see `should_stop`.
     pub stop: Arc<AtomicBool>,
 }
@@ -39,6 +47,8 @@ impl Default for RunOptions {
             force: Vec::new(),
             jobs: 2,
             device: None,
+            gpus: Vec::new(),
+            gpu_mem_mb: None,
             stop: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -608,8 +618,18 @@ pub fn run_with(
         .collect();
     let after = trajectory_order(plan);
     let jobs = opts.jobs.max(1);
-    let gpu_capacity: u32 = if device.is_gpu() { 1 } else { u32::MAX };
-    let mut gpus_in_use: u32 = 0;
+    // Local runs share this machine's accelerators through a pool of slots; a batch executor
+    // leaves GPUs to the batch system.
+    let mut pool = (device.is_gpu() && executor.shares_host_gpu()).then(|| {
+        let devices = if opts.gpus.is_empty() {
+            vec![device.index()]
+        } else {
+            opts.gpus.clone()
+        };
+        GpuPool::new(devices, opts.gpu_mem_mb)
+    });
+    let mut placements: Vec<Option<Placement>> = vec![None; n];
+    let shared_tokens = SharedTokens::default();
     let mut running = 0usize;
     let (tx, rx) = mpsc::channel::<(usize, Result<TaskOutcome, TaskError>)>();
     let mut interrupted = false;
@@ -699,16 +719,28 @@ pub fn run_with(
                         interrupted = true;
                         continue;
                     }
-                    // Local runs share this machine's accelerator; a batch executor leaves GPUs
-                    // to the batch system.
-                    let needs_gpu =
-                        device.is_gpu() && inst.resources.gpus > 0 && executor.shares_host_gpu();
-                    let gpu_busy = needs_gpu
-                        && gpus_in_use > 0
-                        && gpus_in_use + inst.resources.gpus > gpu_capacity;
-                    if running >= jobs || gpu_busy {
+                    if running >= jobs {
                         continue;
                     }
+                    let placement = match &pool {
+                        Some(pool) if inst.resources.gpus > 0 => {
+                            let need = GpuNeed {
+                                gpus: inst.resources.gpus,
+                                mem_mb: gpu_need_mb(cache, plan, inst),
+                            };
+                            match pool.place(need) {
+                                Some(p) => Some(p),
+                                None => continue,
+                            }
+                        }
+                        _ => None,
+                    };
+                    let task_device = match (&pool, &placement) {
+                        (Some(pool), Some(p)) if !p.slots.is_empty() => {
+                            device.with_index(pool.device(p.slots[0]))
+                        }
+                        _ => device,
+                    };
                     let task = Task {
                         key,
                         experiment: plan.experiment.name.clone(),
@@ -723,7 +755,7 @@ pub fn run_with(
                             .iter()
                             .filter_map(|(p, r)| r.as_ref().ok().map(|f| (p.clone(), f.clone())))
                             .collect(),
-                        device,
+                        device: task_device,
                         reason,
                         resources: crate::task::BatchResources::resolve(
                             inst.kind,
@@ -734,20 +766,38 @@ pub fn run_with(
                     state[i] = State::Running;
                     keys[i] = Some(key);
                     running += 1;
-                    if needs_gpu {
-                        gpus_in_use += inst.resources.gpus;
-                    }
+                    // The devices the node holds, for the token locks below.
+                    let held: Vec<(DeviceSpec, bool)> = match (&mut pool, &placement) {
+                        (Some(pool), Some(p)) => {
+                            pool.take(p);
+                            p.slots
+                                .iter()
+                                .map(|&s| {
+                                    (device.with_index(pool.device(s)), p.shared_mb.is_some())
+                                })
+                                .collect()
+                        }
+                        _ => Vec::new(),
+                    };
+                    placements[i] = placement;
                     let tx = tx.clone();
                     let stop = opts.stop.clone();
-                    let device_lock = needs_gpu.then_some(device);
+                    let shared_tokens = &shared_tokens;
                     scope.spawn(move || {
                         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            // One accelerator is shared by every cedm process on this cache:
-                            // a token lock keeps two trainings off the same device.
-                            let _token = match &device_lock {
-                                Some(d) => Some(wait_token(cache, d, &task, reporter, &stop)?),
-                                None => None,
-                            };
+                            // A GPU is shared by every cedm process on this cache: a token lock
+                            // per device keeps two trainings off it. Nodes sharing a device in
+                            // this run hold its token together.
+                            let mut _tokens = Vec::new();
+                            for (d, shared) in &held {
+                                _tokens.push(if *shared {
+                                    TokenHold::Shared(
+                                        shared_tokens.acquire(cache, d, &task, reporter, &stop)?,
+                                    )
+                                } else {
+                                    TokenHold::Alone(wait_token(cache, d, &task, reporter, &stop)?)
+                                });
+                            }
                             executor.execute(&task, engine, &stop)
                         }))
                         .unwrap_or_else(|p| {
@@ -767,8 +817,8 @@ pub fn run_with(
             let Ok((i, out)) = rx.recv() else { break };
             running -= 1;
             let inst = &plan.instances[i];
-            if device.is_gpu() && inst.resources.gpus > 0 && executor.shares_host_gpu() {
-                gpus_in_use = gpus_in_use.saturating_sub(inst.resources.gpus);
+            if let (Some(pool), Some(p)) = (&mut pool, placements[i].take()) {
+                pool.release(&p);
             }
             match out {
                 Ok(o) => {
@@ -840,6 +890,115 @@ pub fn run_with(
         seconds: t0.elapsed().as_secs_f64(),
         interrupted,
     })
+}
+
+/// The device memory (MiB) a node asks for, when known: the YAML's `gpu_mem`; else, for a
+/// kind that declares an estimate, the peak its last run of this instance measured
+/// (right-sized), else the estimate. A kind without an estimate (a training) holds its device
+/// alone unless the YAML says otherwise.
+fn gpu_need_mb(cache: &Cache, plan: &Plan, inst: &Instance) -> Option<u64> {
+    if inst.resource_spec.gpu_mem.is_some() {
+        return inst.resources.gpu_mem_mb;
+    }
+    let estimate = inst.resources.gpu_mem_mb?;
+    let measured = cache
+        .get_ref(&plan.experiment.name, &inst.label)
+        .and_then(|k| cache.record(&k).ok().flatten())
+        .and_then(|r| r.meta.stats.get(crate::node::GPU_PEAK_STAT).copied())
+        .filter(|p| p.is_finite() && *p > 0.0);
+    Some(measured.map_or(estimate, crate::gpu::right_sized_mb))
+}
+
+/// A device token held by one node alone, or together with the other nodes of this run that
+/// share the device.
+enum TokenHold<'a> {
+    Alone(#[allow(dead_code)] cedm_cache::LockGuard),
+    Shared(#[allow(dead_code)] SharedToken<'a>),
+}
+
+/// The device tokens that nodes sharing a device in this run hold together: the first sharer
+/// takes the device's token, the last one gives it back.
+#[derive(Default)]
+struct SharedTokens {
+    held: std::sync::Mutex<BTreeMap<DeviceSpec, (usize, Option<cedm_cache::LockGuard>)>>,
+}
+
+/// One sharer's hold on a device token.
+struct SharedToken<'a> {
+    tokens: &'a SharedTokens,
+    device: DeviceSpec,
+}
+
+impl Drop for SharedToken<'_> {
+    fn drop(&mut self) {
+        let mut held = self
+            .tokens
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(e) = held.get_mut(&self.device) {
+            e.0 = e.0.saturating_sub(1);
+            if e.0 == 0 {
+                held.remove(&self.device);
+            }
+        }
+    }
+}
+
+impl SharedTokens {
+    fn acquire<'a>(
+        &'a self,
+        cache: &Cache,
+        device: &DeviceSpec,
+        task: &Task,
+        reporter: &dyn Reporter,
+        stop: &AtomicBool,
+    ) -> Result<SharedToken<'a>, TaskError> {
+        let name = format!("device-{}-{device}", cedm_cache::hostname());
+        let mut announced = false;
+        loop {
+            {
+                let mut held = self
+                    .held
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(e) = held.get_mut(device) {
+                    e.0 += 1;
+                    return Ok(SharedToken {
+                        tokens: self,
+                        device: *device,
+                    });
+                }
+                match cache.try_lock_named(&name, &format!("{} (shared)", task.instance))? {
+                    Ok(g) => {
+                        held.insert(*device, (1, Some(g)));
+                        return Ok(SharedToken {
+                            tokens: self,
+                            device: *device,
+                        });
+                    }
+                    Err(owner) if !announced => {
+                        reporter.event(&Event {
+                            instance: task.instance.clone(),
+                            node: task.node.clone(),
+                            kind: EventKind::Waiting {
+                                holder: format!(
+                                    "{device} held by {} ({}:{})",
+                                    owner.purpose, owner.host, owner.pid
+                                ),
+                            },
+                        });
+                        announced = true;
+                    }
+                    Err(_) => {}
+                }
+            }
+            if stop.load(Ordering::Relaxed) {
+                return Err(TaskError::Interrupted);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    }
 }
 
 fn wait_token(

@@ -317,6 +317,8 @@ pub fn run_task(
         scalar_stream: Some(work_dir.join(crate::node::SCALARS_FILE)),
         last_scalars: None,
         pending_scalars: BTreeMap::new(),
+        memory_probe: None,
+        last_memory: None,
     };
     if let Some(line) = &resumed {
         ctx.log(line);
@@ -324,6 +326,7 @@ pub fn run_task(
     let capture = crate::panics::Capture::start();
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| kind.run(&mut ctx)));
     let caught = capture.finish();
+    ctx.sample_device_memory();
     let seconds = t0.elapsed().as_secs_f64();
     let mut log_text = ctx.log_text();
     // A panic's location and backtrace go to the node's log; its error stays one line.

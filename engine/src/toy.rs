@@ -78,6 +78,12 @@ pub struct AddParams {
     /// Pretend to need an accelerator.
     #[serde(default)]
     pub gpus: u32,
+    /// Pretend to need this much device memory (MiB), so the node may share a GPU slot.
+    #[serde(default)]
+    pub gpu_mem_mb: Option<u64>,
+    /// Pretend the device held this much memory (MiB) while the node ran (its measured peak).
+    #[serde(default)]
+    pub gpu_peak_mb: Option<u64>,
 }
 
 /// `toy/add`: a + b + k.
@@ -93,10 +99,19 @@ impl Kind for Add {
     ];
     type Params = AddParams;
     fn resources(p: &AddParams) -> Resources {
-        Resources { gpus: p.gpus }
+        Resources {
+            gpus: p.gpus,
+            gpu_mem_mb: p.gpu_mem_mb,
+        }
     }
     fn run(&self, p: AddParams, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         RUNS.fetch_add(1, Ordering::SeqCst);
+        if let Some(mb) = p.gpu_peak_mb {
+            ctx.watch_device_memory(move || Some(mb * 1024 * 1024));
+        }
+        if p.gpus > 0 {
+            ctx.log(format!("on {}", ctx.device()));
+        }
         let steps = p.sleep_ms / 10;
         for s in 0..steps {
             if ctx.should_stop() {

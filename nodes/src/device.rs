@@ -49,6 +49,26 @@ pub fn compute(spec: DeviceSpec) -> Result<Compute, NodeError> {
     Ok(c)
 }
 
+/// [`compute`] for the node's own device (`ctx.device()`), its memory watched: on a GPU the
+/// device's reserved bytes are sampled with the node's progress, and the peak goes to the
+/// record's stats (`gpu_peak_mb`), from which the local executor sizes the node's next request.
+///
+/// # Errors
+/// As [`compute`].
+pub fn compute_for(ctx: &mut cedm_engine::RunContext<'_>) -> Result<Compute, NodeError> {
+    let c = compute(ctx.device())?;
+    watch_memory(ctx, &c);
+    Ok(c)
+}
+
+/// Watch a GPU device's memory for the record (see [`compute_for`]); nothing on the CPU.
+pub fn watch_memory(ctx: &mut cedm_engine::RunContext<'_>, c: &Compute) {
+    if let Compute::Gpu(dev, _) = c {
+        let dev = dev.clone();
+        ctx.watch_device_memory(move || dev.memory_pool_usage().map(|u| u.bytes_reserved));
+    }
+}
+
 /// How long a device's first operation may take before the probe gives up. Shader compilation on
 /// a software Vulkan driver (Mesa lavapipe) takes seconds, not minutes.
 const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);

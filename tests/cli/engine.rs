@@ -572,3 +572,169 @@ fn remote_commands_without_the_feature_say_how_to_build_it() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--features remote"), "{}", stderr(&o));
 }
+
+/// Records of a finished experiment by instance: (device it ran on, its stats).
+fn devices_and_stats(
+    d: &Dir,
+    file: &str,
+) -> std::collections::BTreeMap<String, (String, serde_json::Value)> {
+    let ls = d.run(&["cache", "ls", file, "--json"]);
+    assert!(ls.status.success(), "{}", stderr(&ls));
+    let records: Vec<serde_json::Value> = serde_json::from_str(&stdout(&ls)).unwrap();
+    records
+        .iter()
+        .map(|r| {
+            (
+                r["meta"]["instance"].as_str().unwrap_or("").to_string(),
+                (
+                    r["meta"]["device"].as_str().unwrap_or("").to_string(),
+                    r["meta"]["stats"].clone(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Whether the nodes ran at the same time: every one started before any finished.
+fn all_overlapped(evs: &[serde_json::Value], nodes: &[&str]) -> bool {
+    let pos = |event: &str, n: &str| {
+        evs.iter()
+            .position(|e| e["event"] == event && e["instance"] == n)
+            .unwrap_or_else(|| panic!("no {event} event for {n}"))
+    };
+    let last_start = nodes.iter().map(|n| pos("started", n)).max().unwrap();
+    let first_end = nodes.iter().map(|n| pos("finished", n)).min().unwrap();
+    last_start < first_end
+}
+
+/// Whether the nodes ran one after another: none started before the previous one finished.
+fn none_overlapped(evs: &[serde_json::Value], nodes: &[&str]) -> bool {
+    let mut spans: Vec<(usize, usize)> = nodes
+        .iter()
+        .map(|n| {
+            let at = |event: &str| {
+                evs.iter()
+                    .position(|e| e["event"] == event && e["instance"] == *n)
+                    .unwrap_or_else(|| panic!("no {event} event for {n}"))
+            };
+            (at("started"), at("finished"))
+        })
+        .collect();
+    spans.sort();
+    spans.windows(2).all(|w| w[0].1 < w[1].0)
+}
+
+#[test]
+fn gpu_slots_pin_trainings_to_their_own_device_and_let_small_nodes_share() {
+    // Toy nodes that only pretend to use a GPU (the scheduler cannot tell): three "trainings"
+    // holding a device alone, three small nodes that declare 3 000 MiB and report a measured
+    // peak of 4 000 MiB.
+    let d = Dir::new();
+    d.write(
+        "exp.yaml",
+        "name: slots
+nodes:
+  base: {kind: toy/value, params: {value: 1}}
+  t0: {kind: toy/add, inputs: {a: base}, params: {k: 0, sleep_ms: 1500, gpus: 1}}
+  t1: {kind: toy/add, inputs: {a: base}, params: {k: 1, sleep_ms: 1500, gpus: 1}}
+  t2: {kind: toy/add, inputs: {a: base}, params: {k: 2, sleep_ms: 1500, gpus: 1}}
+  s0: {kind: toy/add, inputs: {a: base}, params: {k: 10, sleep_ms: 1500, gpus: 1, gpu_mem_mb: 3000, gpu_peak_mb: 4000}}
+  s1: {kind: toy/add, inputs: {a: base}, params: {k: 11, sleep_ms: 1500, gpus: 1, gpu_mem_mb: 3000, gpu_peak_mb: 4000}}
+  s2: {kind: toy/add, inputs: {a: base}, params: {k: 12, sleep_ms: 1500, gpus: 1, gpu_mem_mb: 3000, gpu_peak_mb: 4000}}
+",
+    );
+    let trainings = ["t0", "t1", "t2"];
+    let small = ["s0", "s1", "s2"];
+    // Three slots: the trainings run at once, each on its own device.
+    let o = d.run(&[
+        "run", "exp.yaml", "--only", "t0", "t1", "t2", "--device", "cuda", "--gpus", "0,1,2", "-j",
+        "3", "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(all_overlapped(&events(&o), &trainings), "{}", stdout(&o));
+    let recs = devices_and_stats(&d, "exp.yaml");
+    let mut devs: Vec<&str> = trainings.iter().map(|t| recs[*t].0.as_str()).collect();
+    devs.sort_unstable();
+    assert_eq!(devs, ["cuda:0", "cuda:1", "cuda:2"]);
+    // One slot (the device alone, here device 5): one training at a time, all on it.
+    let o = d.run(&[
+        "run", "exp.yaml", "--only", "t0", "t1", "t2", "--device", "cuda:5", "-j", "3", "--json",
+        "--force", "t0", "t1", "t2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(none_overlapped(&events(&o), &trainings), "{}", stdout(&o));
+    let recs = devices_and_stats(&d, "exp.yaml");
+    for t in trainings {
+        assert_eq!(recs[t].0, "cuda:5");
+    }
+
+    // Small nodes on one 10 GiB device: their declared 3 000 MiB fit three at once.
+    let o = d.run(&[
+        "run",
+        "exp.yaml",
+        "--only",
+        "s0",
+        "s1",
+        "s2",
+        "--device",
+        "cuda",
+        "--gpus",
+        "0",
+        "--gpu-mem",
+        "10G",
+        "-j",
+        "3",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(all_overlapped(&events(&o), &small), "{}", stdout(&o));
+    // Each record keeps the peak it measured.
+    let recs = devices_and_stats(&d, "exp.yaml");
+    for s in small {
+        assert_eq!(recs[s].0, "cuda:0");
+        assert_eq!(recs[s].1["gpu_peak_mb"], 4000.0, "{s}: {:?}", recs[s].1);
+    }
+    // Rerun: each now asks for its measured peak and a quarter more (5 000 MiB), so only two
+    // fit on 10 GiB at once — and without a device size nothing shares.
+    let o = d.run(&[
+        "run",
+        "exp.yaml",
+        "--only",
+        "s0",
+        "s1",
+        "s2",
+        "--device",
+        "cuda",
+        "--gpus",
+        "0",
+        "--gpu-mem",
+        "10G",
+        "-j",
+        "3",
+        "--json",
+        "--force",
+        "s0",
+        "s1",
+        "s2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let evs = events(&o);
+    assert!(!all_overlapped(&evs, &small), "{}", stdout(&o));
+    let o = d.run(&[
+        "run", "exp.yaml", "--only", "s0", "s1", "s2", "--device", "cuda", "--gpus", "0", "-j",
+        "3", "--json", "--force", "s0", "s1", "s2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(none_overlapped(&events(&o), &small), "{}", stdout(&o));
+
+    // Bad values are usage errors.
+    for (flag, value) in [
+        ("--gpus", "0,0"),
+        ("--gpus", "x"),
+        ("--gpus", ""),
+        ("--gpu-mem", "big"),
+    ] {
+        let o = d.run(&["run", "exp.yaml", "--device", "cuda", flag, value]);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {}", stderr(&o));
+    }
+}

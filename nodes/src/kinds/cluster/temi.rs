@@ -30,7 +30,7 @@ use crate::artifacts::features::Features;
 use crate::artifacts::knn::Knn;
 use crate::artifacts::safetensors::{Tensors, Writer};
 use crate::artifacts::{json_string, write_json};
-use crate::device::{compute, to_host, to_host_int};
+use crate::device::{compute_for, to_host, to_host_int};
 use crate::models::temi_heads::{Heads, HeadsConfig, StepConfig, TemiState, forward, to_torch};
 use crate::params::nz;
 
@@ -417,7 +417,8 @@ impl Kind for ClusterTemi {
     }
 
     fn resources(_: &Params) -> Resources {
-        Resources::GPU
+        // An estimate (the heads and a feature batch); the measured peak replaces it on the next run.
+        Resources::gpu_shared(2048)
     }
 
     fn batch_defaults() -> BatchDefaults {
@@ -452,7 +453,7 @@ impl Kind for ClusterTemi {
                 feats.n, batch_size
             )));
         }
-        let comp = compute(ctx.device())?;
+        let comp = compute_for(ctx)?;
         let dev = comp.device().clone();
         let cfg = HeadsConfig {
             heads,

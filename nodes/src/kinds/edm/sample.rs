@@ -22,7 +22,7 @@ use crate::artifacts::images::ImageSet;
 use crate::artifacts::network::load_network;
 use crate::artifacts::safetensors::write_i64;
 use crate::artifacts::write_json;
-use crate::device::compute;
+use crate::device::compute_for;
 use crate::models::edm::sampler::{Sampler, generate, seeded_condition};
 use crate::params::nz;
 
@@ -162,7 +162,8 @@ impl Kind for EdmSample {
     }
 
     fn resources(_: &Params) -> Resources {
-        Resources::GPU
+        // An estimate (a CIFAR-size SongUNet sampling a batch of 128); the measured peak replaces it on the next run.
+        Resources::gpu_shared(4096)
     }
 
     fn batch_defaults() -> BatchDefaults {
@@ -172,7 +173,7 @@ impl Kind for EdmSample {
     fn run(&self, p: Params, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let sampler = p.sampler();
         let count = p.count.get();
-        let comp = compute(ctx.device())?;
+        let comp = compute_for(ctx)?;
         let dev = comp.device().clone();
         let (net, cfg, info) =
             load_network(ctx.require("network")?.path("network.safetensors")?, &dev)?;

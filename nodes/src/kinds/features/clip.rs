@@ -16,7 +16,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::artifacts::images::ImageSet;
-use crate::device::compute;
+use crate::device::compute_for;
 use crate::encoders::clip::{Arch, ClipImage, clip_config};
 use crate::encoders::extract;
 use crate::models::clip::Clip;
@@ -67,7 +67,8 @@ impl Kind for FeaturesClip {
     }
 
     fn resources(_: &Params) -> Resources {
-        Resources::GPU
+        // An estimate (a CLIP ViT-B image tower, batch 64); the measured peak replaces it on the next run.
+        Resources::gpu_shared(3072)
     }
 
     fn batch_defaults() -> BatchDefaults {
@@ -77,7 +78,7 @@ impl Kind for FeaturesClip {
     fn run(&self, p: Params, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let cfg = clip_config(&p.model, p.arch.as_ref()).map_err(NodeError::msg)?;
         let set = ImageSet::read(ctx.require("images")?)?;
-        let comp = compute(ctx.device())?;
+        let comp = compute_for(ctx)?;
         let dev = comp.device().clone();
         let mut w = Weights::load(Path::new(&p.weights))?;
         let model = Clip::load(&cfg, &mut w, &dev)?;

@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::artifacts::images::ImageSet;
-use crate::device::compute;
+use crate::device::compute_for;
 use crate::encoders::inception::{FidResize, Inception};
 use crate::encoders::{Encoder, extract};
 use crate::params::nz;
@@ -58,7 +58,8 @@ impl Kind for FeaturesInception {
     }
 
     fn resources(_: &Params) -> Resources {
-        Resources::GPU
+        // An estimate (Inception v3 at 299 px, batch 32); the measured peak replaces it on the next run.
+        Resources::gpu_shared(2048)
     }
 
     fn batch_defaults() -> BatchDefaults {
@@ -67,7 +68,7 @@ impl Kind for FeaturesInception {
 
     fn run(&self, p: Params, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let set = ImageSet::read(ctx.require("images")?)?;
-        let enc = Inception::load(Path::new(&p.weights), &compute(ctx.device())?, p.resize)?;
+        let enc = Inception::load(Path::new(&p.weights), &compute_for(ctx)?, p.resize)?;
         ctx.log(format!(
             "Inception on {}: {} images {}×{} → 299 ({:?})",
             enc.describe(),

@@ -13,7 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::artifacts::images::ImageSet;
-use crate::device::compute;
+use crate::device::compute_for;
 use crate::encoders::mobilenet_v2::MobileNetV2;
 use crate::encoders::{Encoder, extract};
 use crate::params::nz;
@@ -72,7 +72,8 @@ impl Kind for FeaturesMobileNetV2 {
     }
 
     fn resources(_: &Params) -> Resources {
-        Resources::GPU
+        // An estimate (MobileNetV2, batch 32); the measured peak replaces it on the next run.
+        Resources::gpu_shared(1024)
     }
 
     fn batch_defaults() -> BatchDefaults {
@@ -81,7 +82,7 @@ impl Kind for FeaturesMobileNetV2 {
 
     fn run(&self, p: Params, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let set = ImageSet::read(ctx.require("images")?)?;
-        let comp = compute(ctx.device())?;
+        let comp = compute_for(ctx)?;
         let enc = MobileNetV2::load(Path::new(&p.weights), &comp, p.resolution, p.filter)?;
         ctx.log(format!(
             "MobileNetV2 on {}: {} images {}×{} → {} px",

@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::artifacts::images::ImageSet;
-use crate::device::compute;
+use crate::device::compute_for;
 use crate::encoders::vit::{Arch, Vit, config};
 use crate::encoders::{Encoder, extract};
 use crate::params::nz;
@@ -93,7 +93,8 @@ impl Kind for FeaturesVit {
     }
 
     fn resources(_: &Params) -> Resources {
-        Resources::GPU
+        // An estimate (a ViT-B at 224 px, batch 64); the measured peak replaces it on the next run.
+        Resources::gpu_shared(3072)
     }
 
     fn batch_defaults() -> BatchDefaults {
@@ -102,7 +103,7 @@ impl Kind for FeaturesVit {
 
     fn run(&self, p: Params, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let set = ImageSet::read(ctx.require("images")?)?;
-        let comp = compute(ctx.device())?;
+        let comp = compute_for(ctx)?;
         let enc = Vit::load(
             &p.model,
             p.arch.as_ref(),

@@ -30,7 +30,7 @@ use crate::artifacts::figure::{Row, histogram_png, labelled_grid};
 use crate::artifacts::images::ImageSet;
 use crate::artifacts::safetensors::{Tensors, Writer};
 use crate::artifacts::write_json;
-use crate::device::{compute, to_host};
+use crate::device::{compute_for, to_host};
 use crate::models::temi_heads::{Heads, forward, load_head};
 use crate::params::nz;
 
@@ -205,7 +205,7 @@ impl Kind for FiguresConfidence {
     }
 
     fn run(&self, p: Params, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
-        let comp = compute(ctx.device())?;
+        let comp = compute_for(ctx)?;
         let dev = comp.device().clone();
         let head_in = ctx.require("head")?;
         let head = load_head(head_in.path("head.safetensors")?, &dev)?;

@@ -23,7 +23,7 @@ use crate::artifacts::images::ImageSet;
 use crate::artifacts::network::load_network;
 use crate::artifacts::safetensors::write_i64;
 use crate::artifacts::write_json;
-use crate::device::compute;
+use crate::device::compute_for;
 use crate::models::edm::sampler::{Sampler, generate, seeded_condition};
 use crate::params::nz;
 
@@ -122,11 +122,12 @@ impl Kind for FiguresGranularity {
     }
 
     fn resources(_: &Params) -> Resources {
-        Resources::GPU
+        // An estimate (SongUNets sampling a small grid); the measured peak replaces it on the next run.
+        Resources::gpu_shared(2048)
     }
 
     fn run(&self, p: Params, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
-        let comp = compute(ctx.device())?;
+        let comp = compute_for(ctx)?;
         let dev = comp.device().clone();
         let mut nets = Vec::new();
         if let Some(a) = ctx.input("uncond") {

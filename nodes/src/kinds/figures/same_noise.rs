@@ -26,7 +26,7 @@ use crate::artifacts::mapping::Mapping;
 use crate::artifacts::network::load_network;
 use crate::artifacts::safetensors::write_i64;
 use crate::artifacts::write_json;
-use crate::device::compute;
+use crate::device::compute_for;
 use crate::models::edm::sampler::{Sampler, generate};
 use crate::params::nz;
 
@@ -138,11 +138,12 @@ impl Kind for FiguresSameNoise {
     }
 
     fn resources(_: &Params) -> Resources {
-        Resources::GPU
+        // An estimate (two SongUNets sampling a small grid); the measured peak replaces it on the next run.
+        Resources::gpu_shared(2048)
     }
 
     fn run(&self, p: Params, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
-        let comp = compute(ctx.device())?;
+        let comp = compute_for(ctx)?;
         let dev = comp.device().clone();
         let (net, cfg, info) =
             load_network(ctx.require("network")?.path("network.safetensors")?, &dev)?;

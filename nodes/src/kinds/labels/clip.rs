@@ -27,7 +27,7 @@ use crate::artifacts::clusters::Clusters;
 use crate::artifacts::images::ImageSet;
 use crate::artifacts::safetensors::Writer;
 use crate::artifacts::write_json;
-use crate::device::{compute, to_host};
+use crate::device::{compute_for, to_host};
 use crate::encoders::clip::{Arch, ClipImage, clip_config};
 use crate::encoders::extract;
 use crate::models::clip::{Clip, ClipTokenizer, normalize_rows, zero_shot_classifier};
@@ -119,7 +119,8 @@ impl Kind for LabelsClip {
     }
 
     fn resources(_: &Params) -> Resources {
-        Resources::GPU
+        // An estimate (a CLIP ViT-B, both towers); the measured peak replaces it on the next run.
+        Resources::gpu_shared(3072)
     }
 
     fn batch_defaults() -> BatchDefaults {
@@ -129,7 +130,7 @@ impl Kind for LabelsClip {
     fn run(&self, p: Params, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let cfg = clip_config(&p.model, p.arch.as_ref()).map_err(NodeError::msg)?;
         let set = ImageSet::read(ctx.require("images")?)?;
-        let comp = compute(ctx.device())?;
+        let comp = compute_for(ctx)?;
         let dev = comp.device().clone();
         let tok = ClipTokenizer::load(Path::new(&p.vocabulary), cfg.context)?;
         let mut w = Weights::load(Path::new(&p.weights))?;

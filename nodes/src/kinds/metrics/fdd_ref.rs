@@ -81,7 +81,8 @@ impl Kind for FddRef {
     }
 
     fn resources(_: &Params) -> Resources {
-        Resources::GPU
+        // An estimate (a ViT-B at 224 px); the measured peak replaces it on the next run.
+        Resources::gpu_shared(3072)
     }
 
     fn batch_defaults() -> BatchDefaults {

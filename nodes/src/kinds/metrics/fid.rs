@@ -16,7 +16,7 @@ use crate::artifacts::images::ImageSet;
 use crate::artifacts::metrics::{Distance, DistanceMetrics};
 use crate::artifacts::stats::{Stats, reference};
 use crate::artifacts::write_json;
-use crate::device::compute;
+use crate::device::compute_for;
 use crate::encoders::inception::{FidResize, Inception};
 use crate::encoders::{Encoder, extract};
 use crate::models::inception::DIM;
@@ -86,7 +86,8 @@ impl Kind for Fid {
     }
 
     fn resources(_: &Params) -> Resources {
-        Resources::GPU
+        // An estimate (Inception v3 at 299 px, batch 32); the measured peak replaces it on the next run.
+        Resources::gpu_shared(2048)
     }
 
     fn batch_defaults() -> BatchDefaults {
@@ -105,7 +106,7 @@ impl Kind for Fid {
         let runs = runs(set.n, p.num, p.repeats.get()).map_err(NodeError::msg)?;
         let used = runs.last().map_or(0, |r| r.end);
         let set = set.subset(Some(used), None);
-        let enc = Inception::load(Path::new(&p.weights), &compute(ctx.device())?, p.resize)?;
+        let enc = Inception::load(Path::new(&p.weights), &compute_for(ctx)?, p.resize)?;
         ctx.log(format!(
             "Inception on {}: {} runs × {} samples",
             enc.describe(),

@@ -337,6 +337,7 @@ impl Kind for EdmTrain {
     fn resources(p: &Params) -> Resources {
         Resources {
             gpus: p.devices.len().max(1) as u32,
+            gpu_mem_mb: None,
         }
     }
 
@@ -381,6 +382,7 @@ impl Kind for EdmTrain {
             .collect::<Result<Vec<_>, _>>()?;
         let comp = computes[0].clone();
         let dev = comp.device().clone();
+        crate::device::watch_memory(ctx, &comp);
         let ad = dev.clone().autodiff();
         let work = ctx.work_dir()?.to_path_buf();
         let ckpt = work.join("checkpoint.safetensors");
