@@ -432,6 +432,7 @@ mod tests {
         let probe = |accuracy: f64, target: &str, test_accuracy: Option<f64>| ProbeMetrics {
             probe: "knn".into(),
             k: 5,
+            c: 0.0,
             classes: 10,
             target: target.into(),
             accuracy,

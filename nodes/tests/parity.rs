@@ -926,6 +926,55 @@ fn fd_kid_and_fd_infinity_match_clean_fid() {
 }
 
 #[test]
+fn logistic_probe_matches_scikit_learn() {
+    use cedm_nodes::algorithms::probe::Logistic;
+    let t = fixture("probe.safetensors");
+    let train = t.f32("train").unwrap();
+    let labels = t.i64("labels").unwrap().data;
+    let q = t.f32("queries").unwrap();
+    let d = train.shape[1];
+    for (name, c) in [("c1", 1.0), ("c001", 0.01)] {
+        let m = Logistic::fit(&train.data, &labels, d, 4, c, 1e-9, 10_000);
+        let coef: Vec<f64> = t
+            .f32(&format!("lr_{name}_coef"))
+            .unwrap()
+            .data
+            .iter()
+            .map(|&v| v as f64)
+            .collect();
+        let scale = coef.iter().fold(0f64, |a, v| a.max(v.abs()));
+        let worst = m
+            .coef()
+            .iter()
+            .zip(&coef)
+            .fold(0f64, |a, (x, y)| a.max((x - y).abs()));
+        assert!(
+            worst < 1e-4 * scale,
+            "C = {c}: coef differs by {worst} (largest {scale}) after {} iterations",
+            m.iterations
+        );
+        let proba: Vec<f64> = t
+            .f32(&format!("lr_{name}_proba"))
+            .unwrap()
+            .data
+            .iter()
+            .map(|&v| v as f64)
+            .collect();
+        let got = m.proba(&q.data);
+        let worst = got
+            .iter()
+            .zip(&proba)
+            .fold(0f64, |a, (x, y)| a.max((x - y).abs()));
+        assert!(worst < 1e-5, "C = {c}: predict_proba differs by {worst}");
+        assert_eq!(
+            m.predict(&q.data),
+            t.i64(&format!("lr_{name}_pred")).unwrap().data,
+            "C = {c}"
+        );
+    }
+}
+
+#[test]
 fn knn_probe_matches_scikit_learn() {
     use cedm_nodes::algorithms::probe::knn_predict;
     let t = fixture("probe.safetensors");

@@ -668,6 +668,7 @@ nodes:
   ftr: {{kind: features/mobilenet_v2, inputs: {{images: tr}}, params: &m {{weights: {a}/weights/mobilenet_v2-b0353104.pth, resolution: 32}}}}
   fte: {{kind: features/mobilenet_v2, inputs: {{images: te}}, params: *m}}
   probe: {{kind: metrics/probe, inputs: {{train: ftr, truth: tr, samples: fte, conditions: te, test: fte, test_truth: te}}}}
+  lr: {{kind: metrics/probe, inputs: {{train: ftr, truth: tr, samples: fte, conditions: te, test: fte, test_truth: te}}, params: {{probe: logistic}}}}
   bad: {{kind: metrics/probe, inputs: {{train: ftr, truth: tr, samples: fte, conditions: te, test: fte}}}}
 ",
         a = a.display()
@@ -690,6 +691,15 @@ nodes:
         .map(|c| c[1].as_u64().unwrap())
         .sum();
     assert_eq!(per, 200);
+    assert_eq!(m["probe"], "knn");
+    // The logistic-regression probe: the same identity, also well above chance.
+    let o = d.run(&["run", "exp.yaml", "--only", "lr"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = metrics(&d, "lr");
+    assert_eq!(m["probe"], "logistic");
+    assert_eq!(m["c"], 1.0);
+    assert_eq!(m["test_accuracy"].as_f64().unwrap(), m["accuracy"].as_f64().unwrap());
+    assert!(m["accuracy"].as_f64().unwrap() > 50.0, "{m}");
     // Half the inputs of the held-out check: a clear error.
     let o = d.run(&["run", "exp.yaml", "--only", "bad"]);
     assert!(!o.status.success());
