@@ -122,12 +122,7 @@ impl Mirror {
     ///
     /// # Errors
     /// The directory or the file cannot be written.
-    pub fn update(
-        &mut self,
-        label: &str,
-        key: &str,
-        lines: &[ScalarLine],
-    ) -> std::io::Result<()> {
+    pub fn update(&mut self, label: &str, key: &str, lines: &[ScalarLine]) -> std::io::Result<()> {
         let Some(first) = lines.first() else {
             return Ok(());
         };
