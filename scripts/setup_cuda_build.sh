@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Prepare an offline `--features cuda` build (docs/reproducing.md, "Building cuda").
+#
+# burn-cuda needs cubecl-llvm, whose build-dependency tracel-llvm-bundler downloads a prebuilt
+# LLVM 23 from GitHub in its build script unless `<data dir>/tracel/tracel-llvm-23.1.0-4/` holds
+# its sentinel file `.tracel-llvm-installed`; it then only asks that directory's
+# `bin/llvm-config` (`--link-static --libs`, `--system-libs`, `--libdir`, `--includedir`) how to
+# link. This script fills that directory from a system LLVM with the NVPTX target instead —
+# Debian's llvm-22-dev (bookworm-security) by default, installed when missing and run as root —
+# with an `llvm-config` wrapper that prints `--system-libs` as `-l` flags (Debian's prints the
+# full path of libz3.so, which the bundler would turn into a bad `-l` flag).
+#
+#   scripts/setup_cuda_build.sh [LLVM_PREFIX]      # default /usr/lib/llvm-22
+#   cargo build --release --features cuda
+#
+# No network is needed afterwards. At run time a GPU machine needs the NVIDIA driver (libcuda.so.1)
+# and NVRTC (libnvrtc.so, from the CUDA toolkit or the nvidia-cuda-nvrtc wheel); both are loaded
+# when the first CUDA node runs.
+set -euo pipefail
+
+prefix="${1:-/usr/lib/llvm-22}"
+if [ ! -x "$prefix/bin/llvm-config" ]; then
+  if [ "$prefix" = /usr/lib/llvm-22 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup_cuda_build: installing llvm-22-dev (Debian bookworm-security)"
+    apt-get install -y -qq llvm-22-dev >/dev/null
+  else
+    echo "setup_cuda_build: no LLVM at $prefix (need bin/llvm-config, static libraries with NVPTX)." >&2
+    echo "  Debian 12: apt-get install llvm-22-dev (bookworm-security); or pass another LLVM prefix." >&2
+    exit 1
+  fi
+fi
+if ! "$prefix/bin/llvm-config" --targets-built | grep -qw NVPTX; then
+  echo "setup_cuda_build: $prefix's LLVM was built without the NVPTX target" >&2
+  exit 1
+fi
+
+data="${XDG_DATA_HOME:-$HOME/.local/share}"
+dest="$data/tracel/tracel-llvm-23.1.0-4"
+mkdir -p "$dest/bin"
+for d in include lib; do
+  ln -sfn "$prefix/$d" "$dest/$d"
+done
+cat > "$dest/bin/llvm-config" <<WRAP
+#!/usr/bin/env bash
+# Written by cedm's scripts/setup_cuda_build.sh: $prefix's llvm-config, with --system-libs as -l flags.
+real="$prefix/bin/llvm-config"
+case " \$* " in
+  *" --system-libs "*)
+    out="\$("\$real" "\$@")"
+    for t in \$out; do
+      case "\$t" in
+        /*/lib*.so|/*/lib*.a) b="\${t##*/lib}"; echo -n "-l\${b%.*} " ;;
+        *) echo -n "\$t " ;;
+      esac
+    done
+    echo ;;
+  *) exec "\$real" "\$@" ;;
+esac
+WRAP
+chmod +x "$dest/bin/llvm-config"
+touch "$dest/.tracel-llvm-installed"
+echo "setup_cuda_build: $dest → $prefix (LLVM $("$prefix/bin/llvm-config" --version)); now: cargo build --release --features cuda"
