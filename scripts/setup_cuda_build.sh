@@ -6,7 +6,8 @@
 # its sentinel file `.tracel-llvm-installed`; it then only asks that directory's
 # `bin/llvm-config` (`--link-static --libs`, `--system-libs`, `--libdir`, `--includedir`) how to
 # link. This script fills that directory from a system LLVM with the NVPTX target instead —
-# Debian's llvm-22-dev (bookworm-security) by default, installed when missing and run as root —
+# Debian's llvm-22-dev and libpolly-22-dev (bookworm-security; `llvm-config --link-static
+# --libs` names Polly's archives) by default, installed when missing and run as root —
 # with an `llvm-config` wrapper that prints `--system-libs` as `-l` flags (Debian's prints the
 # full path of libz3.so, which the bundler would turn into a bad `-l` flag).
 #
@@ -19,16 +20,23 @@
 set -euo pipefail
 
 prefix="${1:-/usr/lib/llvm-22}"
-if [ ! -x "$prefix/bin/llvm-config" ]; then
+if [ ! -x "$prefix/bin/llvm-config" ] || [ ! -e "$prefix/lib/libPolly.a" ]; then
   if [ "$prefix" = /usr/lib/llvm-22 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "setup_cuda_build: installing llvm-22-dev (Debian bookworm-security)"
-    apt-get install -y -qq llvm-22-dev >/dev/null
-  else
+    echo "setup_cuda_build: installing llvm-22-dev libpolly-22-dev (Debian bookworm-security)"
+    apt-get install -y -qq llvm-22-dev libpolly-22-dev >/dev/null
+  elif [ ! -x "$prefix/bin/llvm-config" ]; then
     echo "setup_cuda_build: no LLVM at $prefix (need bin/llvm-config, static libraries with NVPTX)." >&2
-    echo "  Debian 12: apt-get install llvm-22-dev (bookworm-security); or pass another LLVM prefix." >&2
+    echo "  Debian 12: apt-get install llvm-22-dev libpolly-22-dev (bookworm-security); or pass another LLVM prefix." >&2
     exit 1
   fi
 fi
+# Every static library llvm-config names must be there (Polly's come in their own package).
+for l in $("$prefix/bin/llvm-config" --link-static --libs); do
+  if [ ! -e "$prefix/lib/lib${l#-l}.a" ]; then
+    echo "setup_cuda_build: $prefix/lib/lib${l#-l}.a is missing (Debian: libpolly-22-dev for Polly)" >&2
+    exit 1
+  fi
+done
 if ! "$prefix/bin/llvm-config" --targets-built | grep -qw NVPTX; then
   echo "setup_cuda_build: $prefix's LLVM was built without the NVPTX target" >&2
   exit 1
