@@ -698,7 +698,10 @@ nodes:
     let m = metrics(&d, "lr");
     assert_eq!(m["probe"], "logistic");
     assert_eq!(m["c"], 1.0);
-    assert_eq!(m["test_accuracy"].as_f64().unwrap(), m["accuracy"].as_f64().unwrap());
+    assert_eq!(
+        m["test_accuracy"].as_f64().unwrap(),
+        m["accuracy"].as_f64().unwrap()
+    );
     assert!(m["accuracy"].as_f64().unwrap() > 50.0, "{m}");
     // Half the inputs of the held-out check: a clear error.
     let o = d.run(&["run", "exp.yaml", "--only", "bad"]);
