@@ -629,6 +629,8 @@ pub fn run_with(
         GpuPool::new(devices, opts.gpu_mem_mb)
     });
     let mut placements: Vec<Option<Placement>> = vec![None; n];
+    // Each instance's GPU memory need, read (from its last record) once, not on every pass.
+    let mut needs: Vec<Option<Option<u64>>> = vec![None; n];
     let shared_tokens = SharedTokens::default();
     let mut running = 0usize;
     let (tx, rx) = mpsc::channel::<(usize, Result<TaskOutcome, TaskError>)>();
@@ -726,7 +728,8 @@ pub fn run_with(
                         Some(pool) if inst.resources.gpus > 0 => {
                             let need = GpuNeed {
                                 gpus: inst.resources.gpus,
-                                mem_mb: gpu_need_mb(cache, plan, inst),
+                                mem_mb: *needs[i]
+                                    .get_or_insert_with(|| gpu_need_mb(cache, plan, inst)),
                             };
                             match pool.place(need) {
                                 Some(p) => Some(p),
@@ -978,16 +981,7 @@ impl SharedTokens {
                         });
                     }
                     Err(owner) if !announced => {
-                        reporter.event(&Event {
-                            instance: task.instance.clone(),
-                            node: task.node.clone(),
-                            kind: EventKind::Waiting {
-                                holder: format!(
-                                    "{device} held by {} ({}:{})",
-                                    owner.purpose, owner.host, owner.pid
-                                ),
-                            },
-                        });
+                        announce_waiting(reporter, task, device, &owner);
                         announced = true;
                     }
                     Err(_) => {}
@@ -999,6 +993,25 @@ impl SharedTokens {
             std::thread::sleep(std::time::Duration::from_millis(250));
         }
     }
+}
+
+/// Say once that a node waits for a device another holder has.
+fn announce_waiting(
+    reporter: &dyn Reporter,
+    task: &Task,
+    device: &DeviceSpec,
+    owner: &cedm_cache::LockOwner,
+) {
+    reporter.event(&Event {
+        instance: task.instance.clone(),
+        node: task.node.clone(),
+        kind: EventKind::Waiting {
+            holder: format!(
+                "{device} held by {} ({}:{})",
+                owner.purpose, owner.host, owner.pid
+            ),
+        },
+    });
 }
 
 fn wait_token(
@@ -1015,16 +1028,7 @@ fn wait_token(
             Ok(g) => return Ok(g),
             Err(owner) => {
                 if !announced {
-                    reporter.event(&Event {
-                        instance: task.instance.clone(),
-                        node: task.node.clone(),
-                        kind: EventKind::Waiting {
-                            holder: format!(
-                                "{device} held by {} ({}:{})",
-                                owner.purpose, owner.host, owner.pid
-                            ),
-                        },
-                    });
+                    announce_waiting(reporter, task, device, &owner);
                     announced = true;
                 }
                 if stop.load(Ordering::Relaxed) {

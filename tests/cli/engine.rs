@@ -595,31 +595,27 @@ fn devices_and_stats(
         .collect()
 }
 
-/// Whether the nodes ran at the same time: every one started before any finished.
-fn all_overlapped(evs: &[serde_json::Value], nodes: &[&str]) -> bool {
-    let pos = |event: &str, n: &str| {
+/// Where a node's `started` and `finished` events are in the event stream.
+fn span(evs: &[serde_json::Value], n: &str) -> (usize, usize) {
+    let at = |event: &str| {
         evs.iter()
             .position(|e| e["event"] == event && e["instance"] == n)
             .unwrap_or_else(|| panic!("no {event} event for {n}"))
     };
-    let last_start = nodes.iter().map(|n| pos("started", n)).max().unwrap();
-    let first_end = nodes.iter().map(|n| pos("finished", n)).min().unwrap();
+    (at("started"), at("finished"))
+}
+
+/// Whether the nodes ran at the same time: every one started before any finished.
+fn all_overlapped(evs: &[serde_json::Value], nodes: &[&str]) -> bool {
+    let spans: Vec<(usize, usize)> = nodes.iter().map(|n| span(evs, n)).collect();
+    let last_start = spans.iter().map(|s| s.0).max().unwrap();
+    let first_end = spans.iter().map(|s| s.1).min().unwrap();
     last_start < first_end
 }
 
 /// Whether the nodes ran one after another: none started before the previous one finished.
 fn none_overlapped(evs: &[serde_json::Value], nodes: &[&str]) -> bool {
-    let mut spans: Vec<(usize, usize)> = nodes
-        .iter()
-        .map(|n| {
-            let at = |event: &str| {
-                evs.iter()
-                    .position(|e| e["event"] == event && e["instance"] == *n)
-                    .unwrap_or_else(|| panic!("no {event} event for {n}"))
-            };
-            (at("started"), at("finished"))
-        })
-        .collect();
+    let mut spans: Vec<(usize, usize)> = nodes.iter().map(|n| span(evs, n)).collect();
     spans.sort();
     spans.windows(2).all(|w| w[0].1 < w[1].0)
 }
