@@ -929,6 +929,22 @@ fn markdown(plan: &Plan, records: &[Option<Record>], cache: &Cache, file: &Path)
             }
         }
     }
+    let groups = results::seed_groups(&rows);
+    if !groups.is_empty() {
+        let (cols, cells) = crate::render::seed_group_cells(&groups);
+        s.push_str("\n**Over seeds** (each model's distance: mean ± sample std over the seeds, the per-seed values, the mean probe share and the label source's mean ACC)\n\n");
+        s.push_str(&md_table(&cols, &cells));
+    }
+    let paired = results::paired_rows(plan, records, cache);
+    if !paired.is_empty() {
+        let (cols, cells) = crate::render::paired_cells(&paired);
+        s.push_str("\n**Paired comparisons** (A − B over seeds, the same latents for both; negative: A is closer to the reference)\n\n");
+        s.push_str(&md_table(&cols, &cells));
+        s.push('\n');
+        for r in results::paired_reading(&paired) {
+            s.push_str(&format!("- {r}\n"));
+        }
+    }
     let mut cells = Vec::new();
     for inst in &plan.instances {
         if !matches!(inst.kind.kind(), ClusterTemi::KIND | ClusterKmeans::KIND) {

@@ -457,7 +457,8 @@ pub fn summary_table(
     cache: &cedm_cache::Cache,
 ) {
     let rows = crate::results::rows(plan, records, cache);
-    if rows.is_empty() {
+    let paired = crate::results::paired_rows(plan, records, cache);
+    if rows.is_empty() && paired.is_empty() {
         return;
     }
     let (cols, cells) = summary_cells(&rows);
@@ -488,13 +489,24 @@ pub fn summary_table(
             .collect::<Vec<_>>()
             .join("  ")
     };
-    crate::outln!();
-    crate::outln!("Summary");
-    crate::outln!("{}", fmt_row(&cols));
-    for r in &cells {
-        crate::outln!("{}", fmt_row(r));
+    if !rows.is_empty() {
+        crate::outln!();
+        crate::outln!("Summary");
+        crate::outln!("{}", fmt_row(&cols));
+        for r in &cells {
+            crate::outln!("{}", fmt_row(r));
+        }
     }
-    let reading = crate::results::reading(&rows);
+    if !paired.is_empty() {
+        let (cols, cells) = paired_cells(&paired);
+        crate::outln!();
+        crate::outln!(
+            "Paired comparisons (A − B over seeds; negative: A is closer to the reference)"
+        );
+        print_aligned(&cols, &cells);
+    }
+    let mut reading = crate::results::reading(&rows);
+    reading.extend(crate::results::paired_reading(&paired));
     if !reading.is_empty() {
         crate::outln!();
         crate::outln!("What it shows");
@@ -542,6 +554,132 @@ fn sample_grids(
     for (label, path) in grids {
         crate::outln!("  {label:<w$}  {}", path.display());
     }
+}
+
+/// Column names and rows, left-aligned first column, the others right-aligned.
+fn print_aligned(cols: &[String], cells: &[Vec<String>]) {
+    let widths: Vec<usize> = (0..cols.len())
+        .map(|j| {
+            cells
+                .iter()
+                .map(|r| r[j].chars().count())
+                .chain([cols[j].chars().count()])
+                .max()
+                .unwrap_or(1)
+        })
+        .collect();
+    for r in std::iter::once(cols).chain(cells.iter().map(Vec::as_slice)) {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(j, (c, w))| {
+                if j == 0 {
+                    format!("{c:<w$}")
+                } else {
+                    format!("{c:>w$}")
+                }
+            })
+            .collect();
+        crate::outln!("{}", line.join("  "));
+    }
+}
+
+/// The per-model distances over seeds as column names and text cells (`cedm report`).
+pub fn seed_group_cells(groups: &[crate::results::SeedGroup]) -> (Vec<String>, Vec<Vec<String>>) {
+    let mean_std = |v: &[f64]| -> String {
+        if v.is_empty() {
+            return "-".into();
+        }
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        format!(
+            "{m:.2} ± {:.2}",
+            cedm_nodes::algorithms::paired::sample_std(v)
+        )
+    };
+    let cols = [
+        "model",
+        "metric",
+        "seeds",
+        "mean ± std",
+        "per seed",
+        "probe %",
+        "ACC",
+    ]
+    .iter()
+    .map(|c| c.to_string())
+    .collect();
+    let cells = groups
+        .iter()
+        .map(|g| {
+            vec![
+                g.model.clone(),
+                g.kind.clone(),
+                g.values.len().to_string(),
+                mean_std(&g.values),
+                g.values
+                    .iter()
+                    .map(|v| format!("{v:.1}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if g.probes.is_empty() {
+                    "-".into()
+                } else {
+                    let m = g.probes.iter().sum::<f64>() / g.probes.len() as f64;
+                    format!("{m:.1}")
+                },
+                g.acc.map_or_else(|| "-".into(), |a| format!("{a:.1}")),
+            ]
+        })
+        .collect();
+    (cols, cells)
+}
+
+/// The paired comparisons as column names and text cells (also used by `cedm report`).
+pub fn paired_cells(rows: &[crate::results::PairedRow]) -> (Vec<String>, Vec<Vec<String>>) {
+    let f = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |x| format!("{x:.2}"));
+    let level = rows.first().map_or(0.95, |r| r.m.confidence);
+    let power = rows.first().map_or(0.8, |r| r.m.power);
+    let cols = vec![
+        "comparison".to_string(),
+        "A".into(),
+        "B".into(),
+        "metric".into(),
+        "seeds".into(),
+        "A − B per seed".into(),
+        "mean A − B".into(),
+        format!("{:.0}% CI", level * 100.0),
+        "SE".into(),
+        format!("detectable ({:.0}% power)", power * 100.0),
+        "verdict".into(),
+    ];
+    let cells = rows
+        .iter()
+        .map(|r| {
+            let m = &r.m;
+            vec![
+                m.name.clone().unwrap_or_else(|| r.label.clone()),
+                r.a.clone(),
+                r.b.clone(),
+                m.metric.clone(),
+                m.seeds.to_string(),
+                m.diffs
+                    .iter()
+                    .map(|d| format!("{d:.1}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                format!("{:.2}", m.delta),
+                match (m.ci_low, m.ci_high) {
+                    (Some(l), Some(h)) => format!("[{l:.2}, {h:.2}]"),
+                    _ => "-".into(),
+                },
+                f(m.se),
+                f(m.min_detectable),
+                crate::results::paired_verdict(r),
+            ]
+        })
+        .collect();
+    (cols, cells)
 }
 
 /// The summary as column names and text cells (also used by `cedm report`).

@@ -18,6 +18,7 @@ use cedm_nodes::kinds::labels::clip::LabelsClip;
 use cedm_nodes::kinds::metrics::fd::MetricsFd;
 use cedm_nodes::kinds::metrics::fdd::Fdd;
 use cedm_nodes::kinds::metrics::fid::Fid;
+use cedm_nodes::kinds::metrics::paired::{MetricsPaired, PairedMetrics};
 use cedm_nodes::kinds::metrics::probe::{MetricsProbe, ProbeMetrics};
 use serde::de::DeserializeOwned;
 
@@ -264,6 +265,174 @@ pub fn rows(plan: &Plan, records: &[Option<Record>], cache: &Cache) -> Vec<Row> 
         out.push(row);
     }
     out
+}
+
+/// One model's distance over the values of a swept `seed`: mean and sample standard deviation
+/// of the per-seed values, and the mean probe share where measured.
+#[derive(Clone, Debug)]
+pub struct SeedGroup {
+    /// The model in words, without the seed (`TEMI C=10`).
+    pub model: String,
+    /// The distance (`FD_MobileNetV2`).
+    pub kind: String,
+    /// Per-seed values, in row order.
+    pub values: Vec<f64>,
+    /// Per-seed probe shares.
+    pub probes: Vec<f64>,
+    /// Mean ACC of the label source over seeds.
+    pub acc: Option<f64>,
+}
+
+/// Rows of a sweep with a `seed` variable grouped by model and distance (every other variable
+/// kept), in first-seen order; empty when no row has a seed.
+pub fn seed_groups(rows: &[Row]) -> Vec<SeedGroup> {
+    if !rows.iter().any(|r| r.vars.contains_key("seed")) {
+        return Vec::new();
+    }
+    let mut out: Vec<SeedGroup> = Vec::new();
+    let mut accs: Vec<Vec<f64>> = Vec::new();
+    for r in rows {
+        let Some(v) = r.value else { continue };
+        let mut without = r.clone();
+        without.vars.remove("seed");
+        let model = model_name(&without);
+        let i = match out
+            .iter()
+            .position(|g| g.model == model && g.kind == r.kind)
+        {
+            Some(i) => i,
+            None => {
+                out.push(SeedGroup {
+                    model,
+                    kind: r.kind.clone(),
+                    values: Vec::new(),
+                    probes: Vec::new(),
+                    acc: None,
+                });
+                accs.push(Vec::new());
+                out.len() - 1
+            }
+        };
+        out[i].values.push(v);
+        if let Some(p) = &r.probe {
+            out[i].probes.push(p.accuracy);
+        }
+        if let Some(a) = r.acc {
+            accs[i].push(a);
+        }
+    }
+    for (g, a) in out.iter_mut().zip(accs) {
+        g.acc = (!a.is_empty()).then(|| a.iter().sum::<f64>() / a.len() as f64);
+    }
+    out
+}
+
+/// One `metrics/paired` comparison with the models it compares, in words.
+#[derive(Clone, Debug)]
+pub struct PairedRow {
+    /// The node's label (`cmp_uncond[C=10]`).
+    pub label: String,
+    /// Model A (`TEMI C=10`), from its first seed's samples.
+    pub a: String,
+    /// Model B.
+    pub b: String,
+    /// What the node measured.
+    pub m: PairedMetrics,
+}
+
+/// A sample set's model in words: its label source, sampling rule (when not q(c)) and C, from
+/// the edm/sample instance upstream of `from` (a features node); the node's label without one.
+pub fn model_of(plan: &Plan, records: &[Option<Record>], cache: &Cache, from: usize) -> String {
+    let Some(sample) = upstream(plan, from, EdmSample::KIND) else {
+        return plan.instances[from].node.clone();
+    };
+    let Some(train) = upstream(plan, sample, EdmTrain::KIND) else {
+        return plan.instances[sample].node.clone();
+    };
+    let (mut s, labels) = label_source(plan, train);
+    if let Some(rule) = plan.instances[sample]
+        .params
+        .get("condition")
+        .and_then(|v| v.as_str())
+        .filter(|r| *r != "q" && labels.is_some())
+    {
+        s.push_str(&format!(" ({rule})"));
+    }
+    if let Some(c) = labels.and_then(|l| cluster_stats(plan, records, cache, l).get("C").copied()) {
+        if s.starts_with("TEMI") || s.starts_with("k-means") {
+            s.push_str(&format!(" C={c:.0}"));
+        }
+    }
+    s
+}
+
+/// Every cached `metrics/paired` result, in plan order.
+pub fn paired_rows(plan: &Plan, records: &[Option<Record>], cache: &Cache) -> Vec<PairedRow> {
+    let first = |inst: &cedm_engine::Instance, slot: &str| {
+        inst.inputs
+            .iter()
+            .find(|(k, _)| k.starts_with(&format!("{slot}#")))
+            .map(|(_, &i)| i)
+    };
+    plan.instances
+        .iter()
+        .filter(|i| i.kind.kind() == MetricsPaired::KIND)
+        .filter_map(|inst| {
+            let m: PairedMetrics =
+                json_output(cache, records[inst.index].as_ref(), "metrics.json")?;
+            let name = |slot| {
+                first(inst, slot).map_or_else(
+                    || slot.to_uppercase(),
+                    |i| model_of(plan, records, cache, i),
+                )
+            };
+            Some(PairedRow {
+                label: inst.label.clone(),
+                a: name("a"),
+                b: name("b"),
+                m,
+            })
+        })
+        .collect()
+}
+
+/// A paired comparison's verdict in words: which model is closer, or that none was detected.
+pub fn paired_verdict(r: &PairedRow) -> String {
+    match r.m.verdict.as_str() {
+        "A lower" => format!("{} lower", r.a),
+        "B lower" => format!("{} lower", r.b),
+        v => v.to_string(),
+    }
+}
+
+/// One sentence per paired comparison for the summary's reading.
+pub fn paired_reading(rows: &[PairedRow]) -> Vec<String> {
+    rows.iter()
+        .map(|r| {
+            let m = &r.m;
+            let ci = match (m.ci_low, m.ci_high) {
+                (Some(l), Some(h)) => {
+                    format!(", {:.0}% interval [{l:.2}, {h:.2}]", m.confidence * 100.0)
+                }
+                _ => String::new(),
+            };
+            let power = m.min_detectable.map_or_else(String::new, |d| {
+                format!(
+                    "; this design detects a true difference of {d:.2} or more {:.0}% of the time",
+                    m.power * 100.0
+                )
+            });
+            format!(
+                "{} − {}: {} differs by {:.2} on average over {} seeds{ci} — {}{power}.",
+                r.a,
+                r.b,
+                m.metric,
+                m.delta,
+                m.seeds,
+                paired_verdict(r)
+            )
+        })
+        .collect()
 }
 
 /// The key of an instance's record, if cached.

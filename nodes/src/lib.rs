@@ -58,6 +58,7 @@ pub fn registry() -> Registry {
         .register(&metrics::fdd::Fdd)
         .register(&metrics::fd::MetricsFd)
         .register(&metrics::kid::MetricsKid)
+        .register(&metrics::paired::MetricsPaired)
         .register(&metrics::prdc::MetricsPrdc)
         .register(&metrics::probe::MetricsProbe)
         .register(&figures::same_noise::FiguresSameNoise)

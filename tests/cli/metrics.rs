@@ -712,3 +712,105 @@ nodes:
         stderr(&o)
     );
 }
+
+/// `metrics/paired` over a sweep of seeds: the gathered feature sets pair up by seed; Fashion-MNIST
+/// test images against MNIST (both compared with Fashion-MNIST training images) is a clear
+/// difference with an interval below 0, two Fashion-MNIST sets are not told apart, the same set
+/// against itself differs by exactly 0; the run's summary and `cedm report --format markdown`
+/// show the comparisons with their verdicts; unpaired inputs are a clear error.
+#[test]
+fn paired_comparison_over_seeds_decides_only_what_its_interval_shows() {
+    let a = assets();
+    let d = Dir::new();
+    let yaml = format!(
+        "name: paired
+sweep: {{seed: [0, 1, 2]}}
+nodes:
+  ref: {{kind: data/idx, params: {{images: {a}/fashion-mnist/train-images-idx3-ubyte.gz, limit: 300}}}}
+  fa: {{kind: data/idx, params: {{images: {a}/fashion-mnist/t10k-images-idx3-ubyte.gz, limit: 100, subset_seed: \"${{seed}}\"}}}}
+  fb: {{kind: data/idx, params: {{images: {a}/fashion-mnist/train-images-idx3-ubyte.gz, limit: 100, subset_seed: \"${{seed}}\"}}}}
+  mn: {{kind: data/idx, params: {{images: {a}/mnist/train-images-idx3-ubyte, limit: 100, subset_seed: \"${{seed}}\"}}}}
+  er: {{kind: features/mobilenet_v2, inputs: {{images: ref}}, params: &m {{weights: {a}/weights/mobilenet_v2-b0353104.pth, resolution: 32}}}}
+  ea: {{kind: features/mobilenet_v2, inputs: {{images: fa}}, params: *m}}
+  eb: {{kind: features/mobilenet_v2, inputs: {{images: fb}}, params: *m}}
+  em: {{kind: features/mobilenet_v2, inputs: {{images: mn}}, params: *m}}
+  far: {{kind: metrics/paired, inputs: {{a: ea, b: em, reference: er}}, params: {{name: fashion vs mnist, bootstrap: 50}}}}
+  near: {{kind: metrics/paired, inputs: {{a: ea, b: eb, reference: er}}, params: {{bootstrap: 50}}}}
+  same: {{kind: metrics/paired, inputs: {{a: ea, b: ea, reference: er}}, params: {{bootstrap: 20}}}}
+",
+        a = a.display()
+    );
+    d.write("exp.yaml", &yaml);
+    let o = d.run(&["run", "exp.yaml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let far = metrics(&d, "far");
+    assert_eq!(far["seeds"], 3);
+    assert_eq!(far["samples"], 100);
+    assert_eq!(far["metric"], "FD_MobileNetV2");
+    let diffs: Vec<f64> = far["diffs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let delta = far["delta"].as_f64().unwrap();
+    assert!(
+        (delta - diffs.iter().sum::<f64>() / 3.0).abs() < 1e-9,
+        "{far}"
+    );
+    // Each seed's difference is its own pair's: FD(A_s) − FD(B_s).
+    for s in 0..3 {
+        let (fa, fb) = (
+            far["fd_a"][s].as_f64().unwrap(),
+            far["fd_b"][s].as_f64().unwrap(),
+        );
+        assert!((fa - fb - diffs[s]).abs() < 1e-9 && fa < fb, "{far}");
+    }
+    let (lo, hi) = (
+        far["ci_low"].as_f64().unwrap(),
+        far["ci_high"].as_f64().unwrap(),
+    );
+    assert!(lo < delta && delta < hi && hi < 0.0, "{far}");
+    assert_eq!(far["verdict"], "A lower");
+    let se = far["se"].as_f64().unwrap();
+    let mde = far["min_detectable"].as_f64().unwrap();
+    assert!((mde - 2.801_585_218_113 * se).abs() < 1e-6 * mde, "{far}");
+    let near = metrics(&d, "near");
+    let (lo, hi) = (
+        near["ci_low"].as_f64().unwrap(),
+        near["ci_high"].as_f64().unwrap(),
+    );
+    assert!(lo < 0.0 && 0.0 < hi, "{near}");
+    assert_eq!(near["verdict"], "no difference detected");
+    let same = metrics(&d, "same");
+    assert_eq!(same["delta"].as_f64().unwrap(), 0.0, "{same}");
+    assert_eq!(same["ci_low"].as_f64().unwrap(), 0.0, "{same}");
+    // The summary and the markdown report name the models and the verdicts.
+    let out = stdout(&o);
+    assert!(out.contains("Paired comparisons"), "{out}");
+    assert!(
+        out.contains("fashion vs mnist") && out.contains("ea lower"),
+        "{out}"
+    );
+    let md = stdout(&d.run(&["report", "exp.yaml", "--format", "markdown"]));
+    assert!(md.contains("**Paired comparisons**"), "{md}");
+    assert!(
+        md.contains("| fashion vs mnist | ea | em | FD_MobileNetV2 | 3 |"),
+        "{md}"
+    );
+    assert!(md.contains("ea − em: FD_MobileNetV2 differs by"), "{md}");
+    // B unswept: one feature set against three is refused with what to do.
+    d.write(
+        "bad.yaml",
+        &format!(
+            "{yaml}  unpaired: {{kind: metrics/paired, inputs: {{a: ea, b: er, reference: er}}}}\n"
+        ),
+    );
+    let o = d.run(&["run", "bad.yaml", "--only", "unpaired"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("`a` has 3 feature sets and `b` 1"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -7,5 +7,6 @@ pub mod fdd_ref;
 pub mod fid;
 pub mod fid_ref;
 pub mod kid;
+pub mod paired;
 pub mod prdc;
 pub mod probe;
