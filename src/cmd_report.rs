@@ -994,6 +994,23 @@ fn markdown(plan: &Plan, records: &[Option<Record>], cache: &Cache, file: &Path)
     s
 }
 
+/// A plain table of text cells, escaped.
+fn html_table(body: &mut String, cols: &[String], cells: &[Vec<String>]) {
+    body.push_str("<table class=\"summary\"><tr>");
+    for c in cols {
+        let _ = write!(body, "<th>{}</th>", esc(c));
+    }
+    body.push_str("</tr>");
+    for r in cells {
+        body.push_str("<tr>");
+        for c in r {
+            let _ = write!(body, "<td>{}</td>", esc(c));
+        }
+        body.push_str("</tr>");
+    }
+    body.push_str("</table>");
+}
+
 /// `cedm report`.
 pub fn report(cli: &Cli, a: &ReportArgs) -> Result<ExitCode, CliError> {
     let reg = registry();
@@ -1031,19 +1048,15 @@ pub fn report(cli: &Cli, a: &ReportArgs) -> Result<ExitCode, CliError> {
             .push_str("<p>No FID or FDD result is cached yet (run the experiment first).</p>");
     } else {
         let (cols, cells) = crate::render::summary_cells(&rows);
-        page.body.push_str("<table class=\"summary\"><tr>");
-        for c in &cols {
-            let _ = write!(page.body, "<th>{}</th>", esc(c));
-        }
-        page.body.push_str("</tr>");
-        for r in cells {
-            page.body.push_str("<tr>");
-            for c in r {
-                let _ = write!(page.body, "<td>{}</td>", esc(&c));
-            }
-            page.body.push_str("</tr>");
-        }
-        page.body.push_str("</table>");
+        html_table(&mut page.body, &cols, &cells);
+    }
+    let paired = results::paired_rows(&plan, &records, &cache);
+    if !paired.is_empty() {
+        page.body.push_str(
+            "<p>Paired comparisons (A − B over seeds, the same latents for both; negative: A is closer to the reference; metrics/paired):</p>",
+        );
+        let (cols, cells) = crate::render::paired_cells(&paired);
+        html_table(&mut page.body, &cols, &cells);
     }
     page.section("Sample quality", "");
     metric_figures(&mut page, &plan, &records, &rows);
