@@ -42,6 +42,43 @@ if ! "$prefix/bin/llvm-config" --targets-built | grep -qw NVPTX; then
   exit 1
 fi
 
+# The system libraries LLVM links against must be linkable as -l flags: Debian's runtime packages
+# ship only libzstd.so.1 and the like; the -dev packages add the libzstd.so a linker looks for
+# (the full build stopped at 'unable to find library -lzstd' without libzstd-dev).
+linkable() { echo 'int main(void){return 0;}' | cc -x c - -o /dev/null "-l$1" 2>/dev/null; }
+dev_package() {
+  case "$1" in
+    zstd) echo libzstd-dev ;; z) echo zlib1g-dev ;; xml2) echo libxml2-dev ;; z3) echo libz3-dev ;;
+    ffi) echo libffi-dev ;; tinfo) echo libtinfo-dev ;; edit) echo libedit-dev ;; *) ;;
+  esac
+}
+missing=()
+for t in $("$prefix/bin/llvm-config" --link-static --system-libs); do
+  case "$t" in
+    -l*) l="${t#-l}" ;;
+    /*/lib*.so | /*/lib*.a) b="${t##*/lib}"; l="${b%.*}" ;;
+    *) continue ;;
+  esac
+  linkable "$l" || missing+=("$l")
+done
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  pkgs=()
+  for l in "${missing[@]}"; do
+    p="$(dev_package "$l")"
+    [ -n "$p" ] && pkgs+=("$p")
+  done
+  if [ ${#pkgs[@]} -gt 0 ]; then
+    echo "setup_cuda_build: installing ${pkgs[*]} (LLVM links -l${missing[*]// / -l})"
+    apt-get install -y -qq "${pkgs[@]}" >/dev/null
+  fi
+fi
+for l in "${missing[@]}"; do
+  if ! linkable "$l"; then
+    echo "setup_cuda_build: LLVM needs -l$l, which the linker cannot find (Debian: apt-get install $(dev_package "$l"))" >&2
+    exit 1
+  fi
+done
+
 data="${XDG_DATA_HOME:-$HOME/.local/share}"
 dest="$data/tracel/tracel-llvm-23.1.0-4"
 mkdir -p "$dest/bin"
