@@ -482,6 +482,9 @@ pub fn model_name(r: &Row) -> String {
 /// model is best and which others are within its bootstrap interval (within noise) or clear of it.
 /// Derived from the rows alone, so it says what this run measured, at whatever budget.
 pub fn reading(rows: &[Row]) -> Vec<String> {
+    if rows.iter().any(|r| r.vars.contains_key("seed")) {
+        return seeded_reading(rows);
+    }
     let mut out = Vec::new();
     // Probe: the ground-truth model's samples (classified as their condition), and C-EDM's
     // (as their cluster's majority class).
@@ -577,6 +580,71 @@ pub fn reading(rows: &[Row]) -> Vec<String> {
     out
 }
 
+/// The reading of a sweep over seeds: a sentence per model over its seeds (the probe's mean
+/// share with the per-seed shares) and per distance the lowest mean over seeds — one seed's
+/// interval says nothing about a method, so the decisions are left to `metrics/paired`.
+fn seeded_reading(rows: &[Row]) -> Vec<String> {
+    let mut out = Vec::new();
+    // Probes, grouped by model without the seed, each sample set once.
+    let mut groups: Vec<(String, Vec<&ProbeMetrics>)> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for r in rows {
+        let (Some(m), Some(sample)) = (&r.probe, r.sample) else {
+            continue;
+        };
+        if !seen.insert(sample) {
+            continue;
+        }
+        let mut without = r.clone();
+        without.vars.remove("seed");
+        let model = model_name(&without);
+        match groups.iter_mut().find(|(g, _)| *g == model) {
+            Some((_, v)) => v.push(m),
+            None => groups.push((model, vec![m])),
+        }
+    }
+    for (model, ms) in groups {
+        let n = ms.len() as f64;
+        let mean = ms.iter().map(|m| m.accuracy).sum::<f64>() / n;
+        let per: Vec<String> = ms.iter().map(|m| format!("{:.1}", m.accuracy)).collect();
+        let what = if ms[0].target == "condition" {
+            "classified as the class they were conditioned on"
+        } else {
+            "classified as their cluster's majority class"
+        };
+        let real = ms[0]
+            .test_accuracy
+            .map(|t| format!(", against {t:.1}% for real test images"))
+            .unwrap_or_default();
+        out.push(format!(
+            "{model}, {} seeds: {mean:.1}% of samples {what} by the probe (per seed {}; chance {:.0}%{real}).",
+            ms.len(),
+            per.join(", "),
+            ms[0].chance
+        ));
+    }
+    let groups = seed_groups(rows);
+    for kind in distance_names(rows) {
+        let g: Vec<&SeedGroup> = groups.iter().filter(|g| g.kind == kind).collect();
+        let mean = |g: &SeedGroup| g.values.iter().sum::<f64>() / g.values.len().max(1) as f64;
+        let Some(best) = g
+            .iter()
+            .min_by(|a, b| mean(a).total_cmp(&mean(b)))
+            .filter(|_| g.len() >= 2)
+        else {
+            continue;
+        };
+        out.push(format!(
+            "{kind}: lowest mean over seeds for {} ({:.2} ± {:.2}, {} seeds). Whether a difference between models is real is what the paired comparisons (metrics/paired) decide, not the per-seed intervals.",
+            best.model,
+            mean(best),
+            cedm_nodes::algorithms::paired::sample_std(&best.values),
+            best.values.len()
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -626,6 +694,44 @@ mod tests {
             text.contains("FD_MobileNetV2: lowest for ground truth (20.00, interval [18.00, 22.00]); within noise of it (intervals overlap): TEMI C=10; clearly worse: unconditional."),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_sweep_over_seeds_is_read_per_model_over_its_seeds() {
+        let probe = |accuracy: f64| ProbeMetrics {
+            probe: "knn".into(),
+            k: 5,
+            c: 0.0,
+            classes: 10,
+            target: "condition".into(),
+            accuracy,
+            samples: 256,
+            chance: 10.0,
+            test_accuracy: Some(81.1),
+            test_items: 1000,
+            per_class: vec![],
+        };
+        let seeded = |metric: usize, source: &str, seed: &str, value: f64, p: Option<f64>| {
+            let mut r = row(metric, source, None, value, (value - 5.0, value + 5.0));
+            r.vars.insert("seed".into(), seed.into());
+            r.probe = p.map(probe);
+            r
+        };
+        let rows = [
+            seeded(0, "ground truth", "0", 270.0, Some(40.0)),
+            seeded(1, "ground truth", "1", 260.0, Some(50.0)),
+            seeded(2, "unconditional", "0", 300.0, None),
+            seeded(3, "unconditional", "1", 310.0, None),
+        ];
+        let text = reading(&rows).join("\n");
+        assert!(text.contains("ground truth, 2 seeds: 45.0% of samples classified as the class they were conditioned on by the probe (per seed 40.0, 50.0; chance 10%, against 81.1% for real test images)."), "{text}");
+        assert!(
+            text.contains(
+                "FD_MobileNetV2: lowest mean over seeds for ground truth (265.00 ± 7.07, 2 seeds)."
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("seed=0"), "{text}");
     }
 
     #[test]
