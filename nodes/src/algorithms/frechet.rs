@@ -164,16 +164,7 @@ impl PreparedReference {
             } else {
                 r
             };
-            for i in 0..k {
-                for j in 0..i {
-                    let s = 0.5 * (g[i * k + j] + g[j * k + i]);
-                    g[i * k + j] = s;
-                    g[j * k + i] = s;
-                }
-            }
-            cedm_kernels::linalg::symmetric_eigenvalues(&g, k)
-                .map(|ev| ev.iter().map(|&v| v.max(0.0).sqrt()).sum::<f64>())
-                .unwrap_or(f64::NAN)
+            sum_sqrt_eigenvalues(&mut g, k)
         };
         let fd = diff + trace_s + self.trace - 2.0 * covmean;
         if fd.is_finite() {
@@ -188,6 +179,124 @@ impl PreparedReference {
             .collect();
         let s = Stats::from_features(&data, total as usize, d)?;
         frechet_distance(&s, &self.stats)
+    }
+}
+
+/// Σ √max(λ, 0) over the eigenvalues λ of the k×k Gram matrix `g`, symmetrised first (NaN when
+/// the eigensolver fails): tr √(Σ_s Σ_r) from Y = (X − μ)L, whichever of YYᵀ and YᵀY `g` is.
+fn sum_sqrt_eigenvalues(g: &mut [f64], k: usize) -> f64 {
+    for i in 0..k {
+        for j in 0..i {
+            let s = 0.5 * (g[i * k + j] + g[j * k + i]);
+            g[i * k + j] = s;
+            g[j * k + i] = s;
+        }
+    }
+    cedm_kernels::linalg::symmetric_eigenvalues(g, k)
+        .map(|ev| ev.iter().map(|&v| v.max(0.0).sqrt()).sum::<f64>())
+        .unwrap_or(f64::NAN)
+}
+
+/// A sample set projected once onto a [`PreparedReference`]'s factor L: z_i = x_iᵀL (n×r, f64).
+/// Centring is linear, Y = (X − μ)L = Z − 1·(μᵀL) with μᵀL = Σwz/W, so the distance of any
+/// weighted subset of the same rows ([`PreparedReference::distance_projected`]: bootstrap
+/// replicates) costs m·(d + r) + min(m, r)²·max(m, r) instead of the m·d·r of
+/// [`PreparedReference::distance`].
+pub struct Projection {
+    n: usize,
+    z: Vec<f64>,
+}
+
+impl PreparedReference {
+    /// Project the first `n` rows of `feats` (`[n, d]`).
+    pub fn project(&self, feats: &[f32], n: usize) -> Projection {
+        let (d, r) = (self.d, self.r);
+        let x: Vec<f64> = feats[..n * d].iter().map(|&v| f64::from(v)).collect();
+        let mut z = vec![0f64; n * r];
+        if r > 0 && n > 0 {
+            cedm_kernels::cpu::gemm(n, d, r, &x, false, &self.l, false, &mut z, false);
+        }
+        Projection { n, z }
+    }
+
+    /// [`Self::distance`] of the weighted rows `rows` of `feats`, whose projection is `proj`
+    /// (from [`Self::project`] of the same `feats`): the same value to round-off.
+    ///
+    /// # Errors
+    /// Fewer than 2 rows in all, a row outside the projection, or non-finite values.
+    pub fn distance_projected(
+        &self,
+        feats: &[f32],
+        proj: &Projection,
+        rows: &[(usize, u32)],
+    ) -> Result<f64, NodeError> {
+        let (d, r) = (self.d, self.r);
+        let total: f64 = rows.iter().map(|&(_, w)| f64::from(w)).sum();
+        if total < 2.0 {
+            return Err(NodeError::msg(format!(
+                "a Fréchet distance needs at least 2 samples, got {total}"
+            )));
+        }
+        if let Some(&(i, _)) = rows.iter().find(|&&(i, _)| i >= proj.n) {
+            return Err(NodeError::msg(format!(
+                "row {i} is outside the {} projected rows",
+                proj.n
+            )));
+        }
+        let (mut mu, mut mu_l) = (vec![0f64; d], vec![0f64; r]);
+        for &(i, w) in rows {
+            let w = f64::from(w);
+            mu.iter_mut()
+                .zip(&feats[i * d..(i + 1) * d])
+                .for_each(|(m, &x)| *m += w * f64::from(x));
+            mu_l.iter_mut()
+                .zip(&proj.z[i * r..(i + 1) * r])
+                .for_each(|(m, &z)| *m += w * z);
+        }
+        mu.iter_mut().for_each(|m| *m /= total);
+        mu_l.iter_mut().for_each(|m| *m /= total);
+        let diff: f64 = mu
+            .iter()
+            .zip(&self.mu)
+            .map(|(x, y)| (x - y) * (x - y))
+            .sum();
+        let mut trace_s = 0.0;
+        for &(i, w) in rows {
+            let ss: f64 = feats[i * d..(i + 1) * d]
+                .iter()
+                .zip(&mu)
+                .map(|(&x, m)| (f64::from(x) - m).powi(2))
+                .sum();
+            trace_s += f64::from(w) * ss;
+        }
+        trace_s /= total - 1.0;
+        let m = rows.len();
+        let covmean = if r == 0 {
+            0.0
+        } else {
+            let mut y = vec![0f64; m * r];
+            for (yr, &(i, w)) in y.chunks_mut(r).zip(rows) {
+                let s = (f64::from(w) / (total - 1.0)).sqrt();
+                yr.iter_mut()
+                    .zip(&proj.z[i * r..(i + 1) * r])
+                    .zip(&mu_l)
+                    .for_each(|((o, &z), ml)| *o = s * (z - ml));
+            }
+            let k = m.min(r);
+            let mut g = vec![0f64; k * k];
+            if m <= r {
+                cedm_kernels::cpu::gemm(m, r, m, &y, false, &y, true, &mut g, false);
+            } else {
+                cedm_kernels::cpu::gemm(r, m, r, &y, true, &y, false, &mut g, false);
+            }
+            sum_sqrt_eigenvalues(&mut g, k)
+        };
+        let fd = diff + trace_s + self.trace - 2.0 * covmean;
+        if fd.is_finite() {
+            Ok(fd)
+        } else {
+            self.distance(feats, rows)
+        }
     }
 }
 
@@ -225,6 +334,8 @@ pub fn bootstrap_mean(
     confidence: f64,
     mut tick: impl FnMut(usize) -> bool,
 ) -> Result<Option<Interval>, NodeError> {
+    let used = runs.iter().map(|r| r.end).max().unwrap_or(0);
+    let proj = prep.project(feats, if resamples > 0 { used } else { 0 });
     let mut boots = Vec::with_capacity(resamples);
     for b in 0..resamples {
         let mut rng = cedm_kernels::rng::Rng::stream(seed, b as u64);
@@ -237,7 +348,7 @@ pub fn bootstrap_mean(
                     .or_default() += 1;
             }
             let rows: Vec<(usize, u32)> = counts.into_iter().collect();
-            sum += prep.distance(feats, &rows)?;
+            sum += prep.distance_projected(feats, &proj, &rows)?;
         }
         boots.push(sum / runs.len().max(1) as f64);
         if !tick(b + 1) {
@@ -369,6 +480,17 @@ mod tests {
                 (fast - direct).abs() < 1e-7 * direct.max(1.0),
                 "{fast} {direct}"
             );
+            // The projected route: the same distance for any weighted subset of the rows (to the
+            // round-off of √λ for the near-zero eigenvalues, as above).
+            let proj = prep.project(&x, n);
+            for rows in [&w, &rows, &w[..n / 2].to_vec()] {
+                let (a, b) = (
+                    prep.distance(&x, rows).unwrap(),
+                    prep.distance_projected(&x, &proj, rows).unwrap(),
+                );
+                assert!((a - b).abs() < 1e-7 * a.max(1.0), "{a} {b}");
+            }
+            assert!(prep.distance_projected(&x, &proj, &[(n, 2)]).is_err());
         }
     }
 

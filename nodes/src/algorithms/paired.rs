@@ -82,21 +82,26 @@ pub fn paired_bootstrap(
     let delta = diffs.iter().sum::<f64>() / s as f64;
     let seed_std = sample_std(&diffs);
 
-    let mut per_seed: Vec<Vec<f64>> = vec![Vec::with_capacity(resamples); s];
-    let mut boots = Vec::with_capacity(resamples);
-    for r in 0..resamples {
+    // Each set projected once: a replicate's distances then cost little (frechet's Projection).
+    let projected: Vec<_> = pairs
+        .iter()
+        .map(|p| (prep.project(p.a, p.n), prep.project(p.b, p.n)))
+        .collect();
+    // Replicate r: per seed the stage-1 differences d*_s, then the stage-2 mean; all of it
+    // from stream r, so replicates run in parallel and the result does not depend on how.
+    let replicate = |r: usize| -> Result<(Vec<f64>, f64), NodeError> {
         let mut rng = cedm_kernels::rng::Rng::stream(seed, r as u64);
         let mut d_star = Vec::with_capacity(s);
-        for p in pairs {
+        for (p, (pa, pb)) in pairs.iter().zip(&projected) {
             let mut counts = std::collections::BTreeMap::<usize, u32>::new();
             for _ in 0..p.n {
                 *counts.entry(rng.below(p.n as u64) as usize).or_default() += 1;
             }
             let rows: Vec<(usize, u32)> = counts.into_iter().collect();
-            d_star.push(prep.distance(p.a, &rows)? - prep.distance(p.b, &rows)?);
-        }
-        for (v, &d) in per_seed.iter_mut().zip(&d_star) {
-            v.push(d);
+            d_star.push(
+                prep.distance_projected(p.a, pa, &rows)?
+                    - prep.distance_projected(p.b, pb, &rows)?,
+            );
         }
         // Stage 2: S seeds with replacement (with one seed there is nothing to draw).
         let mean = if s == 1 {
@@ -107,8 +112,27 @@ pub fn paired_bootstrap(
                 .sum::<f64>()
                 / s as f64
         };
-        boots.push(mean);
-        if !tick(r + 1) {
+        Ok((d_star, mean))
+    };
+    let mut per_seed: Vec<Vec<f64>> = vec![Vec::with_capacity(resamples); s];
+    let mut boots = Vec::with_capacity(resamples);
+    // In chunks, so that progress and a stop request are seen between them.
+    let chunk = rayon::current_num_threads().max(1) * 4;
+    while boots.len() < resamples {
+        use rayon::prelude::*;
+        let r0 = boots.len();
+        let r1 = (r0 + chunk).min(resamples);
+        let done: Vec<(Vec<f64>, f64)> = (r0..r1)
+            .into_par_iter()
+            .map(replicate)
+            .collect::<Result<_, _>>()?;
+        for (d_star, mean) in done {
+            for (v, d) in per_seed.iter_mut().zip(d_star) {
+                v.push(d);
+            }
+            boots.push(mean);
+        }
+        if !tick(r1) {
             return Ok(None);
         }
     }

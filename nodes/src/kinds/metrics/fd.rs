@@ -90,7 +90,7 @@ pub struct MetricsFd;
 
 impl Kind for MetricsFd {
     const KIND: &'static str = "metrics/fd";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const ABOUT: &'static str = "Fréchet distance on cached features of any encoder (FID, FD_DINOv2, FD_MobileNetV2): EDM's runs, bootstrap interval, FD∞, per-cluster FD";
     const INPUTS: &'static [Slot] = &[
         Slot::one(
