@@ -358,10 +358,10 @@ pub fn model_of(plan: &Plan, records: &[Option<Record>], cache: &Cache, from: us
     {
         s.push_str(&format!(" ({rule})"));
     }
-    if let Some(c) = labels.and_then(|l| cluster_stats(plan, records, cache, l).get("C").copied()) {
-        if s.starts_with("TEMI") || s.starts_with("k-means") {
-            s.push_str(&format!(" C={c:.0}"));
-        }
+    if let Some(c) = labels.and_then(|l| cluster_stats(plan, records, cache, l).get("C").copied())
+        && (s.starts_with("TEMI") || s.starts_with("k-means"))
+    {
+        s.push_str(&format!(" C={c:.0}"));
     }
     s
 }
