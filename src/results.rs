@@ -517,6 +517,7 @@ pub fn reading(rows: &[Row]) -> Vec<String> {
             model_name(r)
         ));
     }
+    out.extend(budget_sentence(rows));
     // Distances: the best model of each, and who is within its interval.
     for kind in distance_names(rows) {
         let group: Vec<&Row> = rows
@@ -580,6 +581,28 @@ pub fn reading(rows: &[Row]) -> Vec<String> {
     out
 }
 
+/// What the budget means, when the ground-truth-conditional model's probe share (mean over its
+/// rows) is far below the probe's accuracy on real images: one sentence, or none.
+fn budget_sentence(rows: &[Row]) -> Option<String> {
+    let gt: Vec<(&Row, &ProbeMetrics)> = rows
+        .iter()
+        .filter_map(|r| Some((r, r.probe.as_ref().filter(|m| m.target == "condition")?)))
+        .collect();
+    let (r, m) = *gt.first()?;
+    let t = m.test_accuracy?;
+    let share = gt.iter().map(|(_, m)| m.accuracy).sum::<f64>() / gt.len() as f64;
+    if share >= 0.75 * t {
+        return None;
+    }
+    let kimg = r
+        .kimg
+        .map(|k| format!(" after {k} kimg of training"))
+        .unwrap_or_default();
+    Some(format!(
+        "At this budget the models are far from trained: even with the true labels, {share:.1}% of samples are recognised as their class{kimg}, against {t:.1}% of real images, so the differences between label sources here are those of half-trained models (docs/results.md measures longer training)."
+    ))
+}
+
 /// The reading of a sweep over seeds: a sentence per model over its seeds (the probe's mean
 /// share with the per-seed shares) and per distance the lowest mean over seeds — one seed's
 /// interval says nothing about a method, so the decisions are left to `metrics/paired`.
@@ -623,6 +646,7 @@ fn seeded_reading(rows: &[Row]) -> Vec<String> {
             ms[0].chance
         ));
     }
+    out.extend(budget_sentence(rows));
     let groups = seed_groups(rows);
     for kind in distance_names(rows) {
         let g: Vec<&SeedGroup> = groups.iter().filter(|g| g.kind == kind).collect();
@@ -694,6 +718,13 @@ mod tests {
             text.contains("FD_MobileNetV2: lowest for ground truth (20.00, interval [18.00, 22.00]); within noise of it (intervals overlap): TEMI C=10; clearly worse: unconditional."),
             "{text}"
         );
+        // 72.5% against 81.1%: trained enough that no budget warning is given.
+        assert!(!text.contains("far from trained"), "{text}");
+        let mut young = row(0, "ground truth", None, 20.0, (18.0, 22.0));
+        young.probe = Some(probe(19.1, "condition", Some(81.1)));
+        young.kimg = Some(6.0);
+        let text = reading(&[young]).join("\n");
+        assert!(text.contains("At this budget the models are far from trained: even with the true labels, 19.1% of samples are recognised as their class after 6 kimg of training, against 81.1% of real images"), "{text}");
     }
 
     #[test]
