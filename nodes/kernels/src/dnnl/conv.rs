@@ -594,15 +594,32 @@ fn ok(c: &Conv2d) -> bool {
         && c.h > 0
         && c.w > 0
         && c.k % 2 == 1
-        && c.cout * c.kk() < LARGE_KERNEL
+        && c.cout * c.kk() < large_kernel()
         && api::get().is_some()
 }
 
-/// Kernels with this many weights or more go to im2col + GEMM instead: measured on the `cifar`
-/// preset (128–256 channels), oneDNN's per-call reorders and buffers made the step 12% slower
-/// and its peak memory 1.7× (4.3 against 2.55 GiB) — the products are large enough there for
-/// the GEMM to run at full speed.
+/// On CPUs with AVX-512, kernels with this many weights or more go to im2col + GEMM instead:
+/// measured on the `cifar` preset (128–256 channels) on a 2-core Intel Xeon (AVX-512, AMX),
+/// oneDNN's per-call reorders and buffers made the step 12% slower and its peak memory 1.7×
+/// (4.3 against 2.55 GiB) — the products are large enough there for the GEMM's AVX-512 kernels
+/// to run at full speed.
 pub const LARGE_KERNEL: usize = 1 << 16;
+
+/// The one decision of which convolutions oneDNN takes, by kernel size: below
+/// [`LARGE_KERNEL`] weights on AVX-512 CPUs, every size elsewhere. Measured on a 2-core AMD
+/// EPYC (AVX2, no AVX-512), the `cifar` step ran at 0.74× PyTorch with the large kernels on
+/// im2col + GEMM and 0.97× with all of them on oneDNN (peak RSS 3.0 against 2.6 GiB; PyTorch's
+/// 4.2): without AVX-512 the GEMM is the slower of the two.
+pub fn large_kernel() -> usize {
+    static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return LARGE_KERNEL;
+        }
+        usize::MAX
+    })
+}
 
 /// A pointer that may cross to rayon's threads (disjoint chunks of one buffer).
 #[derive(Clone, Copy)]
