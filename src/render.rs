@@ -461,41 +461,11 @@ pub fn summary_table(
     if rows.is_empty() && paired.is_empty() {
         return;
     }
-    let (cols, cells) = summary_cells(&rows);
-    let widths: Vec<usize> = cols
-        .iter()
-        .enumerate()
-        .map(|(j, c)| {
-            cells
-                .iter()
-                .map(|r| r[j].chars().count())
-                .max()
-                .unwrap_or(1)
-                .max(c.chars().count())
-        })
-        .collect();
-    let fmt_row = |cells: &[String]| -> String {
-        cells
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(j, (c, w))| {
-                if j == 0 {
-                    format!("{c:<w$}")
-                } else {
-                    format!("{c:>w$}")
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("  ")
-    };
     if !rows.is_empty() {
+        let (cols, cells) = summary_cells(&rows);
         crate::outln!();
         crate::outln!("Summary");
-        crate::outln!("{}", fmt_row(&cols));
-        for r in &cells {
-            crate::outln!("{}", fmt_row(r));
-        }
+        print_aligned(&cols, &cells);
     }
     if !paired.is_empty() {
         let (cols, cells) = paired_cells(&paired);

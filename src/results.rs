@@ -160,6 +160,54 @@ pub fn cluster_stats(
     out
 }
 
+/// The model behind `from` (a metric or features instance), joined onto `row`: the edm/sample
+/// upstream, its probe, the edm/train and its length, the label source, the sampling rule and
+/// the clustering's statistics and scores.
+fn fill_model(plan: &Plan, records: &[Option<Record>], cache: &Cache, from: usize, row: &mut Row) {
+    if let Some(sample) = upstream(plan, from, EdmSample::KIND) {
+        row.sample = Some(sample);
+        row.probe = plan
+            .instances
+            .iter()
+            .find(|s| {
+                s.kind.kind() == MetricsProbe::KIND && s.inputs.get("conditions") == Some(&sample)
+            })
+            .and_then(|s| {
+                json_output::<ProbeMetrics>(cache, records[s.index].as_ref(), "metrics.json")
+            });
+        if let Some(train) = upstream(plan, sample, EdmTrain::KIND) {
+            row.train = Some(train);
+            row.kimg = plan.instances[train]
+                .params
+                .get("duration_kimg")
+                .and_then(serde_json::Value::as_f64);
+            let (source, labels) = label_source(plan, train);
+            if source != "unconditional" {
+                let p = &plan.instances[sample].params;
+                row.sampling = Some(match p.get("class").and_then(serde_json::Value::as_u64) {
+                    Some(k) => format!("class {k}"),
+                    None => p
+                        .get("condition")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("q")
+                        .to_string(),
+                });
+            }
+            row.source = source;
+            row.labels = labels;
+            if let Some(l) = labels {
+                let s = cluster_stats(plan, records, cache, l);
+                row.c = s.get("C").copied();
+                row.c_u = s.get("C_u").copied();
+                row.kl = s.get("KL").copied();
+                row.acc = s.get("ACC").copied();
+                row.nmi = s.get("NMI").copied();
+                row.anmi = s.get("ANMI").copied();
+            }
+        }
+    }
+}
+
 /// Every FID/FDD measurement in the cache, with its context.
 pub fn rows(plan: &Plan, records: &[Option<Record>], cache: &Cache) -> Vec<Row> {
     let mut out = Vec::new();
@@ -219,49 +267,7 @@ pub fn rows(plan: &Plan, records: &[Option<Record>], cache: &Cache) -> Vec<Row> 
             source: "?".into(),
             ..Row::default()
         };
-        if let Some(sample) = upstream(plan, inst.index, EdmSample::KIND) {
-            row.sample = Some(sample);
-            row.probe = plan
-                .instances
-                .iter()
-                .find(|s| {
-                    s.kind.kind() == MetricsProbe::KIND
-                        && s.inputs.get("conditions") == Some(&sample)
-                })
-                .and_then(|s| {
-                    json_output::<ProbeMetrics>(cache, records[s.index].as_ref(), "metrics.json")
-                });
-            if let Some(train) = upstream(plan, sample, EdmTrain::KIND) {
-                row.train = Some(train);
-                row.kimg = plan.instances[train]
-                    .params
-                    .get("duration_kimg")
-                    .and_then(serde_json::Value::as_f64);
-                let (source, labels) = label_source(plan, train);
-                if source != "unconditional" {
-                    let p = &plan.instances[sample].params;
-                    row.sampling = Some(match p.get("class").and_then(serde_json::Value::as_u64) {
-                        Some(k) => format!("class {k}"),
-                        None => p
-                            .get("condition")
-                            .and_then(|v| v.as_str())
-                            .unwrap_or("q")
-                            .to_string(),
-                    });
-                }
-                row.source = source;
-                row.labels = labels;
-                if let Some(l) = labels {
-                    let s = cluster_stats(plan, records, cache, l);
-                    row.c = s.get("C").copied();
-                    row.c_u = s.get("C_u").copied();
-                    row.kl = s.get("KL").copied();
-                    row.acc = s.get("ACC").copied();
-                    row.nmi = s.get("NMI").copied();
-                    row.anmi = s.get("ANMI").copied();
-                }
-            }
-        }
+        fill_model(plan, records, cache, inst.index, &mut row);
         out.push(row);
     }
     out
@@ -340,30 +346,17 @@ pub struct PairedRow {
     pub m: PairedMetrics,
 }
 
-/// A sample set's model in words: its label source, sampling rule (when not q(c)) and C, from
-/// the edm/sample instance upstream of `from` (a features node); the node's label without one.
+/// A sample set's model in words (`TEMI C=10`, `TEMI (uniform) C=10`), from the edm/sample
+/// instance upstream of `from` (a features node), as [`model_name`] words a row; the node's id
+/// without one.
 pub fn model_of(plan: &Plan, records: &[Option<Record>], cache: &Cache, from: usize) -> String {
-    let Some(sample) = upstream(plan, from, EdmSample::KIND) else {
-        return plan.instances[from].node.clone();
+    let mut row = Row {
+        label: plan.instances[from].node.clone(),
+        source: plan.instances[from].node.clone(),
+        ..Row::default()
     };
-    let Some(train) = upstream(plan, sample, EdmTrain::KIND) else {
-        return plan.instances[sample].node.clone();
-    };
-    let (mut s, labels) = label_source(plan, train);
-    if let Some(rule) = plan.instances[sample]
-        .params
-        .get("condition")
-        .and_then(|v| v.as_str())
-        .filter(|r| *r != "q" && labels.is_some())
-    {
-        s.push_str(&format!(" ({rule})"));
-    }
-    if let Some(c) = labels.and_then(|l| cluster_stats(plan, records, cache, l).get("C").copied())
-        && (s.starts_with("TEMI") || s.starts_with("k-means"))
-    {
-        s.push_str(&format!(" C={c:.0}"));
-    }
-    s
+    fill_model(plan, records, cache, from, &mut row);
+    model_name(&row)
 }
 
 /// Every cached `metrics/paired` result, in plan order.
