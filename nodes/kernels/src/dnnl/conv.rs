@@ -8,7 +8,10 @@
 //! batch size only) spread over rayon's threads; each chunk runs single-threaded on its thread
 //! with that thread's own primitives, stream and scratchpad, and the weight gradient's chunk
 //! sums are added in order — results do not depend on the thread count. Primitives are created
-//! once per shape and thread and kept.
+//! once per shape and thread and kept. The weights are reordered once per call and read by every
+//! chunk; the chunks' weight gradients stay in the blocked layout, are summed there (in chunk
+//! order, blocks of elements in parallel) and reordered to OIHW once — per chunk, these copies
+//! cost as much as a 4×4 map's convolution of two images.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -84,6 +87,12 @@ impl Buf {
     }
     fn ptr(&mut self) -> *mut std::ffi::c_void {
         self.v[self.off..].as_mut_ptr().cast()
+    }
+    fn slice(&self, len: usize) -> &[f32] {
+        &self.v[self.off..self.off + len]
+    }
+    fn slice_mut(&mut self, len: usize) -> &mut [f32] {
+        &mut self.v[self.off..self.off + len]
     }
 }
 
@@ -351,15 +360,62 @@ impl Entry {
         Some(e)
     }
 
-    /// Run on this thread's stream with the user buffers in argument order.
-    fn run(&mut self, a: &Api, stream: Handle, user: &[*mut std::ffi::c_void]) -> bool {
+    /// The blocked layout this primitive wants for `arg` (None when it takes the user layout).
+    fn blocked_md(&self, a: &Api, arg: c_int) -> Option<Handle> {
+        let (_, op, _) = self.operands.iter().find(|(x, _, _)| *x == arg)?;
+        op.blocked.as_ref()?;
+        let query = match arg {
+            ARG_WEIGHTS => Q_WEIGHTS,
+            ARG_DIFF_WEIGHTS => Q_DIFF_WEIGHTS,
+            _ => return None,
+        };
+        // SAFETY: a query of the live descriptor; the result is owned by it.
+        Some(unsafe { (a.pd_query_md)(self.pd, query, 0) })
+    }
+
+    /// Run on this thread's stream with the user buffers in argument order. `laid_out`: one
+    /// operand whose buffer is already in (input) or is to stay in (output) the blocked layout
+    /// of `md`: its reorder is skipped; false when this primitive wants another layout.
+    fn run(
+        &mut self,
+        a: &Api,
+        stream: Handle,
+        user: &[*mut std::ffi::c_void],
+        laid_out: Option<LaidOut>,
+    ) -> bool {
+        if let Some(l) = laid_out {
+            match self.blocked_md(a, l.arg) {
+                // SAFETY: both descriptors are live.
+                Some(md) if unsafe { (a.md_equal)(md, l.md) } != 0 => {}
+                _ => return false,
+            }
+        }
         let mut args: Vec<ExecArg> = Vec::with_capacity(self.operands.len() + 1);
         for ((arg, op, input), &ptr) in self.operands.iter_mut().zip(user) {
             // SAFETY: the caller hands buffers of the user descriptor's size.
             if !check(unsafe { (a.memory_set_data_handle)(op.user.mem, ptr) }) {
                 return false;
             }
+            // The blocked buffer: the caller's for the laid-out operand, else this entry's own.
+            if let Some((b, _, _)) = &mut op.blocked {
+                let target = match laid_out {
+                    Some(l) if l.arg == *arg => l.ptr,
+                    _ => match b.own.as_mut() {
+                        Some(buf) => buf.ptr(),
+                        None => return false,
+                    },
+                };
+                // SAFETY: a buffer of the blocked descriptor's size (the caller's, or owned).
+                if !check(unsafe { (a.memory_set_data_handle)(b.mem, target) }) {
+                    return false;
+                }
+            }
+            let skip = laid_out.is_some_and(|l| l.arg == *arg);
             match &op.blocked {
+                Some((b, _, _)) if skip => args.push(ExecArg {
+                    arg: *arg,
+                    memory: b.mem,
+                }),
                 Some((b, reorder, _)) if *input => {
                     let ra = [
                         ExecArg {
@@ -400,7 +456,10 @@ impl Entry {
         }) {
             return false;
         }
-        for (_, op, input) in &self.operands {
+        for (arg, op, input) in &self.operands {
+            if laid_out.is_some_and(|l| l.arg == *arg) {
+                continue;
+            }
             if let (Some((b, reorder, _)), false) = (&op.blocked, *input) {
                 let ra = [
                     ExecArg {
@@ -445,6 +504,14 @@ impl Entry {
 }
 
 impl Mem {
+    /// A memory over a caller's buffer of the descriptor's size (not owned).
+    fn over(a: &Api, eng: Handle, md: Handle, ptr: *mut std::ffi::c_void) -> Option<Mem> {
+        let mut m: Handle = std::ptr::null_mut();
+        // SAFETY: the caller's buffer is at least the descriptor's size and outlives the memory.
+        check(unsafe { (a.memory_create)(&mut m, md, eng, ptr) })
+            .then_some(Mem { mem: m, own: None })
+    }
+
     /// A memory with no buffer yet (user memory; the handle is set per call).
     fn user(a: &Api, eng: Handle, md: Handle) -> Option<Mem> {
         let mut m: Handle = std::ptr::null_mut();
@@ -539,36 +606,127 @@ impl Drop for Thread {
     }
 }
 
+/// An operand already in the blocked layout `md` (see [`Entry::run`]).
+#[derive(Clone, Copy)]
+struct LaidOut {
+    arg: c_int,
+    ptr: *mut std::ffi::c_void,
+    md: Handle,
+}
+// SAFETY: the buffer is only read (inputs) or written by one chunk (outputs); `md` is a
+// descriptor owned by a primitive descriptor that lives as long as its thread.
+unsafe impl Send for LaidOut {}
+// SAFETY: as above.
+unsafe impl Sync for LaidOut {}
+
 /// Run `key`'s primitive on this thread with these user buffers; false when oneDNN is missing
 /// or refuses.
-fn run(key: Key, user: &[*mut std::ffi::c_void], threads: usize) -> bool {
-    let Some(a) = api::get() else { return false };
-    let Some(eng) = engine(a) else { return false };
-    super::team(threads);
+fn run(key: Key, user: &[*mut std::ffi::c_void], laid_out: Option<LaidOut>) -> bool {
+    with_entry(key, |a, stream, e| e.run(a, stream, user, laid_out)).unwrap_or(false)
+}
+
+/// Call `f` with this thread's primitive for `key` (built on first use); None when oneDNN is
+/// missing or refuses the shape.
+fn with_entry<R>(key: Key, f: impl FnOnce(&Api, Handle, &mut Entry) -> R) -> Option<R> {
+    let a = api::get()?;
+    let eng = engine(a)?;
+    super::team(1);
     THREAD.with(|t| {
         let mut t = t.borrow_mut();
         if t.is_none() {
             let mut s: Handle = std::ptr::null_mut();
             // SAFETY: creates an in-order stream on the CPU engine.
             if !check(unsafe { (a.stream_create)(&mut s, eng, 1) }) {
-                return false;
+                return None;
             }
             *t = Some(Thread {
                 stream: s,
                 entries: HashMap::new(),
             });
         }
-        let Some(t) = t.as_mut() else { return false };
+        let t = t.as_mut()?;
         let stream = t.stream;
         let entry = t
             .entries
             .entry(key)
             .or_insert_with(|| Entry::new(a, eng, &key));
-        match entry {
-            Some(e) => e.run(a, stream, user),
-            None => false,
-        }
+        entry.as_mut().map(|e| f(a, stream, e))
     })
+}
+
+/// A blocked copy of an operand, made once for every chunk of a call.
+struct Shared {
+    buf: Buf,
+    md: Handle,
+}
+
+impl Shared {
+    fn laid_out(&mut self, arg: c_int) -> LaidOut {
+        LaidOut {
+            arg,
+            ptr: self.buf.ptr(),
+            md: self.md,
+        }
+    }
+}
+
+/// Reorder the user buffer `ptr` of `key`'s operand `arg` (an input) into its blocked layout,
+/// once, on this thread; None when that operand takes the user layout.
+fn share_input(key: Key, arg: c_int, ptr: *mut std::ffi::c_void) -> Option<Shared> {
+    with_entry(key, |a, stream, e| {
+        let md = e.blocked_md(a, arg)?;
+        let (_, op, _) = e.operands.iter().find(|(x, _, _)| *x == arg)?;
+        let (_, reorder, _) = op.blocked.as_ref()?;
+        // SAFETY: md is a live descriptor.
+        let mut buf = Buf::new(unsafe { (a.md_get_size)(md) }.max(4));
+        let mem = Mem::over(a, engine(a)?, md, buf.ptr())?;
+        // SAFETY: the user buffer has the user descriptor's size.
+        let ok = check(unsafe { (a.memory_set_data_handle)(op.user.mem, ptr) })
+            && execute_reorder(a, *reorder, stream, op.user.mem, mem.mem);
+        mem.destroy(a);
+        ok.then_some(Shared { buf, md })
+    })
+    .flatten()
+}
+
+/// Reorder `blocked` (in `key`'s blocked layout of output `arg`) into the user buffer `ptr`.
+fn unshare_output(key: Key, arg: c_int, blocked: &mut Buf, ptr: *mut std::ffi::c_void) -> bool {
+    with_entry(key, |a, stream, e| {
+        let Some(md) = e.blocked_md(a, arg) else {
+            return false;
+        };
+        let Some((_, op, _)) = e.operands.iter().find(|(x, _, _)| *x == arg) else {
+            return false;
+        };
+        let Some((_, reorder, _)) = op.blocked.as_ref() else {
+            return false;
+        };
+        let Some(mem) = engine(a).and_then(|eng| Mem::over(a, eng, md, blocked.ptr())) else {
+            return false;
+        };
+        // SAFETY: the user buffer has the user descriptor's size.
+        let ok = check(unsafe { (a.memory_set_data_handle)(op.user.mem, ptr) })
+            && execute_reorder(a, *reorder, stream, mem.mem, op.user.mem);
+        mem.destroy(a);
+        ok
+    })
+    .unwrap_or(false)
+}
+
+fn execute_reorder(a: &Api, reorder: Handle, stream: Handle, from: Handle, to: Handle) -> bool {
+    let ra = [
+        ExecArg {
+            arg: ARG_FROM,
+            memory: from,
+        },
+        ExecArg {
+            arg: ARG_TO,
+            memory: to,
+        },
+    ];
+    // SAFETY: a reorder between two live memories of its descriptors; then wait for it.
+    check(unsafe { (a.primitive_execute)(reorder, stream, 2, ra.as_ptr()) })
+        && check(unsafe { (a.stream_wait)(stream) })
 }
 
 /// `(first, count)` of each chunk of `n` images.
@@ -646,16 +804,20 @@ pub fn forward(c: &Conv2d, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &
         P(y.as_mut_ptr()),
     );
     let bp = bias.map(|b| P(b.as_ptr().cast_mut()));
-    chunks(c.n).into_par_iter().all(|(first, count)| {
-        let key = Key {
-            dir: Dir::Forward { bias: bp.is_some() },
-            mb: count,
-            cin: c.cin,
-            cout: c.cout,
-            h: c.h,
-            w: c.w,
-            k: c.k,
-        };
+    let key = |mb| Key {
+        dir: Dir::Forward { bias: bp.is_some() },
+        mb,
+        cin: c.cin,
+        cout: c.cout,
+        h: c.h,
+        w: c.w,
+        k: c.k,
+    };
+    let parts = chunks(c.n);
+    // The weights reordered once for every chunk, not once per chunk.
+    let mut shared = share_input(key(parts[0].1), ARG_WEIGHTS, wp.at(0));
+    let laid = shared.as_mut().map(|s| s.laid_out(ARG_WEIGHTS));
+    parts.into_par_iter().all(|(first, count)| {
         let mut user = vec![
             xp.at(first * c.cin * hw),
             wp.at(0),
@@ -664,7 +826,8 @@ pub fn forward(c: &Conv2d, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &
         if let Some(b) = bp {
             user.push(b.at(0));
         }
-        run(key, &user, 1)
+        // A chunk of another size may want another layout: then its own reorder.
+        run(key(count), &user, laid) || (laid.is_some() && run(key(count), &user, None))
     })
 }
 
@@ -679,25 +842,25 @@ pub fn backward_data(c: &Conv2d, weight: &[f32], dy: &[f32], dx: &mut [f32]) -> 
         P(dy.as_ptr().cast_mut()),
         P(dx.as_mut_ptr()),
     );
-    chunks(c.n).into_par_iter().all(|(first, count)| {
-        let key = Key {
-            dir: Dir::BackwardData,
-            mb: count,
-            cin: c.cin,
-            cout: c.cout,
-            h: c.h,
-            w: c.w,
-            k: c.k,
-        };
-        run(
-            key,
-            &[
-                dyp.at(first * c.cout * hw),
-                wp.at(0),
-                dxp.at(first * c.cin * hw),
-            ],
-            1,
-        )
+    let key = |mb| Key {
+        dir: Dir::BackwardData,
+        mb,
+        cin: c.cin,
+        cout: c.cout,
+        h: c.h,
+        w: c.w,
+        k: c.k,
+    };
+    let parts = chunks(c.n);
+    let mut shared = share_input(key(parts[0].1), ARG_WEIGHTS, wp.at(0));
+    let laid = shared.as_mut().map(|s| s.laid_out(ARG_WEIGHTS));
+    parts.into_par_iter().all(|(first, count)| {
+        let user = [
+            dyp.at(first * c.cout * hw),
+            wp.at(0),
+            dxp.at(first * c.cin * hw),
+        ];
+        run(key(count), &user, laid) || (laid.is_some() && run(key(count), &user, None))
     })
 }
 
@@ -724,36 +887,71 @@ pub fn backward_weight(
         w: c.w,
         k: c.k,
     };
-    let parts: Vec<Option<(Vec<f32>, Vec<f32>)>> = chunks(c.n)
+    let split = chunks(c.n);
+    let per = split[0].1;
+    // Chunks of one size keep their weight gradients in the primitive's blocked layout; their
+    // sum is reordered to OIHW once (not once per chunk).
+    let blocked = (split.iter().all(|&(_, n)| n == per))
+        .then(|| {
+            with_entry(key(per), |a, _, e| {
+                // SAFETY: md is a live descriptor of the entry.
+                e.blocked_md(a, ARG_DIFF_WEIGHTS).map(|md| {
+                    let laid = LaidOut {
+                        arg: ARG_DIFF_WEIGHTS,
+                        ptr: std::ptr::null_mut(),
+                        md,
+                    };
+                    (laid, unsafe { (a.md_get_size)(md) })
+                })
+            })
+            .flatten()
+        })
+        .flatten();
+    let len = blocked.map_or(c.cout * kk, |(_, bytes)| bytes.div_ceil(4));
+    let parts: Vec<Option<(Buf, Vec<f32>)>> = split
         .into_par_iter()
         .map(|(first, count)| {
-            let (mut w, mut b) = (vec![0f32; c.cout * kk], vec![0f32; c.cout]);
+            let (mut w, mut b) = (Buf::new(len * 4), vec![0f32; c.cout]);
             let user = [
                 xp.at(first * c.cin * hw),
                 dyp.at(first * c.cout * hw),
-                w.as_mut_ptr().cast(),
+                w.ptr(),
                 b.as_mut_ptr().cast(),
             ];
-            run(key(count), &user, 1).then_some((w, b))
+            let laid = blocked.map(|(l, _)| LaidOut { ptr: w.ptr(), ..l });
+            run(key(count), &user, laid).then_some((w, b))
         })
         .collect();
-    let Some(parts) = parts.into_iter().collect::<Option<Vec<_>>>() else {
+    let Some(mut parts) = parts.into_iter().collect::<Option<Vec<_>>>() else {
         return false;
     };
-    let dw = &mut dw[..c.cout * kk];
-    dw.copy_from_slice(&parts[0].0);
-    for (w, _) in &parts[1..] {
-        for (d, s) in dw.iter_mut().zip(w) {
-            *d += s;
-        }
+    // The chunks' sums, added in chunk order for every element (the same bits whatever the
+    // thread count), over blocks of elements in parallel.
+    fn add_in_order(out: &mut [f32], parts: &[&[f32]]) {
+        const BLOCK: usize = 1 << 14;
+        out.par_chunks_mut(BLOCK).enumerate().for_each(|(j, o)| {
+            let at = j * BLOCK;
+            o.copy_from_slice(&parts[0][at..at + o.len()]);
+            for p in &parts[1..] {
+                for (d, s) in o.iter_mut().zip(&p[at..]) {
+                    *d += s;
+                }
+            }
+        });
     }
     if let Some(db) = db {
-        let db = &mut db[..c.cout];
-        db.copy_from_slice(&parts[0].1);
-        for (_, b) in &parts[1..] {
-            for (d, s) in db.iter_mut().zip(b) {
-                *d += s;
-            }
+        let bs: Vec<&[f32]> = parts.iter().map(|p| p.1.as_slice()).collect();
+        add_in_order(&mut db[..c.cout], &bs);
+    }
+    let ws: Vec<&[f32]> = parts.iter().map(|p| p.0.slice(len)).collect();
+    match blocked {
+        None => add_in_order(&mut dw[..c.cout * kk], &ws),
+        Some(_) => {
+            let mut sum = Buf::new(len * 4);
+            add_in_order(sum.slice_mut(len), &ws);
+            drop(ws);
+            parts.clear();
+            return unshare_output(key(per), ARG_DIFF_WEIGHTS, &mut sum, dw.as_mut_ptr().cast());
         }
     }
     true
