@@ -11,7 +11,9 @@ replaced when rerun), and the tables between `<!-- bench:NAME -->` and `<!-- /be
 markers in docs/performance.md are rewritten from that file. Nothing here is typed by hand; the
 ratios are this machine's (its CPU, threads and GEMM providers are recorded with every entry).
 `--repeat N` runs a benchmark N times and keeps the run with the median ratio (this VM's
-timings vary by ±20% from run to run).
+timings vary by ±20% from run to run). `--machine NAME` keeps a second machine's results apart
+(docs/bench/results-NAME.json, tables between `<!-- bench:NAME:TABLE -->` markers), so Intel and
+AMD figures stand side by side instead of replacing each other.
 """
 
 import argparse
@@ -141,7 +143,7 @@ def host_line(results):
     return lines
 
 
-def render(results):
+def render(results, prefix=""):
     with open(DOC) as f:
         doc = f.read()
     blocks = {"host": host_line(results), "training": table_rows(results, "training"), "features": table_rows(results, "features")}
@@ -149,6 +151,7 @@ def render(results):
         if n in results:
             blocks[f"profile-{n}"] = profile_rows(results[n])
     for name, lines in blocks.items():
+        name = prefix + name
         pat = re.compile(rf"(<!-- bench:{re.escape(name)} -->\n).*?(<!-- /bench:{re.escape(name)} -->)", re.S)
         if not pat.search(doc):
             print(f"note: docs/performance.md has no bench:{name} markers", file=sys.stderr)
@@ -165,7 +168,15 @@ def main():
     ap.add_argument("--only", help="comma-separated benchmark names: " + ", ".join(BENCHES))
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--render", action="store_true", help="only rewrite the tables from docs/bench/results.json")
+    ap.add_argument("--machine", help="another machine's tables: docs/bench/results-NAME.json and `bench:NAME:…` markers")
     a = ap.parse_args()
+    global RESULTS
+    prefix = ""
+    if a.machine:
+        if not re.fullmatch(r"[a-z0-9-]+", a.machine):
+            sys.exit("--machine: lower-case letters, digits and '-' only")
+        RESULTS = os.path.join(ROOT, "docs", "bench", f"results-{a.machine}.json")
+        prefix = f"{a.machine}:"
     results = {}
     if os.path.exists(RESULTS):
         with open(RESULTS) as f:
@@ -181,7 +192,7 @@ def main():
             with open(RESULTS, "w") as f:
                 json.dump(results, f, indent=1, ensure_ascii=False)
                 f.write("\n")
-    render(results)
+    render(results, prefix)
 
 
 if __name__ == "__main__":
