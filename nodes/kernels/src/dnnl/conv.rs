@@ -768,9 +768,17 @@ pub const LARGE_KERNEL: usize = 1 << 16;
 /// EPYC (AVX2, no AVX-512), the `cifar` step ran at 0.74× PyTorch with the large kernels on
 /// im2col + GEMM and 0.97× with all of them on oneDNN (peak RSS 3.0 against 2.6 GiB; PyTorch's
 /// 4.2): without AVX-512 the GEMM is the slower of the two.
+///
+/// `CEDM_CONV_LARGE=dnnl` (every size to oneDNN) or `=gemm` (AVX-512's split on any CPU)
+/// overrides the detection, for measuring a new CPU (docs/performance.md).
 pub fn large_kernel() -> usize {
     static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *LIMIT.get_or_init(|| {
+        match std::env::var("CEDM_CONV_LARGE").as_deref() {
+            Ok("dnnl") => return usize::MAX,
+            Ok("gemm") => return LARGE_KERNEL,
+            _ => {}
+        }
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") {
             return LARGE_KERNEL;
