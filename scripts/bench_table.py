@@ -45,6 +45,9 @@ BENCHES = {
     "kmeans": (["kmeans"], {}, "features", "k-means k = 100, 60 000 × 1280 Gaussian"),
     "kmeans-off": (["kmeans"], OFF, "features", "k-means k = 100, 60 000 × 1280 Gaussian — `CEDM_BLAS=off CEDM_DNNL=off`"),
     "frechet": (["frechet"], {}, "features", "Fréchet distance, 2048-d"),
+    "encoder-dinov2": (["encoder", "--model", "dinov2_vitl14", "--images", "16", "--batch", "8"], {}, "features", "DINOv2 ViT-L/14 features (FD_DINOv2's encoder), 224 px, batch 8, random weights (timm)"),
+    "encoder-dino": (["encoder", "--model", "dino_vitb16", "--images", "32", "--batch", "16"], {}, "features", "DINO ViT-B/16 features (the paper's clustering backbone), 224 px, batch 16, random weights (timm)"),
+    "encoder-clip": (["encoder", "--model", "clip:ViT-B-32", "--images", "64", "--batch", "32"], {}, "features", "OpenCLIP ViT-B/32 image features (FD_CLIP), 224 px, batch 32, random weights (open_clip)"),
 }
 PROFILES = ["edm-quickstart", "edm-small", "edm-cifar"]
 

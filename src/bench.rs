@@ -255,6 +255,145 @@ pub fn features(
     })
 }
 
+/// Throughput of a ViT preset or OpenCLIP image tower (`clip:MODEL`) on random images, with
+/// the given checkpoint or random weights (ViTs: burn's initialisation; CLIP: a random
+/// open_clip model the reference script exports first, so both sides run the same weights).
+///
+/// # Errors
+/// An unknown model, unreadable weights, CLIP without weights or Python, failing reference.
+pub fn encoder(
+    model: &str,
+    weights: Option<&Path>,
+    images: usize,
+    batch: usize,
+    resolution: usize,
+    device: cedm_engine::DeviceSpec,
+    python: Option<&Path>,
+) -> Result<Report, NodeError> {
+    use cedm_nodes::encoders::Encoder;
+    use cedm_nodes::kernels::imageops::Filter;
+    let comp = cedm_nodes::device::compute(device)?;
+    let batch = batch.max(1);
+    let clip = model.strip_prefix("clip:");
+    let dir = std::env::temp_dir().join(format!("cedm-bench-encoder-{}", std::process::id()));
+    let exported = dir.join("clip_random.safetensors");
+    let (enc, side, random): (Box<dyn Encoder>, usize, bool) = match (clip, weights) {
+        (Some(m), w) => {
+            let cfg = cedm_nodes::encoders::clip::clip_config(m, None).map_err(NodeError::msg)?;
+            let path = match (w, python) {
+                (Some(w), _) => w.to_path_buf(),
+                (None, Some(py)) => {
+                    std::fs::create_dir_all(&dir).map_err(NodeError::io("creating", &dir))?;
+                    run_reference(
+                        py,
+                        "encoder.py",
+                        &[
+                            "--model".into(),
+                            model.into(),
+                            "--export".into(),
+                            exported.display().to_string(),
+                        ],
+                    )?;
+                    exported.clone()
+                }
+                (None, None) => {
+                    return Err(NodeError::msg(
+                        "CLIP needs weights: --weights CHECKPOINT, or --python (the reference script exports a random open_clip model)",
+                    ));
+                }
+            };
+            let e = cedm_nodes::encoders::clip::ClipImageOwned::load(m, None, &path, &comp)?;
+            (Box::new(e), cfg.image_size, w.is_none())
+        }
+        (None, Some(w)) => (
+            Box::new(cedm_nodes::encoders::vit::Vit::load(
+                model,
+                None,
+                w,
+                None,
+                &comp,
+                resolution,
+                Filter::Bicubic,
+            )?),
+            resolution,
+            false,
+        ),
+        (None, None) => (
+            Box::new(cedm_nodes::encoders::vit::Vit::random(
+                model,
+                &comp,
+                resolution,
+                Filter::Bicubic,
+            )?),
+            resolution,
+            true,
+        ),
+    };
+    // Input already at the model's side: the forward pass is timed, not the resize.
+    let mut rng = cedm_nodes::kernels::rng::Rng::new(0);
+    let pixels: Vec<u8> = (0..batch * 3 * side * side)
+        .map(|_| rng.below(256) as u8)
+        .collect();
+    let x = enc.preprocess(&pixels, batch, [3, side, side]);
+    enc.forward(x.clone(), batch)?;
+    let t = Instant::now();
+    let mut done = 0;
+    while done < images.max(1) {
+        enc.forward(x.clone(), batch)?;
+        done += batch;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let ours = Measurement {
+        peak_rss_mib: peak_rss_mib(),
+        implementation: format!("cedm (burn, {})", enc.describe()),
+        seconds: secs,
+        rate: Some(done as f64 / secs),
+    };
+    let reference = match python {
+        Some(py) => {
+            let mut args: Vec<String> = vec![
+                "--model".into(),
+                model.into(),
+                "--resolution".into(),
+                side.to_string(),
+                "--batch".into(),
+                batch.to_string(),
+                "--images".into(),
+                done.to_string(),
+                "--threads".into(),
+                rayon::current_num_threads().to_string(),
+            ];
+            if clip.is_some() {
+                args.extend([
+                    "--weights".into(),
+                    if random {
+                        exported.display().to_string()
+                    } else {
+                        weights.map(|w| w.display().to_string()).unwrap_or_default()
+                    },
+                ]);
+            }
+            let v = run_reference(py, "encoder.py", &args)?;
+            Some(measured(&v, Some(field(&v, "img_per_s"))))
+        }
+        None => None,
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(Report {
+        name: "encoder".into(),
+        setup: format!(
+            "{model}{}, {done} images at {side} px, batch {batch}, {} threads",
+            if random { " (random weights)" } else { "" },
+            rayon::current_num_threads()
+        ),
+        unit: "img/s".into(),
+        ours,
+        reference,
+        notes: vec![format!("{}-d features", enc.dim())],
+        profile: Vec::new(),
+    })
+}
+
 /// Exact kNN on random Gaussian features `n × d` (same file for both sides).
 ///
 /// # Errors
@@ -538,6 +677,11 @@ pub fn frechet(d: usize, n: usize, python: Option<&Path>) -> Result<Report, Node
         Stats::from_features(&x, n, d)
     };
     let (a, b) = (make(0.0)?, make(0.1)?);
+    // The reference starts from the two statistics files: so does the peak measured here. The
+    // generation's buffers are given back (the allocator's cache trimmed) and the kernel's
+    // high-water mark reset to what is resident now (`/proc/self/clear_refs` 5, Linux ≥ 4.0).
+    cedm_nodes::kernels::alloc::trim();
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
     let t = Instant::now();
     let fd = frechet_distance(&a, &b)?;
     let secs = t.elapsed().as_secs_f64();
@@ -569,7 +713,7 @@ pub fn frechet(d: usize, n: usize, python: Option<&Path>) -> Result<Report, Node
     Ok(Report {
         name: "frechet".into(),
         setup: format!(
-            "Fréchet distance of two {d}-d Gaussians (covariances of {n} samples), {} threads",
+            "Fréchet distance of two {d}-d Gaussians (covariances of {n} samples), {} threads; peak memory from the statistics on, as the reference's",
             rayon::current_num_threads()
         ),
         unit: String::new(),

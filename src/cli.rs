@@ -102,13 +102,18 @@ pub struct EvalArgs {
     pub b: PathBuf,
     /// Comma list: `fid`, `fdd` (= fd:dinov2_vitl14), `fd:ENCODER`, `kid[:ENCODER]`,
     /// `prdc[:ENCODER]` (precision/recall k 3, density/coverage k 5). ENCODER: `inception`
-    /// (the default of kid and prdc), `mobilenet_v2`, or a ViT preset.
+    /// (the default of kid and prdc), `mobilenet_v2`, a ViT preset, or `clip` (OpenCLIP
+    /// ViT-L-14) / `clip:MODEL` (another OpenCLIP preset; weights by `--weights clip=PATH`).
     #[arg(long, short, default_value = "fid")]
     pub metrics: String,
     /// Encoder weights, `ENCODER=PATH`, repeatable [defaults: inception and mobilenet_v2 from
     /// `$CEDM_ASSETS/weights`, `./assets/weights` or the assets beside the binary].
     #[arg(long, value_name = "ENCODER=PATH")]
     pub weights: Vec<String>,
+    /// The architecture of a `custom` encoder (`custom` for a ViT, `clip:custom` for CLIP),
+    /// `ENCODER=FILE.json`: the JSON form of the `arch` param of features/vit or features/clip.
+    #[arg(long, value_name = "ENCODER=FILE")]
+    pub arch: Vec<String>,
     /// Bootstrap resamples of A for the interval of the Fréchet distances and KID (0: none).
     #[arg(long, default_value_t = 100)]
     pub bootstrap: usize,
@@ -214,6 +219,33 @@ pub enum BenchCommand {
         /// Batch size.
         #[arg(long, default_value_t = 32)]
         batch: usize,
+        #[command(flatten)]
+        reference: ReferenceArgs,
+    },
+    /// Throughput of a transformer encoder — a ViT preset (DINOv2 ViT-L/14 for FD_DINOv2, DINO
+    /// ViT-B/16, …) or OpenCLIP's image tower (`clip:ViT-B-32`) — against timm / open_clip on
+    /// the same architecture (reference: benches/encoder.py). Without `--weights` both sides
+    /// use random weights (same arithmetic; CLIP's are exported by the reference script, so
+    /// CLIP needs `--python` or `--weights`).
+    Encoder {
+        /// A ViT preset, or clip:MODEL.
+        #[arg(long, default_value = "dinov2_vitl14")]
+        model: String,
+        /// The official checkpoint [default: random weights].
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Images to time.
+        #[arg(long, default_value_t = 32)]
+        images: usize,
+        /// Batch size.
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Input side (ViTs; CLIP uses its own): 224, as dgm-eval feeds DINOv2.
+        #[arg(long, default_value_t = 224)]
+        resolution: usize,
+        /// cedm's device: cpu, wgpu[:N], cuda[:N].
+        #[arg(long, default_value = "cpu")]
+        device: cedm_engine::DeviceSpec,
         #[command(flatten)]
         reference: ReferenceArgs,
     },

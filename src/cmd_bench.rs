@@ -117,6 +117,27 @@ pub fn bench(b: &BenchCommand) -> Result<ExitCode, CliError> {
             .map_err(node_err)?;
             print(&r, reference.json);
         }
+        BenchCommand::Encoder {
+            model,
+            weights,
+            images,
+            batch,
+            resolution,
+            device,
+            reference,
+        } => {
+            let r = bench::encoder(
+                model,
+                weights.as_deref(),
+                *images,
+                *batch,
+                *resolution,
+                *device,
+                reference.python.as_deref(),
+            )
+            .map_err(node_err)?;
+            print(&r, reference.json);
+        }
         BenchCommand::Inception {
             weights,
             torchscript,

@@ -19,6 +19,7 @@ use cedm_nodes::artifacts::safetensors::Tensors;
 use cedm_nodes::artifacts::stats::Stats;
 use cedm_nodes::datasets::load_images;
 use cedm_nodes::device::compute;
+use cedm_nodes::encoders::clip::{ClipImageOwned, clip_config};
 use cedm_nodes::encoders::inception::{FidResize, Inception};
 use cedm_nodes::encoders::mobilenet_v2::MobileNetV2;
 use cedm_nodes::encoders::vit::{Vit, config};
@@ -73,12 +74,18 @@ fn parse_metrics(s: &str) -> Result<Vec<Metric>, CliError> {
             }
             _ => {
                 return Err(CliError::Usage(format!(
-                    "unknown metric `{item}`: expected fid, fdd, fd:ENCODER, kid[:ENCODER] or prdc[:ENCODER] (ENCODER: inception, mobilenet_v2 or a ViT preset such as dinov2_vitl14)"
+                    "unknown metric `{item}`: expected fid, fdd, fd:ENCODER, kid[:ENCODER] or prdc[:ENCODER] (ENCODER: inception, mobilenet_v2, a ViT preset such as dinov2_vitl14, or clip[:OPENCLIP_MODEL])"
                 )));
             }
         };
         let e = m.encoder();
-        if e != "inception" && e != "mobilenet_v2" {
+        if let Some(model) = clip_model(e) {
+            if model != "custom" {
+                clip_config(model, None).map_err(|msg| {
+                    CliError::Usage(format!("metric `{item}`: encoder `{e}`: {msg}"))
+                })?;
+            }
+        } else if e != "inception" && e != "mobilenet_v2" && e != "custom" {
             config(e, None).map_err(|msg| {
                 CliError::Usage(format!("metric `{item}`: unknown encoder `{e}` ({msg})"))
             })?;
@@ -91,6 +98,38 @@ fn parse_metrics(s: &str) -> Result<Vec<Metric>, CliError> {
         return Err(CliError::Usage("--metrics is empty".into()));
     }
     Ok(out)
+}
+
+/// The OpenCLIP model an encoder name asks for: `clip` (ViT-L-14, dgm-eval's CLIP) or
+/// `clip:MODEL` (an OpenCLIP preset such as ViT-B-32); None for other encoders.
+fn clip_model(enc: &str) -> Option<&str> {
+    match enc {
+        "clip" => Some("ViT-L-14"),
+        e => e.strip_prefix("clip:"),
+    }
+}
+
+/// The `--arch ENCODER=FILE` architecture of `name`, parsed from its JSON file (None when not
+/// given).
+fn arch_of<T: serde::de::DeserializeOwned>(
+    a: &EvalArgs,
+    name: &str,
+) -> Result<Option<T>, CliError> {
+    let Some(file) = a
+        .arch
+        .iter()
+        .filter_map(|w| w.split_once('='))
+        .find_map(|(k, v)| (k == name).then_some(v))
+    else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| CliError::Input(format!("--arch {name}={file}: {e}")))?;
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        CliError::Input(format!(
+            "--arch {name}={file}: not the encoder's `arch` (docs/nodes.md): {e}"
+        ))
+    })
 }
 
 /// The default weights file of an encoder, looked up in `$CEDM_ASSETS/weights`, then
@@ -148,6 +187,11 @@ fn read_input(path: &Path, limit: Option<usize>) -> Result<Input, CliError> {
                 let f = Features::read_file(path).map_err(input_err)?;
                 return Ok(Input::Features(take(f, limit)));
             }
+            if names.iter().any(|s| s == "images") {
+                let set =
+                    cedm_nodes::artifacts::images::ImageSet::read_file(path).map_err(input_err)?;
+                return Ok(Input::Images(set.subset(limit, None)));
+            }
         }
     }
     Ok(Input::Images(
@@ -192,6 +236,17 @@ fn load_encoder(a: &EvalArgs, name: &str) -> Result<Box<dyn Encoder>, CliError> 
         .check(&w)
         .map_err(CliError::Input)?;
     let comp = compute(a.device).map_err(input_err)?;
+    if let Some(model) = clip_model(name) {
+        let arch: Option<cedm_nodes::encoders::clip::Arch> = arch_of(a, name)?;
+        if model == "custom" && arch.is_none() {
+            return Err(CliError::Usage(format!(
+                "encoder `{name}`: `model: custom` needs `arch` (--arch {name}=FILE.json)"
+            )));
+        }
+        return Ok(Box::new(
+            ClipImageOwned::load(model, arch.as_ref(), &w, &comp).map_err(input_err)?,
+        ));
+    }
     Ok(match name {
         "inception" => {
             Box::new(Inception::load(&w, &comp, FidResize::TfBilinear).map_err(input_err)?)
@@ -199,9 +254,18 @@ fn load_encoder(a: &EvalArgs, name: &str) -> Result<Box<dyn Encoder>, CliError> 
         "mobilenet_v2" => Box::new(
             MobileNetV2::load(&w, &comp, a.resolution, Filter::Bilinear).map_err(input_err)?,
         ),
-        vit => Box::new(
-            Vit::load(vit, None, &w, None, &comp, 224, Filter::Bicubic).map_err(input_err)?,
-        ),
+        vit => {
+            let arch: Option<cedm_nodes::encoders::vit::Arch> = arch_of(a, vit)?;
+            if vit == "custom" && arch.is_none() {
+                return Err(CliError::Usage(
+                    "encoder `custom` needs its architecture: --arch custom=FILE.json".into(),
+                ));
+            }
+            Box::new(
+                Vit::load(vit, arch.as_ref(), &w, None, &comp, 224, Filter::Bicubic)
+                    .map_err(input_err)?,
+            )
+        }
     })
 }
 
@@ -260,6 +324,9 @@ struct Value {
 }
 
 fn fd_name(enc: &str) -> String {
+    if clip_model(enc).is_some() {
+        return distance_name_of("features/clip", None);
+    }
     match enc {
         "inception" | "mobilenet_v2" => distance_name_of(&format!("features/{enc}"), None),
         vit => distance_name_of("features/vit", Some(vit)),
@@ -274,10 +341,17 @@ pub fn eval(a: &EvalArgs) -> Result<ExitCode, CliError> {
             "--confidence must be strictly between 0 and 1".into(),
         ));
     }
-    for w in &a.weights {
-        if !w.contains('=') {
+    for (flag, list, eg) in [
+        (
+            "weights",
+            &a.weights,
+            "dinov2_vitl14=dinov2_vitl14_pretrain.pth",
+        ),
+        ("arch", &a.arch, "clip:custom=arch.json"),
+    ] {
+        if let Some(w) = list.iter().find(|w| !w.contains('=')) {
             return Err(CliError::Usage(format!(
-                "--weights {w}: expected ENCODER=PATH (e.g. dinov2_vitl14=dinov2_vitl14_pretrain.pth)"
+                "--{flag} {w}: expected ENCODER=PATH (e.g. {eg})"
             )));
         }
     }
@@ -498,6 +572,15 @@ mod tests {
         assert!(parse_metrics("fd").is_err());
         assert!(parse_metrics("fid,bleu").is_err());
         assert!(parse_metrics("fd:resnet9000").is_err());
+        assert_eq!(
+            parse_metrics("fd:clip,kid:clip:ViT-B-32").unwrap(),
+            vec![
+                Metric::Fd("clip".into()),
+                Metric::Kid("clip:ViT-B-32".into())
+            ]
+        );
+        assert!(parse_metrics("fd:clip:ViT-Z-99").is_err());
+        assert_eq!(fd_name("clip:ViT-B-32"), "FD_CLIP");
         assert!(parse_metrics(" , ").is_err());
     }
 }

@@ -162,6 +162,17 @@ fn table_of(name: &str, rows: &[Row], with_experiment: bool) -> Table {
         columns.push(d.clone());
         columns.push(format!("{d} ±"));
     }
+    let has_kid = any(&|r| r.kid.is_some());
+    if has_kid {
+        columns.push("KID".into());
+        columns.push("KID ±".into());
+    }
+    let has_prdc = any(&|r| r.prdc.is_some());
+    if has_prdc {
+        for c in ["precision", "recall", "density", "coverage"] {
+            columns.push(c.into());
+        }
+    }
     let has_probe = any(&|r| r.probe.is_some());
     if has_probe {
         columns.push("probe %".into());
@@ -213,6 +224,26 @@ fn table_of(name: &str, rows: &[Row], with_experiment: bool) -> Table {
                 None if r.runs > 1 => r.std,
                 None => None,
             })));
+        }
+        if has_kid {
+            let k = group.iter().find_map(|r| r.kid.as_ref());
+            cells.push(Cell::Num(k.map(|k| k.kid)));
+            // Half the bootstrap interval, else the std over subsets.
+            cells.push(Cell::Num(k.map(|k| match (k.ci_low, k.ci_high) {
+                (Some(lo), Some(hi)) => (hi - lo) / 2.0,
+                _ => k.kid_std,
+            })));
+        }
+        if has_prdc {
+            let m = group.iter().find_map(|r| r.prdc.as_ref());
+            for v in [
+                m.map(|m| m.precision),
+                m.map(|m| m.recall),
+                m.map(|m| m.density),
+                m.map(|m| m.coverage),
+            ] {
+                cells.push(Cell::Num(v));
+            }
         }
         if has_probe {
             cells.push(Cell::Num(

@@ -711,19 +711,62 @@ pub fn summary_cells(rows: &[crate::results::Row]) -> (Vec<String>, Vec<Vec<Stri
             )
         }));
     }
+    // A value with its bootstrap interval, when it has one.
+    let with_ci = move |v: Option<f64>, ci: Option<(f64, f64)>, d: usize| match (v, ci) {
+        (Some(_), Some((lo, hi))) => {
+            format!("{} [{}, {}]", f(v, d), f(Some(lo), d), f(Some(hi), d))
+        }
+        _ => f(v, d),
+    };
     if any(&|r| r.infinity.is_some()) {
         cols.push("FD∞".into());
-        getters.push(Box::new(move |r| f(r.infinity, 2)));
+        getters.push(Box::new(move |r| with_ci(r.infinity, r.infinity_ci, 2)));
+    }
+    if any(&|r| r.kid.is_some()) {
+        cols.push("KID ×10³".into());
+        getters.push(Box::new(move |r| {
+            let k = r.kid.as_ref();
+            with_ci(
+                k.map(|k| k.kid * 1e3),
+                k.and_then(|k| Some((k.ci_low? * 1e3, k.ci_high? * 1e3))),
+                2,
+            )
+        }));
+    }
+    if any(&|r| r.prdc.is_some()) {
+        cols.push("P / R / D / C".into());
+        getters.push(Box::new(move |r| {
+            r.prdc.as_ref().map_or_else(
+                || "-".into(),
+                |m| {
+                    format!(
+                        "{:.2} / {:.2} / {:.2} / {:.2}",
+                        m.precision, m.recall, m.density, m.coverage
+                    )
+                },
+            )
+        }));
     }
     if any(&|r| r.probe.is_some()) {
         cols.push("probe %".into());
         getters.push(Box::new(move |r| {
-            f(r.probe.as_ref().map(|m| m.accuracy), 1)
+            if r.other_probes.is_empty() {
+                return f(r.probe.as_ref().map(|m| m.accuracy), 1);
+            }
+            // Several probes of the same samples: each named.
+            r.probe
+                .iter()
+                .chain(&r.other_probes)
+                .map(|m| format!("{:.1} ({})", m.accuracy, m.probe))
+                .collect::<Vec<_>>()
+                .join("; ")
         }));
     }
     if any(&|r| r.per_cluster.is_some()) {
         cols.push("per-cluster".into());
-        getters.push(Box::new(move |r| f(r.per_cluster, 2)));
+        getters.push(Box::new(move |r| {
+            with_ci(r.per_cluster, r.per_cluster_ci, 2)
+        }));
     }
     if any(&|r| r.acc.is_some()) {
         for (name, g) in [("ACC", 0), ("NMI", 1), ("ANMI", 2)] {

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use cedm_cache::{Cache, Digest, Record};
 use cedm_engine::{Kind, Plan};
 use cedm_nodes::artifacts::clusters::ClusterStats;
+use cedm_nodes::artifacts::metrics::ProbeMetrics;
 use cedm_nodes::artifacts::metrics::{ClusterScores, Distance, DistanceMetrics, FdMetrics};
 use cedm_nodes::kinds::cluster::kmeans::ClusterKmeans;
 use cedm_nodes::kinds::cluster::metrics::ClusterMetrics;
@@ -15,11 +16,14 @@ use cedm_nodes::kinds::cluster::temi::ClusterTemi;
 use cedm_nodes::kinds::edm::sample::EdmSample;
 use cedm_nodes::kinds::edm::train::EdmTrain;
 use cedm_nodes::kinds::labels::clip::LabelsClip;
+use cedm_nodes::kinds::metrics::cnn_probe::MetricsCnnProbe;
 use cedm_nodes::kinds::metrics::fd::MetricsFd;
 use cedm_nodes::kinds::metrics::fdd::Fdd;
 use cedm_nodes::kinds::metrics::fid::Fid;
+use cedm_nodes::kinds::metrics::kid::{KidMetrics, MetricsKid};
 use cedm_nodes::kinds::metrics::paired::{MetricsPaired, PairedMetrics};
-use cedm_nodes::kinds::metrics::probe::{MetricsProbe, ProbeMetrics};
+use cedm_nodes::kinds::metrics::prdc::{MetricsPrdc, PrdcMetrics};
+use cedm_nodes::kinds::metrics::probe::MetricsProbe;
 use serde::de::DeserializeOwned;
 
 /// One sample-quality measurement with its context.
@@ -56,11 +60,21 @@ pub struct Row {
     pub ci: Option<(f64, f64, f64)>,
     /// FD∞ (metrics/fd with `infinity_points`).
     pub infinity: Option<f64>,
+    /// Bootstrap interval of FD∞: low, high.
+    pub infinity_ci: Option<(f64, f64)>,
     /// Mean per-cluster distance (metrics/fd with `conditions` and `labels`).
     pub per_cluster: Option<f64>,
+    /// Bootstrap interval of the mean per-cluster distance: low, high.
+    pub per_cluster_ci: Option<(f64, f64)>,
+    /// metrics/kid on the same sample features (and reference) as the distance.
+    pub kid: Option<KidMetrics>,
+    /// metrics/prdc on the same sample features (and reference).
+    pub prdc: Option<PrdcMetrics>,
     /// The metrics/probe of the same samples: the share classified as their condition (or
     /// cluster majority), its target, chance and accuracy on real held-out images.
     pub probe: Option<ProbeMetrics>,
+    /// Further probes of the same samples (another classifier), after `probe`.
+    pub other_probes: Vec<ProbeMetrics>,
     /// ACC/NMI/ANMI ×100 of the clustering against ground truth.
     pub acc: Option<f64>,
     /// NMI.
@@ -166,15 +180,23 @@ pub fn cluster_stats(
 fn fill_model(plan: &Plan, records: &[Option<Record>], cache: &Cache, from: usize, row: &mut Row) {
     if let Some(sample) = upstream(plan, from, EdmSample::KIND) {
         row.sample = Some(sample);
-        row.probe = plan
+        // Every probe of these samples; the CNN probe (the strongest judge) leads.
+        let mut probes: Vec<ProbeMetrics> = plan
             .instances
             .iter()
-            .find(|s| {
-                s.kind.kind() == MetricsProbe::KIND && s.inputs.get("conditions") == Some(&sample)
+            .filter(|s| {
+                (s.kind.kind() == MetricsProbe::KIND && s.inputs.get("conditions") == Some(&sample))
+                    || (s.kind.kind() == MetricsCnnProbe::KIND
+                        && s.inputs.get("samples") == Some(&sample))
             })
-            .and_then(|s| {
+            .filter_map(|s| {
                 json_output::<ProbeMetrics>(cache, records[s.index].as_ref(), "metrics.json")
-            });
+            })
+            .collect();
+        probes.sort_by_key(|p| p.probe != "cnn");
+        let mut probes = probes.into_iter();
+        row.probe = probes.next();
+        row.other_probes = probes.collect();
         if let Some(train) = upstream(plan, sample, EdmTrain::KIND) {
             row.train = Some(train);
             row.kimg = plan.instances[train]
@@ -206,6 +228,29 @@ fn fill_model(plan: &Plan, records: &[Option<Record>], cache: &Cache, from: usiz
             }
         }
     }
+}
+
+/// The metrics.json of a `kind` node computed from the same `samples` features as the metric
+/// instance `from` (and the same `reference`, where both have one).
+fn on_same_features<T: DeserializeOwned>(
+    plan: &Plan,
+    records: &[Option<Record>],
+    cache: &Cache,
+    from: usize,
+    kind: &str,
+) -> Option<T> {
+    let inputs = &plan.instances[from].inputs;
+    let samples = inputs.get("samples")?;
+    plan.instances
+        .iter()
+        .filter(|s| s.kind.kind() == kind && s.inputs.get("samples") == Some(samples))
+        .filter(
+            |s| match (s.inputs.get("reference"), inputs.get("reference")) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            },
+        )
+        .find_map(|s| json_output::<T>(cache, records[s.index].as_ref(), "metrics.json"))
 }
 
 /// Every FID/FDD measurement in the cache, with its context.
@@ -263,10 +308,16 @@ pub fn rows(plan: &Plan, records: &[Option<Record>], cache: &Cache) -> Vec<Row> 
                     .map(|(lo, hi)| (lo, hi, f.confidence))
             }),
             infinity: extra.as_ref().and_then(|f| f.fd_infinity),
+            infinity_ci: extra.as_ref().and_then(|f| f.fd_infinity_ci),
             per_cluster: extra.as_ref().and_then(|f| f.fd_per_cluster),
+            per_cluster_ci: extra.as_ref().and_then(|f| f.fd_per_cluster_ci),
             source: "?".into(),
             ..Row::default()
         };
+        if extra.is_some() {
+            row.kid = on_same_features(plan, records, cache, inst.index, MetricsKid::KIND);
+            row.prdc = on_same_features(plan, records, cache, inst.index, MetricsPrdc::KIND);
+        }
         fill_model(plan, records, cache, inst.index, &mut row);
         out.push(row);
     }

@@ -61,6 +61,8 @@ pub fn registry() -> Registry {
         .register(&metrics::paired::MetricsPaired)
         .register(&metrics::prdc::MetricsPrdc)
         .register(&metrics::probe::MetricsProbe)
+        .register(&metrics::classifier::MetricsClassifier)
+        .register(&metrics::cnn_probe::MetricsCnnProbe)
         .register(&figures::same_noise::FiguresSameNoise)
         .register(&figures::granularity::FiguresGranularity)
         .register(&figures::gallery::FiguresGallery)

@@ -994,3 +994,128 @@ fn knn_probe_matches_scikit_learn() {
         );
     }
 }
+
+/// The probe's CNN (`models::classifier`) against torch.nn (`tests/parity/classifier.py`): logits,
+/// the loss and every gradient with a dropout mask at two shapes (one with odd sides), and three
+/// Adam steps — on cedm's CPU kernels.
+#[test]
+fn classifier_matches_torch_forward_gradients_and_adam_steps() {
+    use cedm_nodes::models::classifier::{Classifier, ClassifierConfig, Trainer, predict};
+    use std::collections::BTreeMap;
+    let t = fixture("classifier.safetensors");
+    let dev = Device::default();
+    let rel = |what: &str, got: &[f32], want: &[f32], tol: f32| {
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = max_abs_diff(got, want);
+        assert!(
+            d <= tol * (1.0 + scale),
+            "{what}: max |Δ| {d} (max |want| {scale})"
+        );
+    };
+    for (prefix, steps) in [("a", 3), ("b", 0)] {
+        let c = t.i64(&format!("{prefix}.config")).unwrap().data;
+        let cfg = ClassifierConfig {
+            channels: c[0] as usize,
+            height: c[1] as usize,
+            width: c[2] as usize,
+            filters: c[3] as usize,
+            hidden: c[4] as usize,
+            classes: c[5] as usize,
+        };
+        let n = c[6] as usize;
+        let get = |k: &str| t.f32(&format!("{prefix}.{k}")).unwrap().data;
+        let values: BTreeMap<String, Vec<f32>> = cfg
+            .params()
+            .into_iter()
+            .map(|(k, _)| (k.to_string(), get(k)))
+            .collect();
+        let net = Classifier::from_torch(&cfg, &values, &dev).unwrap();
+        assert_eq!(net.to_torch().unwrap(), values, "{prefix}: round trip");
+        let shape = [n, cfg.channels, cfg.height, cfg.width];
+        let x = Tensor::<4>::from_data(TensorData::new(get("x"), shape), &dev);
+        let logits: Vec<f32> = net.forward(x, None).into_data().try_into_vec().unwrap();
+        rel(&format!("{prefix}.logits"), &logits, &get("logits"), 1e-5);
+
+        // Loss and gradients with the mask, on an autodiff device.
+        let ad = dev.clone().autodiff();
+        let anet = Classifier::from_torch(&cfg, &values, &ad).unwrap();
+        let anet = cedm_nodes::models::params::assign(
+            anet.clone(),
+            cedm_nodes::models::params::flat(&anet),
+            true,
+        );
+        let y = t.i64(&format!("{prefix}.y")).unwrap().data;
+        let mut onehot = vec![0f32; n * cfg.classes];
+        for (i, &k) in y.iter().enumerate() {
+            onehot[i * cfg.classes + k as usize] = 1.0;
+        }
+        let xt = Tensor::<4>::from_data(TensorData::new(get("x"), shape), &ad);
+        let keep = Tensor::<2>::from_data(TensorData::new(get("keep"), [n, cfg.hidden]), &ad);
+        let lg = anet.forward(xt, Some(keep));
+        let oh = Tensor::<2>::from_data(TensorData::new(onehot, [n, cfg.classes]), &ad);
+        let loss = (burn::tensor::activation::log_softmax(lg, 1) * oh).sum() * (-1.0 / n as f64);
+        let g = loss.backward();
+        let lv: Vec<f32> = loss.inner().into_data().try_into_vec().unwrap();
+        rel(&format!("{prefix}.loss"), &lv, &get("loss"), 1e-5);
+        let grads = cedm_nodes::models::params::grads(&anet, &g);
+        // Visit order is the torch order; burn keeps linear weights as [in, out].
+        for ((name, shape), gr) in cfg.params().into_iter().zip(grads) {
+            let gv: Vec<f32> = gr.unwrap().into_data().try_into_vec().unwrap();
+            let gv = if name.starts_with('f') && name.ends_with("weight") {
+                let (o, i) = (shape[0], shape[1]);
+                (0..o * i).map(|j| gv[(j % i) * o + j / i]).collect()
+            } else {
+                gv
+            };
+            rel(
+                &format!("{prefix}.grad.{name}"),
+                &gv,
+                &get(&format!("grad.{name}")),
+                1e-4,
+            );
+        }
+
+        if steps > 0 {
+            let mut tr = Trainer::new(cfg, &net, &dev).unwrap();
+            let want = get("step_losses");
+            for s in 0..steps {
+                let x = get(&format!("step{s}.x"));
+                let y = t.i64(&format!("{prefix}.step{s}.y")).unwrap().data;
+                let l = tr
+                    .step(x, &y, Some(get(&format!("step{s}.keep"))), 1e-3)
+                    .unwrap();
+                rel(&format!("{prefix}.step{s} loss"), &[l], &[want[s]], 1e-5);
+            }
+            let after = tr.to_torch().unwrap();
+            for (name, _) in cfg.params() {
+                rel(
+                    &format!("{prefix}.after.{name}"),
+                    &after[name],
+                    &get(&format!("after.{name}")),
+                    1e-5,
+                );
+            }
+            // Prediction: torch's argmax of the logits (images as uint8 mapped to [-1, 1]).
+            let pixels: Vec<u8> = (0..n * cfg.channels * cfg.height * cfg.width)
+                .map(|i| (i * 37 % 256) as u8)
+                .collect();
+            let pred = predict(&net, &cfg, &pixels, n, 2, &dev).unwrap();
+            let xs = cedm_nodes::models::classifier::normalize(&pixels);
+            let lg: Vec<f32> = net
+                .forward(
+                    Tensor::<4>::from_data(TensorData::new(xs, shape), &dev),
+                    None,
+                )
+                .into_data()
+                .try_into_vec()
+                .unwrap();
+            for (i, row) in lg.chunks(cfg.classes).enumerate() {
+                let best = row
+                    .iter()
+                    .enumerate()
+                    .fold(0, |b, (j, &v)| if v > row[b] { j } else { b });
+                assert_eq!(pred[i], best as i64, "{prefix}: prediction {i}");
+            }
+        }
+    }
+}

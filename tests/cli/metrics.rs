@@ -381,6 +381,60 @@ nodes:
     let o = d.run(&["run", "bad.yaml"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("prompts"), "{}", stderr(&o));
+
+    // `cedm eval` embeds images with the same CLIP (`clip:custom`, its architecture from
+    // --arch): the training images against the features/clip node's features are the same
+    // set, so FD_CLIP is 0 to round-off and precision/recall are 1.
+    d.write(
+        "arch.json",
+        r#"{"embed_dim": 12, "image_size": 32, "patch": 8, "vision": {"width": 32, "layers": 2, "heads": 4, "mlp": 128}, "text": {"width": 8, "layers": 2, "heads": 2, "mlp": 32}}"#,
+    );
+    // (Cache objects as they are: eval tells inputs by their content.)
+    let images = output_path(&d, "train", "images.safetensors");
+    let feats = output_path(&d, "clip_features", "features.safetensors");
+    let w = format!(
+        "clip:custom={}",
+        parity.join("clip_tiny.safetensors").display()
+    );
+    let eval = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            images.to_str().unwrap(),
+            feats.to_str().unwrap(),
+            "-m",
+            "fd:clip:custom,prdc:clip:custom",
+            "--weights",
+            &w,
+            "--bootstrap",
+            "0",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        d.run(&args)
+    };
+    let o = eval(&["--arch", "clip:custom=arch.json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let by = |m: &str| {
+        v["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["metric"] == m)
+            .unwrap_or_else(|| panic!("{m} in {v}"))["value"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(by("FD_CLIP").abs() < 1e-4, "{v}");
+    assert_eq!((by("precision"), by("recall")), (1.0, 1.0), "{v}");
+    // Without its architecture a custom encoder is a usage error naming --arch.
+    let o = eval(&[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("needs `arch`") && stderr(&o).contains("clip:custom=FILE.json"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// KID and PRDC from cached MobileNetV2 features: two halves of Fashion-MNIST are close (KID
@@ -409,6 +463,8 @@ nodes:
   kid_far: {{kind: metrics/kid, inputs: {{samples: em, reference: ea}}, params: {{subsets: 10, subset_size: 100}}}}
   prdc_near: {{kind: metrics/prdc, inputs: {{samples: eb, reference: ea}}}}
   prdc_far: {{kind: metrics/prdc, inputs: {{samples: em, reference: ea}}}}
+  fd_near: {{kind: metrics/fd, inputs: {{samples: eb, reference: ea}}, params: {{bootstrap: 10}}}}
+  fd_far: {{kind: metrics/fd, inputs: {{samples: em, reference: ea}}, params: {{bootstrap: 10}}}}
 ",
         a = a.display()
     );
@@ -416,6 +472,45 @@ nodes:
     let o = d.run(&["run", "exp.yaml"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let (kn, kf) = (metrics(&d, "kid_near"), metrics(&d, "kid_far"));
+    // The summary joins KID and PRDC to the distance of the same sample features: each FD row
+    // shows its set's KID (×10³, with its interval) and precision / recall / density / coverage.
+    let out = stdout(&o);
+    let summary = out.split("\nSummary\n").nth(1).unwrap_or_default();
+    let row = |label: &str| {
+        summary
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no summary row {label}:\n{out}"))
+            .to_string()
+    };
+    assert!(
+        out.contains("KID ×10³") && out.contains("P / R / D / C"),
+        "{out}"
+    );
+    let kid_text = format!("{:.2}", kn["kid"].as_f64().unwrap() * 1e3);
+    assert!(
+        row("fd_near ").contains(&kid_text),
+        "{} lacks {kid_text}",
+        row("fd_near ")
+    );
+    let pf = metrics(&d, "prdc_far");
+    let prdc_text = format!(
+        "{:.2} / {:.2}",
+        pf["precision"].as_f64().unwrap(),
+        pf["recall"].as_f64().unwrap()
+    );
+    assert!(
+        row("fd_far ").contains(&prdc_text),
+        "{} lacks {prdc_text}",
+        row("fd_far ")
+    );
+    // …and `cedm exp show` has them as columns.
+    let o = d.run(&["exp", "show", "exp.yaml", "--format", "csv"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let header = stdout(&o).lines().next().unwrap_or_default().to_string();
+    for c in ["KID", "KID ±", "precision", "recall", "density", "coverage"] {
+        assert!(header.split(',').any(|h| h == c), "{c} in {header}");
+    }
     let (near, far) = (kn["kid"].as_f64().unwrap(), kf["kid"].as_f64().unwrap());
     assert!(near < far / 5.0, "KID near {near}, far {far}");
     assert_eq!(kn["subsets"], 10);
@@ -544,6 +639,28 @@ nodes:
     let total: u64 = pc.iter().map(|c| c["samples"].as_u64().unwrap()).sum();
     assert_eq!(total, 200);
     assert!(f(&near, "fd_per_cluster") < f(&far, "fd_per_cluster"));
+    // Every distance has its bootstrap interval: FD∞, each cluster's FD and their mean. An
+    // interval holds its estimate, and the mean's is narrower than a single cluster's.
+    let ci = |v: &serde_json::Value| {
+        let a = v.as_array().unwrap_or_else(|| panic!("interval {v}"));
+        (a[0].as_f64().unwrap(), a[1].as_f64().unwrap())
+    };
+    let (lo, hi) = ci(&near["fd_infinity_ci"]);
+    assert!(lo < hi && hi - lo < 2.0 * f(&near, "fd"), "{near}");
+    let (mlo, mhi) = ci(&near["fd_per_cluster_ci"]);
+    assert!(
+        mlo < f(&near, "fd_per_cluster") && f(&near, "fd_per_cluster") < mhi,
+        "{near}"
+    );
+    for c in pc {
+        let (clo, chi) = ci(&c["ci"]);
+        let v = c["fd"].as_f64().unwrap();
+        assert!(clo < v && v < chi, "{c}");
+        assert!(
+            chi - clo > mhi - mlo,
+            "a cluster's interval {c} vs the mean's [{mlo}, {mhi}]"
+        );
+    }
     // The summary shows the interval.
     assert!(stdout(&o).contains("bootstrap CI"), "{}", stdout(&o));
     // …and reads it: fashion against fashion is lowest, digits clear of its interval.
@@ -642,6 +759,90 @@ nodes:
         "{text} vs {}",
         f(&near, "fd")
     );
+    // The same 200 test images as a folder of PNGs and as a zip of them (sorted by name, as
+    // EDM's dataset tool writes them) embed to the same features; a statistics file of the
+    // reference gives the node's distance.
+    let set = cedm_nodes::artifacts::images::ImageSet::read_file(&output_path(
+        &d,
+        "fb",
+        "images.safetensors",
+    ))
+    .unwrap();
+    let folder = d.path().join("b_png");
+    std::fs::create_dir_all(&folder).unwrap();
+    let zip_path = d.path().join("b.zip");
+    let mut z = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+    for i in 0..set.n {
+        let mut png = Vec::new();
+        image::GrayImage::from_raw(set.w as u32, set.h as u32, set.image(i).to_vec())
+            .unwrap()
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let name = format!("{i:05}.png");
+        std::fs::write(folder.join(&name), &png).unwrap();
+        z.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        std::io::Write::write_all(&mut z, &png).unwrap();
+    }
+    z.finish().unwrap();
+    for input in [&folder, &zip_path] {
+        let v = eval_json(&[
+            "eval",
+            input.to_str().unwrap(),
+            fas,
+            "-m",
+            "fd:mobilenet_v2",
+            "--resolution",
+            "32",
+            "--weights",
+            &w,
+            "--bootstrap",
+            "0",
+            "--json",
+        ]);
+        let got = f(&by_name(&v, "FD_MobileNetV2"), "value");
+        assert!(
+            (got - f(&near, "fd")).abs() < 1e-6 * f(&near, "fd"),
+            "{}: {got} vs {}",
+            input.display(),
+            f(&near, "fd")
+        );
+    }
+    let ta = cedm_nodes::artifacts::features::Features::read_file(&fa).unwrap();
+    let stats = d.path().join("ref_stats.safetensors");
+    cedm_nodes::artifacts::stats::Stats::from_features(&ta.data, ta.n, ta.d)
+        .unwrap()
+        .write(&stats, "fd_mobilenet_v2")
+        .unwrap();
+    let v = eval_json(&[
+        "eval",
+        fbs,
+        stats.to_str().unwrap(),
+        "-m",
+        "fd:mobilenet_v2",
+        "--bootstrap",
+        "20",
+        "--json",
+    ]);
+    let fd = by_name(&v, "FD_MobileNetV2");
+    assert!(
+        (f(&fd, "value") - f(&near, "fd")).abs() < 1e-9 * f(&near, "fd"),
+        "{v}"
+    );
+    assert!(
+        (f(&fd, "ci_low") - f(&near, "ci_low")).abs() < 1e-9 * f(&near, "fd"),
+        "{v}"
+    );
+    // Statistics serve Fréchet distances only.
+    let o = d.run(&[
+        "eval",
+        fbs,
+        stats.to_str().unwrap(),
+        "-m",
+        "kid:mobilenet_v2",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("statistics file"), "{}", stderr(&o));
     // Usage errors say what is expected.
     let o = d.run(&["eval", fbs, fas, "-m", "fid,bleu"]);
     assert_eq!(o.status.code(), Some(2));
@@ -711,6 +912,85 @@ nodes:
         "{}",
         stderr(&o)
     );
+}
+
+/// `metrics/classifier` + `metrics/cnn_probe`: a CNN trained on 600 real 16 px images scores
+/// real test images as its own test accuracy (well above chance); with `clusters` (the ground
+/// truth as a clustering) and `truth`, the same images are checked against their cluster's
+/// majority class — the same share; a retrain with the same key is byte-identical; samples of
+/// another size and half the cluster inputs are clear errors.
+#[test]
+fn cnn_probe_scores_real_images_as_its_classifier_test_accuracy() {
+    let a = assets();
+    let d = Dir::new();
+    let yaml = format!(
+        "name: cnn
+nodes:
+  tr:
+    kind: data/idx
+    params: {{images: {a}/fashion-mnist/train-images-idx3-ubyte.gz, labels: {a}/fashion-mnist/train-labels-idx1-ubyte.gz, limit: 600, resolution: 16}}
+  te:
+    kind: data/idx
+    params: {{images: {a}/fashion-mnist/t10k-images-idx3-ubyte.gz, labels: {a}/fashion-mnist/t10k-labels-idx1-ubyte.gz, limit: 200, resolution: 16}}
+  te28:
+    kind: data/idx
+    params: {{images: {a}/fashion-mnist/t10k-images-idx3-ubyte.gz, labels: {a}/fashion-mnist/t10k-labels-idx1-ubyte.gz, limit: 20}}
+  cnn: {{kind: metrics/classifier, inputs: {{train: tr, test: te}}, params: {{epochs: 5, filters: 8, hidden: 32, lr: 0.004}}}}
+  probe: {{kind: metrics/cnn_probe, inputs: {{classifier: cnn, samples: te}}}}
+  by_cluster: {{kind: metrics/cnn_probe, inputs: {{classifier: cnn, samples: te, clusters: te, truth: te}}}}
+  wrong_size: {{kind: metrics/cnn_probe, inputs: {{classifier: cnn, samples: te28}}}}
+  half: {{kind: metrics/cnn_probe, inputs: {{classifier: cnn, samples: te, clusters: te}}}}
+",
+        a = a.display()
+    );
+    d.write("exp.yaml", &yaml);
+    let o = d.run(&["run", "exp.yaml", "--only", "probe", "--only", "by_cluster"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let c = metrics(&d, "cnn");
+    let test = c["test_accuracy"].as_f64().unwrap();
+    assert!(test > 50.0, "{c}");
+    assert_eq!(
+        (c["classes"].as_u64(), c["train_items"].as_u64()),
+        (Some(10), Some(600))
+    );
+    let losses: Vec<f64> = c["losses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(losses.len() == 5 && losses[4] < losses[0], "{c}");
+    let m = metrics(&d, "probe");
+    assert_eq!(m["probe"], "cnn");
+    assert_eq!(m["accuracy"].as_f64().unwrap(), test, "{m}");
+    assert_eq!(m["test_accuracy"].as_f64().unwrap(), test);
+    assert_eq!(
+        (m["samples"].as_u64(), m["target"].as_str()),
+        (Some(200), Some("condition"))
+    );
+    let b = metrics(&d, "by_cluster");
+    assert_eq!(b["target"], "cluster majority");
+    assert_eq!(b["accuracy"].as_f64().unwrap(), test, "{b}");
+    // Deterministic: the classifier trained again in a fresh cache writes the same bytes.
+    let o = d.run(&["run", "exp.yaml", "--only", "cnn", "--cache", "again"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let show = stdout(&d.run(&["cache", "show", "cnn", "exp.yaml", "--cache", "again"]));
+    let digest = |show: &str| {
+        show.lines()
+            .find(|l| l.trim_start().starts_with("network.safetensors"))
+            .and_then(|l| l.split_whitespace().nth(3).map(str::to_string))
+            .unwrap_or_else(|| panic!("network.safetensors in {show}"))
+    };
+    let first = stdout(&d.run(&["cache", "show", "cnn", "exp.yaml"]));
+    assert_eq!(digest(&show), digest(&first));
+    for (node, says) in [
+        ("wrong_size", "trained on 1×16×16"),
+        ("half", "give both `clusters` and `truth`"),
+    ] {
+        let o = d.run(&["run", "exp.yaml", "--only", node]);
+        assert!(!o.status.success(), "{node}");
+        assert!(stderr(&o).contains(says), "{node}: {}", stderr(&o));
+    }
 }
 
 /// `metrics/paired` over a sweep of seeds: the gathered feature sets pair up by seed; Fashion-MNIST

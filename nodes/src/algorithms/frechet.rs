@@ -411,6 +411,134 @@ pub fn fd_infinity(
     Ok((linear_fit(&x, &y).0, pts))
 }
 
+/// `resamples` bootstrap replicates `f(b)` computed in parallel, in chunks so that `tick(done)`
+/// (progress; false to stop, then `Ok(None)`) runs on the calling thread between them. Each
+/// replicate draws from its own stream, so the result does not depend on the thread count.
+///
+/// # Errors
+/// The first error of a replicate.
+pub fn par_replicates<T: Send>(
+    resamples: usize,
+    mut tick: impl FnMut(usize) -> bool,
+    f: impl Fn(usize) -> Result<T, NodeError> + Sync,
+) -> Result<Option<Vec<T>>, NodeError> {
+    use rayon::prelude::*;
+    let chunk = rayon::current_num_threads().max(1) * 4;
+    let mut out = Vec::with_capacity(resamples);
+    while out.len() < resamples {
+        let (r0, r1) = (out.len(), (out.len() + chunk).min(resamples));
+        let done: Vec<T> = (r0..r1).into_par_iter().map(&f).collect::<Result<_, _>>()?;
+        out.extend(done);
+        if !tick(r1) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The bootstrap interval of FD∞ ([`fd_infinity`] of the first `n` rows, value `estimate`):
+/// `resamples` replicates, each the first `n` rows resampled with replacement (stream `b` of
+/// `seed`), then the same fit over subsets of that resample (drawn without replacement from
+/// its `n` draws, so a size-N point is a size-N sample of the resample), its intercept. The
+/// replicates run in parallel, each from its own stream, so the result does not depend on the
+/// thread count. Bias-corrected like [`bootstrap_mean`]; `Ok(None)` without resamples or when
+/// `tick` (as [`par_replicates`]) says stop.
+///
+/// # Errors
+/// What [`fd_infinity`] returns.
+#[allow(clippy::too_many_arguments)]
+pub fn bootstrap_infinity(
+    prep: &PreparedReference,
+    feats: &[f32],
+    n: usize,
+    points: usize,
+    min: usize,
+    estimate: f64,
+    resamples: usize,
+    seed: u64,
+    confidence: f64,
+    tick: impl FnMut(usize) -> bool,
+) -> Result<Option<Interval>, NodeError> {
+    if resamples == 0 {
+        return Ok(None);
+    }
+    if min > n || min < 2 || points < 2 {
+        return Err(NodeError::msg(format!(
+            "FD∞ needs 2 ≤ smallest subset ({min}) ≤ samples ({n}) and at least 2 sizes ({points})"
+        )));
+    }
+    let proj = prep.project(feats, n);
+    let boots = par_replicates(resamples, tick, |b| {
+        let mut rng = cedm_kernels::rng::Rng::stream(seed, b as u64);
+        let draws: Vec<usize> = (0..n).map(|_| rng.below(n as u64) as usize).collect();
+        let (mut x, mut y) = (Vec::with_capacity(points), Vec::with_capacity(points));
+        for i in 0..points {
+            let size = (min as f64 + (n - min) as f64 * i as f64 / (points - 1) as f64) as usize;
+            let mut counts = std::collections::BTreeMap::<usize, u32>::new();
+            for j in rng.choose(n, size) {
+                *counts.entry(draws[j]).or_default() += 1;
+            }
+            let rows: Vec<(usize, u32)> = counts.into_iter().collect();
+            x.push(1.0 / size as f64);
+            y.push(prep.distance_projected(feats, &proj, &rows)?);
+        }
+        Ok(linear_fit(&x, &y).0)
+    })?;
+    Ok(boots.and_then(|b| bias_corrected_interval(&b, estimate, confidence)))
+}
+
+/// Bootstrap replicates of Fréchet distances of several disjoint row groups against their own
+/// references (`metrics/fd`'s per-cluster distances): for group g, `resamples` replicates of
+/// its rows resampled with replacement (stream `b` of `seed` draws every group of replicate b,
+/// in order). Replicates run in parallel; the result does not depend on the thread count.
+/// Returns `boots[g][b]`, or `Ok(None)` when `tick` (as [`par_replicates`]) says stop.
+///
+/// # Errors
+/// What [`PreparedReference::distance_projected`] returns.
+pub fn bootstrap_groups(
+    groups: &[(&PreparedReference, Vec<usize>)],
+    feats: &[f32],
+    resamples: usize,
+    seed: u64,
+    tick: impl FnMut(usize) -> bool,
+) -> Result<Option<Vec<Vec<f64>>>, NodeError> {
+    let d = groups.first().map_or(0, |g| g.0.dim());
+    // Each group's rows gathered and projected once onto its own reference.
+    let local: Vec<(Vec<f32>, Projection)> = groups
+        .iter()
+        .map(|(prep, rows)| {
+            let data: Vec<f32> = rows
+                .iter()
+                .flat_map(|&i| feats[i * d..(i + 1) * d].iter().copied())
+                .collect();
+            let proj = prep.project(&data, rows.len());
+            (data, proj)
+        })
+        .collect();
+    let reps = par_replicates(resamples, tick, |b| {
+        let mut rng = cedm_kernels::rng::Rng::stream(seed, b as u64);
+        let mut out = Vec::with_capacity(groups.len());
+        for ((prep, rows), (data, proj)) in groups.iter().zip(&local) {
+            let m = rows.len();
+            let mut counts = std::collections::BTreeMap::<usize, u32>::new();
+            for _ in 0..m {
+                *counts.entry(rng.below(m as u64) as usize).or_default() += 1;
+            }
+            let rows: Vec<(usize, u32)> = counts.into_iter().collect();
+            out.push(prep.distance_projected(data, proj, &rows)?);
+        }
+        Ok(out)
+    })?;
+    let Some(reps) = reps else {
+        return Ok(None);
+    };
+    Ok(Some(
+        (0..groups.len())
+            .map(|g| reps.iter().map(|r| r[g]).collect())
+            .collect(),
+    ))
+}
+
 /// Ordinary least squares of `y` on `x`: (intercept, slope).
 pub fn linear_fit(x: &[f64], y: &[f64]) -> (f64, f64) {
     let n = x.len().max(1) as f64;
@@ -492,6 +620,51 @@ mod tests {
             }
             assert!(prep.distance_projected(&x, &proj, &[(n, 2)]).is_err());
         }
+    }
+
+    #[test]
+    fn infinity_and_group_bootstraps_hold_their_estimates_whatever_the_threads() {
+        let d = 8;
+        let reference = Stats::from_features(&feats(400, d, 1, 0.0), 400, d).unwrap();
+        let prep = PreparedReference::new(&reference);
+        let n = 120;
+        let x = feats(n, d, 3, 0.5);
+        let (v, _) = fd_infinity(&prep, &x, n, 5, 20, 0).unwrap();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let inf = bootstrap_infinity(&prep, &x, n, 5, 20, v, 40, 0, 0.9, |_| true)
+                    .unwrap()
+                    .unwrap();
+                let groups = [(&prep, (0..60).collect()), (&prep, (60..n).collect())];
+                let g = bootstrap_groups(&groups, &x, 40, 0, |_| true)
+                    .unwrap()
+                    .unwrap();
+                (inf, g)
+            })
+        };
+        let (one, two) = (run(1), run(3));
+        assert_eq!(one.0, two.0);
+        assert_eq!(one.1, two.1);
+        let (inf, g) = one;
+        assert!(inf.low < v && v < inf.high && inf.std > 0.0, "{inf:?} {v}");
+        assert_eq!((g.len(), g[0].len()), (2, 40));
+        // Each group's replicates scatter around its own distance (biased up, as any FD's).
+        for (k, rows) in [(0usize, 0..60), (1, 60..n)] {
+            let r: Vec<(usize, u32)> = rows.map(|i| (i, 1)).collect();
+            let est = prep.distance(&x, &r).unwrap();
+            let c = bias_corrected_interval(&g[k], est, 0.9).unwrap();
+            assert!(c.low < est && est < c.high && c.bias > 0.0, "{c:?} {est}");
+        }
+        // A stop request between chunks ends the bootstrap with nothing.
+        assert!(
+            bootstrap_infinity(&prep, &x, n, 5, 20, v, 40, 0, 0.9, |_| false)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

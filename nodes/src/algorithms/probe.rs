@@ -7,6 +7,69 @@
 
 use rayon::prelude::*;
 
+/// Label values as class ids: the sorted distinct values of `truth` → `0..classes` (the EDM's
+/// ids for the same labels).
+pub fn class_ids(truth: &[i64]) -> std::collections::BTreeMap<i64, i64> {
+    let mut values = truth.to_vec();
+    values.sort_unstable();
+    values.dedup();
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (v, i as i64))
+        .collect()
+}
+
+/// The majority class of each cluster among the rows it holds (`clusters[i]` ≥ 0 and the class
+/// id `truth[i]` of row i; a tie goes to the smallest class; a cluster without rows to class 0):
+/// what a C-EDM sample conditioned on that cluster is checked against.
+pub fn cluster_majority(clusters: &[i64], truth: &[i64], classes: usize) -> Vec<i64> {
+    let k = clusters.iter().copied().max().map_or(0, |m| m.max(-1) + 1) as usize;
+    let mut counts = vec![vec![0usize; classes]; k];
+    for (&c, &t) in clusters.iter().zip(truth) {
+        if c >= 0 && (t as usize) < classes {
+            counts[c as usize][t as usize] += 1;
+        }
+    }
+    counts
+        .iter()
+        .map(|row| {
+            let best = row.iter().copied().max().unwrap_or(0);
+            row.iter().position(|&v| v == best).unwrap_or(0) as i64
+        })
+        .collect()
+}
+
+/// How often predictions hit their targets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Score {
+    /// Share of hits, ×100.
+    pub accuracy: f64,
+    /// Per target class: items and share of hits ×100.
+    pub per_class: Vec<(i64, usize, f64)>,
+}
+
+/// Score predictions `pred[i]` against `target[i]`.
+pub fn score(pred: &[i64], target: &[i64]) -> Score {
+    let mut per: std::collections::BTreeMap<i64, (usize, usize)> = Default::default();
+    let mut hits = 0usize;
+    for (&p, &t) in pred.iter().zip(target) {
+        let e = per.entry(t).or_default();
+        e.0 += 1;
+        if p == t {
+            e.1 += 1;
+            hits += 1;
+        }
+    }
+    Score {
+        accuracy: 100.0 * hits as f64 / pred.len().max(1) as f64,
+        per_class: per
+            .into_iter()
+            .map(|(c, (n, h))| (c, n, 100.0 * h as f64 / n as f64))
+            .collect(),
+    }
+}
+
 /// Predicted class of each query row (`[nq, d]`) from the labelled rows (`[nt, d]`, labels in
 /// `0..classes`). Both are L2-normalised here.
 pub fn knn_predict(

@@ -196,8 +196,14 @@ pub struct FdMetrics {
     pub fd_infinity: Option<f64>,
     /// The (N, FD) points of the fit.
     pub infinity: Vec<(usize, f64)>,
+    /// Bootstrap interval of FD∞ (each replicate refits over subsets of a resample), low, high.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fd_infinity_ci: Option<(f64, f64)>,
     /// Mean of the per-cluster distances (clusters with a distance).
     pub fd_per_cluster: Option<f64>,
+    /// Bootstrap interval of that mean (every cluster's samples resampled), low, high.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fd_per_cluster_ci: Option<(f64, f64)>,
     /// Per conditioning label: samples of label k against reference items of label k.
     pub per_cluster: Vec<ClusterFd>,
 }
@@ -213,6 +219,59 @@ pub struct ClusterFd {
     pub reference: usize,
     /// The distance (None with fewer than `min_cluster` of either).
     pub fd: Option<f64>,
+    /// Its bootstrap interval (the cluster's samples resampled), low, high.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci: Option<(f64, f64)>,
+}
+
+/// `metrics.json` of `metrics/probe` and `metrics/cnn_probe`: how often generated samples are
+/// recognised as what they were conditioned on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeMetrics {
+    /// `logistic`, `knn` or `cnn`.
+    pub probe: String,
+    /// Neighbours (`knn`; 0 for `logistic`).
+    pub k: usize,
+    /// scikit-learn's `C` (`logistic`; 0 for `knn`).
+    #[serde(default)]
+    pub c: f64,
+    /// Classes of the probe.
+    pub classes: usize,
+    /// What a sample is checked against: `condition` (its class) or `cluster majority`.
+    pub target: String,
+    /// Share of samples classified as their target, ×100.
+    pub accuracy: f64,
+    /// Samples scored (conditional ones; −1 conditions are skipped).
+    pub samples: usize,
+    /// 100 / classes.
+    pub chance: f64,
+    /// The probe's accuracy on held-out real images, ×100.
+    pub test_accuracy: Option<f64>,
+    /// Held-out images.
+    pub test_items: usize,
+    /// Per target class: samples and accuracy ×100.
+    pub per_class: Vec<(i64, usize, f64)>,
+}
+
+/// `metrics.json` of `metrics/classifier`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassifierMetrics {
+    /// Classes.
+    pub classes: usize,
+    /// The label value of each class id.
+    pub class_values: Vec<i64>,
+    /// Training images.
+    pub train_items: usize,
+    /// Epochs.
+    pub epochs: usize,
+    /// Mean cross-entropy of each epoch (with flips and dropout, as trained).
+    pub losses: Vec<f64>,
+    /// Accuracy on the `test` images, ×100.
+    pub test_accuracy: Option<f64>,
+    /// Test images.
+    pub test_items: usize,
+    /// Input [C, H, W].
+    pub resolution: [usize; 3],
 }
 
 #[cfg(test)]

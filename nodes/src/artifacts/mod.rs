@@ -17,6 +17,7 @@
 //! | [`grid`], [`plot`] | PNG grids and line plots | data, sampling, training kinds | people |
 //! | [`safetensors`] | the container itself | all of the above | — |
 
+pub mod classifier;
 pub mod clusters;
 pub mod features;
 pub mod figure;

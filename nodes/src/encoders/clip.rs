@@ -156,3 +156,57 @@ impl Encoder for ClipImage<'_> {
         )
     }
 }
+
+/// CLIP's image tower owning its model (what `cedm eval` and `cedm bench encoder` load).
+pub struct ClipImageOwned {
+    model: Clip,
+    device: Device,
+    desc: String,
+}
+
+impl ClipImageOwned {
+    /// Load an OpenCLIP checkpoint for the architecture `model` names (a preset, or `custom`
+    /// with `arch`).
+    ///
+    /// # Errors
+    /// An unknown model, unreadable or mismatched weights.
+    pub fn load(
+        model: &str,
+        arch: Option<&Arch>,
+        weights: &std::path::Path,
+        comp: &crate::device::Compute,
+    ) -> Result<ClipImageOwned, NodeError> {
+        let cfg = clip_config(model, arch).map_err(NodeError::msg)?;
+        let mut w = crate::models::weights::Weights::load(weights)?;
+        let device = comp.device().clone();
+        let m = Clip::load(&cfg, &mut w, &device)?;
+        Ok(ClipImageOwned {
+            model: m,
+            device,
+            desc: format!("{model} (OpenCLIP) on {}", comp.describe()),
+        })
+    }
+
+    fn image(&self) -> ClipImage<'_> {
+        ClipImage {
+            model: &self.model,
+            device: self.device.clone(),
+            desc: self.desc.clone(),
+        }
+    }
+}
+
+impl Encoder for ClipImageOwned {
+    fn dim(&self) -> usize {
+        self.image().dim()
+    }
+    fn describe(&self) -> String {
+        self.desc.clone()
+    }
+    fn preprocess(&self, pixels: &[u8], b: usize, chw: [usize; 3]) -> Vec<f32> {
+        self.image().preprocess(pixels, b, chw)
+    }
+    fn forward(&self, x: Vec<f32>, b: usize) -> Result<Vec<f32>, NodeError> {
+        self.image().forward(x, b)
+    }
+}

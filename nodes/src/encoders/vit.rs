@@ -114,6 +114,30 @@ pub struct Vit {
 }
 
 impl Vit {
+    /// A preset with random weights: the same architecture and arithmetic as its checkpoint,
+    /// for throughput benchmarks (`cedm bench encoder`) where the official weights cannot be
+    /// had; its features mean nothing.
+    ///
+    /// # Errors
+    /// An unknown preset.
+    pub fn random(
+        model: &str,
+        comp: &Compute,
+        resolution: usize,
+        filter: Filter,
+    ) -> Result<Vit, NodeError> {
+        let cfg = config(model, None).map_err(NodeError::msg)?;
+        let device = comp.device().clone();
+        Ok(Vit {
+            model: cfg.init(&device),
+            device,
+            resolution,
+            filter,
+            dim: cfg.dim,
+            desc: comp.describe(),
+        })
+    }
+
     /// Load an official checkpoint (`.pth` or `.safetensors`) for the architecture `model`
     /// names (a preset, or `custom` with `arch`), with input side `resolution`; `prefix` picks
     /// the backbone inside a checkpoint with several (default: the preset's, see

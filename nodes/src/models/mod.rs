@@ -1,6 +1,7 @@
 //! burn models used by the node kinds, one file each (a folder when a model spans several, like
 //! [`edm`]), loading the original checkpoints by their key names.
 
+pub mod classifier;
 pub mod clip;
 pub mod edm;
 pub mod inception;

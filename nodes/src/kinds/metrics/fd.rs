@@ -29,7 +29,10 @@ use cedm_engine::{FileParam, Kind, NodeError, ParamError, RunContext, Slot, rule
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::algorithms::frechet::{PreparedReference, bootstrap_mean, fd_infinity};
+use crate::algorithms::frechet::{
+    PreparedReference, bias_corrected_interval, bootstrap_groups, bootstrap_infinity,
+    bootstrap_mean, fd_infinity,
+};
 use crate::artifacts::features::Features;
 use crate::artifacts::labels::read_labels;
 use crate::artifacts::metrics::{ClusterFd, Distance, DistanceMetrics, FdMetrics};
@@ -90,7 +93,7 @@ pub struct MetricsFd;
 
 impl Kind for MetricsFd {
     const KIND: &'static str = "metrics/fd";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const ABOUT: &'static str = "Fréchet distance on cached features of any encoder (FID, FD_DINOv2, FD_MobileNetV2): EDM's runs, bootstrap interval, FD∞, per-cluster FD";
     const INPUTS: &'static [Slot] = &[
         Slot::one(
@@ -212,22 +215,43 @@ impl Kind for MetricsFd {
 
         // FD∞ over all samples used by the runs.
         let used = runs.last().map_or(0, |r| r.end);
-        let (fd_infinity, infinity) = if p.infinity_points >= 2 {
+        let (fd_infinity, infinity, fd_infinity_ci) = if p.infinity_points >= 2 {
             let lo = p.infinity_min.unwrap_or(used / 10).max(2);
             let (v, pts) = fd_infinity(&prep, &feats.data, used, p.infinity_points, lo, p.seed)?;
+            let total = p.bootstrap as u64;
+            let ci = bootstrap_infinity(
+                &prep,
+                &feats.data,
+                used,
+                p.infinity_points,
+                lo,
+                v,
+                p.bootstrap,
+                p.seed,
+                p.confidence,
+                |b| {
+                    ctx.progress(b as u64, Some(total), "FD∞ resamples", None);
+                    !ctx.should_stop()
+                },
+            )?;
+            if p.bootstrap > 0 && ci.is_none() {
+                return Err(NodeError::Interrupted);
+            }
             ctx.log(format!(
-                "{metric}∞ {v:.4} from {} sizes {lo}..{used}",
-                p.infinity_points
+                "{metric}∞ {v:.4} from {} sizes {lo}..{used}{}",
+                p.infinity_points,
+                ci.map_or(String::new(), |i| format!(
+                    ", interval [{:.4}, {:.4}]",
+                    i.low, i.high
+                ))
             ));
-            (Some(v), pts)
+            (Some(v), pts, ci.map(|i| (i.low, i.high)))
         } else {
-            (None, Vec::new())
+            (None, Vec::new(), None)
         };
 
-        let per_cluster = per_cluster(ctx, &p, &feats, used, ref_feats.as_ref())?;
-        let with: Vec<f64> = per_cluster.iter().filter_map(|c| c.fd).collect();
-        let fd_per_cluster =
-            (!with.is_empty()).then(|| with.iter().sum::<f64>() / with.len() as f64);
+        let (per_cluster, fd_per_cluster, fd_per_cluster_ci) =
+            per_cluster(ctx, &p, &feats, used, ref_feats.as_ref())?;
 
         ctx.log(format!(
             "{metric} {mean:.4} ({} × {num}){}",
@@ -257,23 +281,30 @@ impl Kind for MetricsFd {
                 boot_bias,
                 fd_infinity,
                 infinity,
+                fd_infinity_ci,
                 fd_per_cluster,
+                fd_per_cluster_ci,
                 per_cluster,
             },
         )
     }
 }
 
-/// Per-label distances when both `conditions` and `labels` are connected.
+/// Per-cluster distances, their mean, and the mean's bootstrap interval.
+type PerCluster = (Vec<ClusterFd>, Option<f64>, Option<(f64, f64)>);
+
+/// Per-label distances when both `conditions` and `labels` are connected, each with a
+/// bootstrap interval (the label's samples resampled, its reference items held fixed), and
+/// their mean with the interval of the mean over the same replicates.
 fn per_cluster(
-    ctx: &RunContext<'_>,
+    ctx: &mut RunContext<'_>,
     p: &Params,
     feats: &Features,
     used: usize,
     ref_feats: Option<&Features>,
-) -> Result<Vec<ClusterFd>, NodeError> {
+) -> Result<PerCluster, NodeError> {
     let (cond_in, labels_in) = match (ctx.input("conditions"), ctx.input("labels")) {
-        (None, None) => return Ok(Vec::new()),
+        (None, None) => return Ok((Vec::new(), None, None)),
         (Some(c), Some(l)) => (c, l),
         _ => {
             return Err(NodeError::msg(
@@ -312,12 +343,17 @@ fn per_cluster(
     }
     let d = rf.d;
     let mut out = Vec::new();
+    // The labels with a distance: their prepared reference and sample rows.
+    let mut measured: Vec<(usize, PreparedReference, Vec<usize>)> = Vec::new();
     for (label, (s, r)) in by_label {
         let fd = if s.len() >= p.min_cluster && r.len() >= p.min_cluster {
             let data: Vec<f32> = r.iter().flat_map(|&i| rf.row(i).to_vec()).collect();
             let stats = Stats::from_features(&data, r.len(), d)?;
             let rows: Vec<(usize, u32)> = s.iter().map(|&i| (i, 1)).collect();
-            Some(PreparedReference::new(&stats).distance(&feats.data, &rows)?)
+            let prep = PreparedReference::new(&stats);
+            let fd = prep.distance(&feats.data, &rows)?;
+            measured.push((out.len(), prep, s.clone()));
+            Some(fd)
         } else {
             None
         };
@@ -326,7 +362,46 @@ fn per_cluster(
             samples: s.len(),
             reference: r.len(),
             fd,
+            ci: None,
         });
     }
-    Ok(out)
+    if measured.is_empty() {
+        return Ok((out, None, None));
+    }
+    let mean_of = |v: &mut dyn Iterator<Item = f64>| {
+        let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+        s / n as f64
+    };
+    let mean = mean_of(&mut measured.iter().filter_map(|(i, ..)| out[*i].fd));
+    let groups: Vec<(&PreparedReference, Vec<usize>)> = measured
+        .iter()
+        .map(|(_, prep, s)| (prep, s.clone()))
+        .collect();
+    let total = p.bootstrap as u64;
+    let boots = bootstrap_groups(
+        &groups,
+        &feats.data,
+        p.bootstrap,
+        // Apart from the overall interval's streams.
+        p.seed ^ 0x9e37_79b9_7f4a_7c15,
+        |b| {
+            ctx.progress(b as u64, Some(total), "per-cluster resamples", None);
+            !ctx.should_stop()
+        },
+    )?;
+    let Some(boots) = boots else {
+        return Err(NodeError::Interrupted);
+    };
+    if p.bootstrap == 0 {
+        return Ok((out, Some(mean), None));
+    }
+    for ((i, ..), b) in measured.iter().zip(&boots) {
+        let est = out[*i].fd.unwrap_or(f64::NAN);
+        out[*i].ci = bias_corrected_interval(b, est, p.confidence).map(|c| (c.low, c.high));
+    }
+    let means: Vec<f64> = (0..p.bootstrap)
+        .map(|b| mean_of(&mut boots.iter().map(|g| g[b])))
+        .collect();
+    let ci = bias_corrected_interval(&means, mean, p.confidence).map(|c| (c.low, c.high));
+    Ok((out, Some(mean), ci))
 }

@@ -67,7 +67,7 @@ pub struct Fdd;
 impl Kind for Fdd {
     const KIND: &'static str = "metrics/fdd";
     const VERSION: u32 = 1;
-    const ABOUT: &'static str = "FDD (Fréchet distance on DINOv2 ViT-L/14 CLS features) of samples against reference statistics";
+    const ABOUT: &'static str = "FDD (Fréchet distance on DINOv2 ViT-L/14 CLS features) of samples against reference statistics, embedding the samples itself; kept for older files — features/vit + metrics/fd adds intervals, FD∞ and per-cluster FDD";
     const INPUTS: &'static [Slot] = &[
         Slot::one(
             "samples",

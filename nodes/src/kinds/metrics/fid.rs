@@ -63,8 +63,7 @@ pub struct Fid;
 impl Kind for Fid {
     const KIND: &'static str = "metrics/fid";
     const VERSION: u32 = 1;
-    const ABOUT: &'static str =
-        "FID of samples against reference statistics (EDM's protocol: repeats × num, mean and min)";
+    const ABOUT: &'static str = "FID of samples against reference statistics, embedding the samples itself (EDM's protocol: repeats × num, mean and min); kept for older files — features/inception + metrics/fd adds intervals, FD∞ and per-cluster FID";
     const INPUTS: &'static [Slot] = &[
         Slot::one(
             "samples",

@@ -14,16 +14,15 @@
 //!
 //! Output `metrics.json` ([`ProbeMetrics`]).
 
-use std::collections::BTreeMap;
-
 use cedm_engine::{Kind, NodeError, ParamError, RunContext, Slot, rules};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::algorithms::probe::{Logistic, knn_predict};
+use crate::algorithms::probe::{Logistic, Score, class_ids, cluster_majority, knn_predict, score};
 use crate::artifacts::clusters::ClusterLabels;
 use crate::artifacts::features::Features;
 use crate::artifacts::labels::read_labels;
+use crate::artifacts::metrics::ProbeMetrics;
 use crate::artifacts::safetensors::Tensors;
 use crate::artifacts::write_json;
 
@@ -89,34 +88,6 @@ impl Fitted<'_> {
             Fitted::Logistic(m) => m.predict(q),
         }
     }
-}
-
-/// `metrics.json` of `metrics/probe`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProbeMetrics {
-    /// `logistic` or `knn`.
-    pub probe: String,
-    /// Neighbours (`knn`; 0 for `logistic`).
-    pub k: usize,
-    /// scikit-learn's `C` (`logistic`; 0 for `knn`).
-    #[serde(default)]
-    pub c: f64,
-    /// Classes of the probe.
-    pub classes: usize,
-    /// What a sample is checked against: `condition` (its class) or `cluster majority`.
-    pub target: String,
-    /// Share of samples classified as their target, ×100.
-    pub accuracy: f64,
-    /// Samples scored (conditional ones; −1 conditions are skipped).
-    pub samples: usize,
-    /// 100 / classes.
-    pub chance: f64,
-    /// The probe's accuracy on held-out real images, ×100.
-    pub test_accuracy: Option<f64>,
-    /// Held-out images.
-    pub test_items: usize,
-    /// Per target class: samples and accuracy ×100.
-    pub per_class: Vec<(i64, usize, f64)>,
 }
 
 /// The `metrics/probe` kind.
@@ -195,15 +166,8 @@ impl Kind for MetricsProbe {
             Ok(l)
         };
         let truth_raw = raw(ctx.require("truth")?, train.n, "truth")?;
-        let mut values = truth_raw.clone();
-        values.sort_unstable();
-        values.dedup();
-        let id: BTreeMap<i64, i64> = values
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| (v, i as i64))
-            .collect();
-        let classes = values.len();
+        let id = class_ids(&truth_raw);
+        let classes = id.len();
         let truth: Vec<i64> = truth_raw.iter().map(|v| id[v]).collect();
 
         let cond_in = ctx.require("conditions")?;
@@ -241,19 +205,7 @@ impl Kind for MetricsProbe {
                         train.n
                     )));
                 }
-                let k = cl.iter().copied().max().map_or(0, |m| m as usize + 1);
-                let mut counts = vec![vec![0usize; classes]; k];
-                for (&c, &t) in cl.iter().zip(&truth) {
-                    counts[c as usize][t as usize] += 1;
-                }
-                let majority = counts
-                    .iter()
-                    .map(|row| {
-                        let best = row.iter().copied().max().unwrap_or(0);
-                        row.iter().position(|&v| v == best).unwrap_or(0) as i64
-                    })
-                    .collect();
-                ("cluster majority", majority)
+                ("cluster majority", cluster_majority(&cl, &truth, classes))
             }
         };
         let scored: Vec<usize> = (0..samples.n).filter(|&i| conditions[i] >= 0).collect();
@@ -299,18 +251,14 @@ impl Kind for MetricsProbe {
             }
         };
         let pred = fitted.predict(&queries);
-        let mut per: BTreeMap<i64, (usize, usize)> = BTreeMap::new();
-        let mut hits = 0usize;
-        for (j, &i) in scored.iter().enumerate() {
-            let target = target_of[conditions[i] as usize];
-            let e = per.entry(target).or_default();
-            e.0 += 1;
-            if pred[j] == target {
-                e.1 += 1;
-                hits += 1;
-            }
-        }
-        let accuracy = 100.0 * hits as f64 / scored.len() as f64;
+        let targets: Vec<i64> = scored
+            .iter()
+            .map(|&i| target_of[conditions[i] as usize])
+            .collect();
+        let Score {
+            accuracy,
+            per_class,
+        } = score(&pred, &targets);
 
         let (test_accuracy, test_items) = match (ctx.input("test"), ctx.input("test_truth")) {
             (None, None) => (None, 0),
@@ -371,10 +319,7 @@ impl Kind for MetricsProbe {
                 chance: 100.0 / classes as f64,
                 test_accuracy,
                 test_items,
-                per_class: per
-                    .into_iter()
-                    .map(|(c, (n, h))| (c, n, 100.0 * h as f64 / n as f64))
-                    .collect(),
+                per_class,
             },
         )
     }
