@@ -40,6 +40,49 @@ pub fn cluster_majority(clusters: &[i64], truth: &[i64], classes: usize) -> Vec<
         .collect()
 }
 
+/// The conditional samples (condition ≥ 0; −1 is unconditional) and the target each is checked
+/// against, `target_of[condition]` — its class, or its cluster's majority class (`target` names
+/// which, `ids` what the condition ids are, for the error).
+///
+/// # Errors
+/// No conditional sample, or a condition outside `target_of`.
+pub fn scored_targets(
+    conditions: &[i64],
+    target_of: &[i64],
+    target: &str,
+    ids: &str,
+) -> Result<(Vec<usize>, Vec<i64>), String> {
+    let scored: Vec<usize> = (0..conditions.len())
+        .filter(|&i| conditions[i] >= 0)
+        .collect();
+    if scored.is_empty() {
+        return Err(
+            "every sample is unconditional (condition −1): a probe checks conditional samples"
+                .into(),
+        );
+    }
+    if let Some(&bad) = scored
+        .iter()
+        .find(|&&i| conditions[i] as usize >= target_of.len())
+    {
+        return Err(format!(
+            "condition {} of sample {bad} is not one of the {} {}: is `clusters` the EDM's label source?",
+            conditions[bad],
+            target_of.len(),
+            if target == "condition" {
+                ids
+            } else {
+                "clusters"
+            }
+        ));
+    }
+    let targets = scored
+        .iter()
+        .map(|&i| target_of[conditions[i] as usize])
+        .collect();
+    Ok((scored, targets))
+}
+
 /// How often predictions hit their targets.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Score {

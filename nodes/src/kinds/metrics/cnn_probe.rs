@@ -16,7 +16,7 @@ use cedm_engine::{Kind, NodeError, ParamError, RunContext, Slot, rules};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::algorithms::probe::{Score, cluster_majority, score};
+use crate::algorithms::probe::{Score, cluster_majority, score, scored_targets};
 use crate::artifacts::classifier::read_classifier;
 use crate::artifacts::clusters::ClusterLabels;
 use crate::artifacts::images::ImageSet;
@@ -154,27 +154,13 @@ impl Kind for MetricsCnnProbe {
                 ));
             }
         };
-        let scored: Vec<usize> = (0..samples.n).filter(|&i| conditions[i] >= 0).collect();
-        if scored.is_empty() {
-            return Err(NodeError::msg(
-                "every sample is unconditional (condition −1): a probe checks conditional samples",
-            ));
-        }
-        if let Some(&bad) = scored
-            .iter()
-            .find(|&&i| conditions[i] as usize >= target_of.len())
-        {
-            return Err(NodeError::msg(format!(
-                "condition {} of sample {bad} is not one of the {} {}: is `clusters` the EDM's label source?",
-                conditions[bad],
-                target_of.len(),
-                if target_name == "condition" {
-                    "classes of the classifier"
-                } else {
-                    "clusters"
-                }
-            )));
-        }
+        let (scored, targets) = scored_targets(
+            &conditions,
+            &target_of,
+            target_name,
+            "classes of the classifier",
+        )
+        .map_err(NodeError::msg)?;
         let pred = predict(
             &net,
             &cfg,
@@ -184,10 +170,7 @@ impl Kind for MetricsCnnProbe {
             &device,
         )
         .map_err(NodeError::msg)?;
-        let (pred, targets): (Vec<i64>, Vec<i64>) = scored
-            .iter()
-            .map(|&i| (pred[i], target_of[conditions[i] as usize]))
-            .unzip();
+        let pred: Vec<i64> = scored.iter().map(|&i| pred[i]).collect();
         let Score {
             accuracy,
             per_class,

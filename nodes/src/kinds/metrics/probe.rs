@@ -18,7 +18,9 @@ use cedm_engine::{Kind, NodeError, ParamError, RunContext, Slot, rules};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::algorithms::probe::{Logistic, Score, class_ids, cluster_majority, knn_predict, score};
+use crate::algorithms::probe::{
+    Logistic, Score, class_ids, cluster_majority, knn_predict, score, scored_targets,
+};
 use crate::artifacts::clusters::ClusterLabels;
 use crate::artifacts::features::Features;
 use crate::artifacts::labels::read_labels;
@@ -208,27 +210,9 @@ impl Kind for MetricsProbe {
                 ("cluster majority", cluster_majority(&cl, &truth, classes))
             }
         };
-        let scored: Vec<usize> = (0..samples.n).filter(|&i| conditions[i] >= 0).collect();
-        if scored.is_empty() {
-            return Err(NodeError::msg(
-                "every sample is unconditional (condition −1): a probe checks conditional samples",
-            ));
-        }
-        if let Some(&bad) = scored
-            .iter()
-            .find(|&&i| conditions[i] as usize >= target_of.len())
-        {
-            return Err(NodeError::msg(format!(
-                "condition {} of sample {bad} is not one of the {} {}: is `clusters` the EDM's label source?",
-                conditions[bad],
-                target_of.len(),
-                if target_name == "condition" {
-                    "classes of `truth`"
-                } else {
-                    "clusters"
-                }
-            )));
-        }
+        let (scored, targets) =
+            scored_targets(&conditions, &target_of, target_name, "classes of `truth`")
+                .map_err(NodeError::msg)?;
         let queries: Vec<f32> = scored
             .iter()
             .flat_map(|&i| samples.row(i).to_vec())
@@ -251,10 +235,6 @@ impl Kind for MetricsProbe {
             }
         };
         let pred = fitted.predict(&queries);
-        let targets: Vec<i64> = scored
-            .iter()
-            .map(|&i| target_of[conditions[i] as usize])
-            .collect();
         let Score {
             accuracy,
             per_class,
