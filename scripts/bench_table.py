@@ -29,20 +29,26 @@ RESULTS = os.path.join(ROOT, "docs", "bench", "results.json")
 DOC = os.path.join(ROOT, "docs", "performance.md")
 
 OFF = {"CEDM_BLAS": "off", "CEDM_DNNL": "off"}
+NOBLAS = {"CEDM_BLAS": "off"}  # what the README's path has: oneDNN from fetch_assets.sh, no system BLAS
 # name -> (cedm bench arguments, extra environment, table it belongs to, row label)
 BENCHES = {
     "edm-quickstart": (["edm", "--preset", "quickstart", "--batch", "64", "--steps", "20", "--profile"], {}, "training", "EDM step, quickstart SongUNet (16 px grey, 0.18 M params), batch 64"),
     "edm-small": (["edm", "--preset", "small", "--batch", "64", "--steps", "10", "--profile"], {}, "training", "EDM step, `small` SongUNet (32 px RGB, 1.26 M params), batch 64"),
     "edm-cifar": (["edm", "--preset", "cifar", "--batch", "16", "--steps", "4", "--warmup", "1", "--profile"], {}, "training", "EDM step, `cifar` SongUNet (EDM's CIFAR-10 DDPM++, 55.7 M params), batch 16"),
+    "edm-cifar-gemm": (["edm", "--preset", "cifar", "--batch", "16", "--steps", "4", "--warmup", "1"], {"CEDM_CONV_LARGE": "gemm"}, "training", "EDM step, `cifar` SongUNet, batch 16 — kernels of 65 536 weights or more on im2col + GEMM (`CEDM_CONV_LARGE=gemm`, the Intel AVX-512 split)"),
     "temi": (["temi"], {}, "training", "TEMI epoch: 50 heads 1280→512→256→100 (TEMI nlayers 2), 60 000 items, batch 512, student + teacher, AdamW, EMA"),
     "sample": (["sample", "--preset", "quickstart", "--images", "256", "--batch", "256", "--steps", "18"], {}, "training", "Heun sampling, 18 steps (35 evaluations), quickstart SongUNet, 256 images"),
     "features": (["features"], {}, "features", "MobileNetV2 features, 96 px, batch 32"),
+    "features-noblas": (["features"], NOBLAS, "features", "MobileNetV2 features, 96 px, batch 32 — `CEDM_BLAS=off` (oneDNN, no system BLAS)"),
     "features-off": (["features"], OFF, "features", "MobileNetV2 features, 96 px, batch 32 — `CEDM_BLAS=off CEDM_DNNL=off`"),
     "inception": (["inception"], {}, "features", "FID Inception, 299 px, batch 32"),
+    "inception-noblas": (["inception"], NOBLAS, "features", "FID Inception, 299 px, batch 32 — `CEDM_BLAS=off` (oneDNN, no system BLAS)"),
     "inception-off": (["inception"], OFF, "features", "FID Inception, 299 px, batch 32 — `CEDM_BLAS=off CEDM_DNNL=off`"),
     "knn": (["knn"], {}, "features", "exact kNN, 60 000 × 1280, k = 50"),
+    "knn-noblas": (["knn"], NOBLAS, "features", "exact kNN, 60 000 × 1280, k = 50 — `CEDM_BLAS=off` (oneDNN, no system BLAS)"),
     "knn-off": (["knn"], OFF, "features", "exact kNN, 60 000 × 1280, k = 50 — `CEDM_BLAS=off CEDM_DNNL=off`"),
     "kmeans": (["kmeans"], {}, "features", "k-means k = 100, 60 000 × 1280 Gaussian"),
+    "kmeans-noblas": (["kmeans"], NOBLAS, "features", "k-means k = 100, 60 000 × 1280 Gaussian — `CEDM_BLAS=off` (oneDNN, no system BLAS)"),
     "kmeans-off": (["kmeans"], OFF, "features", "k-means k = 100, 60 000 × 1280 Gaussian — `CEDM_BLAS=off CEDM_DNNL=off`"),
     "frechet": (["frechet"], {}, "features", "Fréchet distance, 2048-d"),
     "encoder-dinov2": (["encoder", "--model", "dinov2_vitl14", "--images", "16", "--batch", "8"], {}, "features", "DINOv2 ViT-L/14 features (FD_DINOv2's encoder), 224 px, batch 8, random weights (timm)"),

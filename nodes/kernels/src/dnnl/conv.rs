@@ -756,21 +756,24 @@ fn ok(c: &Conv2d) -> bool {
         && api::get().is_some()
 }
 
-/// On CPUs with AVX-512, kernels with this many weights or more go to im2col + GEMM instead:
-/// measured on the `cifar` preset (128–256 channels) on a 2-core Intel Xeon (AVX-512, AMX),
-/// oneDNN's per-call reorders and buffers made the step 12% slower and its peak memory 1.7×
-/// (4.3 against 2.55 GiB) — the products are large enough there for the GEMM's AVX-512 kernels
-/// to run at full speed.
+/// On Intel CPUs with AVX-512, kernels with this many weights or more go to im2col + GEMM
+/// instead: measured on the `cifar` preset (128–256 channels) on a 2-core Intel Xeon (AVX-512,
+/// AMX), oneDNN's per-call reorders and buffers made the step 12% slower and its peak memory
+/// 1.7× (4.3 against 2.55 GiB) — the products are large enough there for the GEMM's AVX-512
+/// kernels to run at full speed. (Measured before the weights were reordered once per call for
+/// all chunks; not measured on Intel since.)
 pub const LARGE_KERNEL: usize = 1 << 16;
 
 /// The one decision of which convolutions oneDNN takes, by kernel size: below
-/// [`LARGE_KERNEL`] weights on AVX-512 CPUs, every size elsewhere. Measured on a 2-core AMD
-/// EPYC (AVX2, no AVX-512), the `cifar` step ran at 0.74× PyTorch with the large kernels on
-/// im2col + GEMM and 0.97× with all of them on oneDNN (peak RSS 3.0 against 2.6 GiB; PyTorch's
-/// 4.2): without AVX-512 the GEMM is the slower of the two.
+/// [`LARGE_KERNEL`] weights on Intel CPUs with AVX-512, every size elsewhere. Measured on the
+/// `cifar` step against PyTorch (docs/performance.md), median of three runs each: on a 2-core
+/// AMD EPYC with AVX2 0.74× with the large kernels on im2col + GEMM against 0.97–1.04× with all
+/// of them on oneDNN; on a 2-core AMD EPYC with AVX-512 (Zen 4) 0.98× against 1.09× (peak RSS
+/// 2.7 and 3.1 GiB, PyTorch's 4.2–4.9). AMD's AVX-512 units do not give the GEMM the lead they
+/// give it on the Intel Xeon.
 ///
-/// `CEDM_CONV_LARGE=dnnl` (every size to oneDNN) or `=gemm` (AVX-512's split on any CPU)
-/// overrides the detection, for measuring a new CPU (docs/performance.md).
+/// `CEDM_CONV_LARGE=dnnl` (every size to oneDNN) or `=gemm` (the Intel split on any CPU)
+/// overrides the detection, for measuring a new CPU.
 pub fn large_kernel() -> usize {
     static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *LIMIT.get_or_init(|| {
@@ -779,12 +782,32 @@ pub fn large_kernel() -> usize {
             Ok("gemm") => return LARGE_KERNEL,
             _ => {}
         }
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return LARGE_KERNEL;
+        if intel_avx512() {
+            LARGE_KERNEL
+        } else {
+            usize::MAX
         }
-        usize::MAX
     })
+}
+
+/// Whether this is an Intel CPU (CPUID vendor `GenuineIntel`) with AVX-512F.
+fn intel_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return false;
+        }
+        // SAFETY: CPUID leaf 0 exists on every x86-64 CPU.
+        #[allow(unused_unsafe)]
+        let r = unsafe { std::arch::x86_64::__cpuid(0) };
+        let mut vendor = [0u8; 12];
+        vendor[..4].copy_from_slice(&r.ebx.to_le_bytes());
+        vendor[4..8].copy_from_slice(&r.edx.to_le_bytes());
+        vendor[8..].copy_from_slice(&r.ecx.to_le_bytes());
+        &vendor == b"GenuineIntel"
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// A pointer that may cross to rayon's threads (disjoint chunks of one buffer).

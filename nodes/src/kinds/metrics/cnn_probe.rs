@@ -23,7 +23,7 @@ use crate::artifacts::images::ImageSet;
 use crate::artifacts::labels::read_labels;
 use crate::artifacts::metrics::{ClassifierMetrics, ProbeMetrics};
 use crate::artifacts::safetensors::Tensors;
-use crate::artifacts::write_json;
+use crate::artifacts::{read_json, write_json};
 use crate::device::compute_for;
 use crate::models::classifier::predict;
 use crate::params::nz;
@@ -76,11 +76,7 @@ impl Kind for MetricsCnnProbe {
         let device = comp.device().clone();
         let cl_in = ctx.require("classifier")?;
         let (cfg, class_values, net) = read_classifier(cl_in, &device)?;
-        let cm: Option<ClassifierMetrics> = cl_in
-            .path("metrics.json")
-            .ok()
-            .and_then(|f| std::fs::read(f).ok())
-            .and_then(|b| serde_json::from_slice(&b).ok());
+        let cm: ClassifierMetrics = read_json(cl_in.path("metrics.json")?)?;
         let classes = class_values.len();
         let id = |v: i64| class_values.iter().position(|&c| c == v).map(|i| i as i64);
 
@@ -175,9 +171,7 @@ impl Kind for MetricsCnnProbe {
             accuracy,
             per_class,
         } = score(&pred, &targets);
-        let (test_accuracy, test_items) = cm
-            .as_ref()
-            .map_or((None, 0), |m| (m.test_accuracy, m.test_items));
+        let (test_accuracy, test_items) = (cm.test_accuracy, cm.test_items);
         ctx.log(format!(
             "CNN probe: {accuracy:.1}% of {} samples classified as their {target_name} (chance {:.1}%){}",
             scored.len(),
