@@ -694,7 +694,7 @@ mod tests {
         assert_eq!(human(46.2), "46.2");
         assert_eq!(human(46.20001), "46.2");
         assert_eq!(human(10.0), "10");
-        assert_eq!(human(3.14159), "3.14");
+        assert_eq!(human(1.23456), "1.23");
         assert_eq!(human(0.0331), "0.0331");
         assert_eq!(human(0.5), "0.500");
         // One format per column: the largest value's.

@@ -925,14 +925,15 @@ pub fn backward_weight(
     let blocked = (split.iter().all(|&(_, n)| n == per))
         .then(|| {
             with_entry(key(per), |a, _, e| {
-                // SAFETY: md is a live descriptor of the entry.
                 e.blocked_md(a, ARG_DIFF_WEIGHTS).map(|md| {
                     let laid = LaidOut {
                         arg: ARG_DIFF_WEIGHTS,
                         ptr: std::ptr::null_mut(),
                         md,
                     };
-                    (laid, unsafe { (a.md_get_size)(md) })
+                    // SAFETY: md is a live descriptor of the entry.
+                    let size = unsafe { (a.md_get_size)(md) };
+                    (laid, size)
                 })
             })
             .flatten()
