@@ -173,7 +173,7 @@ pub fn bench(b: &BenchCommand) -> Result<ExitCode, CliError> {
                 batch: *batch,
                 steps: *steps,
                 warmup: *warmup,
-                device: device.clone(),
+                device: *device,
                 precision: precision.clone(),
                 torch_device: torch_device.clone(),
                 profile: *profile,

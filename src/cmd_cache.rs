@@ -244,18 +244,18 @@ fn show(cli: &Cli, name: &str, file: Option<&Path>, json: bool) -> Result<ExitCo
                 for (k, v) in &r.meta.stats {
                     outln!("stat      {k} = {v}");
                 }
-                if let Some(log) = r.meta.log {
-                    if let Ok(b) = cache.read_object(&log) {
-                        let text = String::from_utf8_lossy(&b);
-                        let lines: Vec<&str> = text.lines().collect();
-                        outln!(
-                            "log       ({} lines{})",
-                            lines.len(),
-                            if lines.len() > 40 { ", last 40" } else { "" }
-                        );
-                        for l in lines.iter().skip(lines.len().saturating_sub(40)) {
-                            outln!("  {l}");
-                        }
+                if let Some(log) = r.meta.log
+                    && let Ok(b) = cache.read_object(&log)
+                {
+                    let text = String::from_utf8_lossy(&b);
+                    let lines: Vec<&str> = text.lines().collect();
+                    outln!(
+                        "log       ({} lines{})",
+                        lines.len(),
+                        if lines.len() > 40 { ", last 40" } else { "" }
+                    );
+                    for l in lines.iter().skip(lines.len().saturating_sub(40)) {
+                        outln!("  {l}");
                     }
                 }
             }
@@ -271,11 +271,11 @@ fn show(cli: &Cli, name: &str, file: Option<&Path>, json: bool) -> Result<ExitCo
                 f.meta.executor
             );
             outln!("  {}", f.error);
-            if let Some(log) = f.meta.log {
-                if let Ok(b) = cache.read_object(&log) {
-                    for l in String::from_utf8_lossy(&b).lines() {
-                        outln!("  | {l}");
-                    }
+            if let Some(log) = f.meta.log
+                && let Ok(b) = cache.read_object(&log)
+            {
+                for l in String::from_utf8_lossy(&b).lines() {
+                    outln!("  | {l}");
                 }
             }
         }

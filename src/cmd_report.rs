@@ -436,12 +436,11 @@ fn strip(
 fn images_of(cache: &Cache, r: &Record) -> Option<ImageSet> {
     let o = r.outputs.get("images.safetensors")?;
     let mut set = ImageSet::read_file(&cache.object_path(&o.digest)).ok()?;
-    if let Some(l) = r.outputs.get("labels.safetensors") {
-        if let Ok(t) =
+    if let Some(l) = r.outputs.get("labels.safetensors")
+        && let Ok(t) =
             cedm_nodes::artifacts::safetensors::Tensors::open(&cache.object_path(&l.digest))
-        {
-            set.labels = t.i64("labels").ok().map(|t| t.data);
-        }
+    {
+        set.labels = t.i64("labels").ok().map(|t| t.data);
     }
     Some(set)
 }

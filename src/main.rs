@@ -96,10 +96,10 @@ impl CliError {
 /// Write to stdout; a closed pipe ends the program successfully (like `cedm cache ls | head`).
 pub fn out(s: &str) {
     let mut o = std::io::stdout().lock();
-    if let Err(e) = o.write_all(s.as_bytes()).and_then(|()| o.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
-        }
+    if let Err(e) = o.write_all(s.as_bytes()).and_then(|()| o.flush())
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
     }
 }
 

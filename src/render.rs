@@ -236,17 +236,17 @@ impl Reporter for Human {
                 if self.tty {
                     let b = self.bar(&mut st, label);
                     b.set_prefix(format!("{} {label}", st.position()));
-                    if let Some(total) = p.total {
-                        if b.length() != Some(total) {
-                            b.set_length(total);
-                            b.set_style(
+                    if let Some(total) = p.total
+                        && b.length() != Some(total)
+                    {
+                        b.set_length(total);
+                        b.set_style(
                                 ProgressStyle::with_template(
                                     "{spinner:.cyan} {prefix:.bold} [{bar:30.cyan/blue}] {pos}/{len} {percent}% {msg} ({per_sec}, ETA {eta})",
                                 )
                                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                                 .progress_chars("=> "),
                             );
-                        }
                     }
                     b.set_position(p.done);
                     b.set_message(format!(

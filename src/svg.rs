@@ -86,7 +86,7 @@ fn fmt_tick(v: f64) -> String {
         return "0".into();
     }
     let a = v.abs();
-    if a >= 1e4 || a < 1e-2 {
+    if !(1e-2..1e4).contains(&a) {
         format!("{v:.0e}")
     } else if (v - v.round()).abs() < 1e-9 {
         format!("{}", v.round() as i64)

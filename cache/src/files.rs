@@ -95,14 +95,14 @@ impl Cache {
         }
         let st = stamp(&abs, &m);
         let memo_path = self.memo_path(&abs);
-        if let Ok(Some(memo)) = read_json::<Memo>(&memo_path, "file memo") {
-            if memo.stamp == st {
-                return Ok(FileRef {
-                    path: st.path,
-                    digest: memo.digest,
-                    size: m.len(),
-                });
-            }
+        if let Ok(Some(memo)) = read_json::<Memo>(&memo_path, "file memo")
+            && memo.stamp == st
+        {
+            return Ok(FileRef {
+                path: st.path,
+                digest: memo.digest,
+                size: m.len(),
+            });
         }
         let digest = Digest::of_file(&abs).map_err(io_err("hashing", &abs))?;
         let size = m.len();

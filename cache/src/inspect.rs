@@ -96,10 +96,10 @@ impl Cache {
     /// When nothing or several keys match.
     pub fn resolve_prefix(&self, prefix: &str) -> Result<Digest, CacheError> {
         let prefix = prefix.to_ascii_lowercase();
-        if prefix.len() == 64 {
-            if let Ok(d) = prefix.parse::<Digest>() {
-                return Ok(d);
-            }
+        if prefix.len() == 64
+            && let Ok(d) = prefix.parse::<Digest>()
+        {
+            return Ok(d);
         }
         if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(CacheError::Lookup(format!(
@@ -112,14 +112,12 @@ impl Cache {
             if let Ok(files) = fs::read_dir(shard) {
                 for f in files.flatten() {
                     let name = f.file_name().to_string_lossy().to_string();
-                    if name.starts_with(&prefix) {
-                        if let Some(stem) = name.strip_suffix(".json") {
-                            if let Ok(d) = stem.parse::<Digest>() {
-                                if !hits.contains(&d) {
-                                    hits.push(d);
-                                }
-                            }
-                        }
+                    if name.starts_with(&prefix)
+                        && let Some(stem) = name.strip_suffix(".json")
+                        && let Ok(d) = stem.parse::<Digest>()
+                        && !hits.contains(&d)
+                    {
+                        hits.push(d);
                     }
                 }
             }

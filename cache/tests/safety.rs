@@ -74,12 +74,11 @@ fn plant_record(cache: &Cache, key: &Digest, outputs: serde_json::Value, fix_dig
         "inputs": {}, "files": {}, "outputs": outputs,
         "output_digest": Digest::of_bytes(b"whatever"), "meta": RunMeta::default(),
     });
-    if fix_digest {
-        if let Ok(parsed) =
+    if fix_digest
+        && let Ok(parsed) =
             serde_json::from_value::<BTreeMap<String, cedm_cache::OutputRef>>(r["outputs"].clone())
-        {
-            r["output_digest"] = serde_json::json!(cedm_cache::combined_digest(&parsed));
-        }
+    {
+        r["output_digest"] = serde_json::json!(cedm_cache::combined_digest(&parsed));
     }
     let p = cache.record_path(key);
     fs::create_dir_all(p.parent().unwrap()).unwrap();

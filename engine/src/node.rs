@@ -322,21 +322,21 @@ fn between_backticks(s: &str) -> Option<(String, &str)> {
 }
 
 fn classify(message: &str) -> ParamErrorKind {
-    if let Some(rest) = message.strip_prefix("unknown field ") {
-        if let Some((field, tail)) = between_backticks(rest) {
-            let mut expected = Vec::new();
-            let mut t = tail;
-            while let Some((name, more)) = between_backticks(t) {
-                expected.push(name);
-                t = more;
-            }
-            return ParamErrorKind::Unknown { field, expected };
+    if let Some(rest) = message.strip_prefix("unknown field ")
+        && let Some((field, tail)) = between_backticks(rest)
+    {
+        let mut expected = Vec::new();
+        let mut t = tail;
+        while let Some((name, more)) = between_backticks(t) {
+            expected.push(name);
+            t = more;
         }
+        return ParamErrorKind::Unknown { field, expected };
     }
-    if let Some(rest) = message.strip_prefix("missing field ") {
-        if let Some((field, _)) = between_backticks(rest) {
-            return ParamErrorKind::Missing { field };
-        }
+    if let Some(rest) = message.strip_prefix("missing field ")
+        && let Some((field, _)) = between_backticks(rest)
+    {
+        return ParamErrorKind::Missing { field };
     }
     ParamErrorKind::Invalid
 }

@@ -348,10 +348,10 @@ fn template_problems(exp: &Experiment, registry: &Registry) -> Vec<Problem> {
     let idx: Vec<NodeIndex> = (0..exp.nodes.len()).map(|i| g.add_node(i)).collect();
     for (i, spec) in exp.nodes.iter().enumerate() {
         for (k, (_, _, target, _)) in spec.inputs.iter().enumerate() {
-            if let Some(j) = exp.nodes.iter().position(|n| &n.id == target) {
-                if j != i {
-                    g.add_edge(idx[j], idx[i], k);
-                }
+            if let Some(j) = exp.nodes.iter().position(|n| &n.id == target)
+                && j != i
+            {
+                g.add_edge(idx[j], idx[i], k);
             }
         }
     }

@@ -158,10 +158,10 @@ pub fn execute_locked(
                     );
                     announced = true;
                 }
-                if task.reason != Reason::Forced {
-                    if let HitCheck::Hit(r) = cache.check(&task.key)? {
-                        return Ok(TaskOutcome::Hit(r));
-                    }
+                if task.reason != Reason::Forced
+                    && let HitCheck::Hit(r) = cache.check(&task.key)?
+                {
+                    return Ok(TaskOutcome::Hit(r));
                 }
                 if stop.load(std::sync::atomic::Ordering::Relaxed) {
                     return Err(TaskError::Interrupted);

@@ -305,10 +305,10 @@ fn clean_message(raw: &str) -> String {
     let first = first.strip_prefix("error: ").unwrap_or(first);
     // Drop a leading "line N column M: " and trailing " at line N column M".
     let mut msg = first.to_string();
-    if let Some(rest) = msg.strip_prefix("line ") {
-        if let Some(idx) = rest.find(": ") {
-            msg = rest[idx + 2..].to_string();
-        }
+    if let Some(rest) = msg.strip_prefix("line ")
+        && let Some(idx) = rest.find(": ")
+    {
+        msg = rest[idx + 2..].to_string();
     }
     if let Some(idx) = msg.find(" at line ") {
         msg.truncate(idx);

@@ -63,13 +63,15 @@ pub fn runs(
 pub fn check_dino(model: &str, arch: Option<&Arch>, resolution: usize) -> Vec<ParamError> {
     match config(model, arch) {
         Err(m) => vec![ParamError::invalid("model", m)],
-        Ok(cfg) if resolution == 0 || resolution % cfg.patch != 0 => vec![ParamError::invalid(
-            "resolution",
-            format!(
-                "must be a positive multiple of the patch size {}",
-                cfg.patch
-            ),
-        )],
+        Ok(cfg) if resolution == 0 || !resolution.is_multiple_of(cfg.patch) => {
+            vec![ParamError::invalid(
+                "resolution",
+                format!(
+                    "must be a positive multiple of the patch size {}",
+                    cfg.patch
+                ),
+            )]
+        }
         Ok(_) => vec![],
     }
 }

@@ -76,7 +76,7 @@ fn check(steps: usize, tol_weight: f64, tol_mean: f64, tol_std: f64) {
                 .unwrap()
         })
         .collect();
-    let mut stats = vec![(0usize, [0f64; 2], [0f64; 2]); 3];
+    let mut stats = [(0usize, [0f64; 2], [0f64; 2]); 3];
     for (p, &k) in pts.iter().zip(&assign) {
         stats[k].0 += 1;
         for d in 0..2 {

@@ -246,7 +246,7 @@ mod tests {
         // allocated with.
         unsafe {
             let p = a.alloc(l);
-            assert!(!p.is_null() && p as usize % 4096 == 0);
+            assert!(!p.is_null() && (p as usize).is_multiple_of(4096));
             p.write_bytes(7, l.size());
             a.dealloc(p, l);
             let q = a.alloc_zeroed(l);

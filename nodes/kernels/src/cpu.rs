@@ -110,12 +110,11 @@ pub fn gemm<T: crate::blas::Element>(
             });
         return;
     }
-    if crate::blas::worth_it(m, k, n) {
-        if let Some(lib) = crate::blas::get() {
-            if lib.gemm(m, k, n, a, a_t, b, b_t, c, accumulate) {
-                return;
-            }
-        }
+    if crate::blas::worth_it(m, k, n)
+        && let Some(lib) = crate::blas::get()
+        && lib.gemm(m, k, n, a, a_t, b, b_t, c, accumulate)
+    {
+        return;
     }
     let par = if m * n * k < 64 * 64 * 64 || threads <= 1 {
         gemm::Parallelism::None
@@ -798,6 +797,53 @@ pub fn concat_channels(parts: &[(&[f32], usize)], pixels: usize) -> Vec<f32> {
     out
 }
 
+static POISON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Fill every [`output`] buffer with NaN (for tests: an element a kernel failed to write then
+/// shows as NaN in the result instead of passing unnoticed).
+pub fn poison_outputs(on: bool) {
+    POISON.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A buffer of `len` floats for a kernel to write **every element of before anything reads
+/// it** — the output of a convolution, a norm, a copy — without first clearing it. Clearing
+/// (`vec![0.0; len]`) was one serial `memset` per operation on the calling thread while the
+/// others waited: 13% of a quickstart training step.
+///
+/// Callers in `cedm-nodes` pass it only to kernels whose every path writes the whole output
+/// (each call site says which); the parity tests run with [`poison_outputs`] on, so an element
+/// left unwritten would surface as NaN.
+// The point of this function is not to fill the buffer (see above).
+#[allow(clippy::uninit_vec)]
+pub fn output(len: usize) -> Vec<f32> {
+    if POISON.load(std::sync::atomic::Ordering::Relaxed) {
+        return vec![f32::NAN; len];
+    }
+    let mut v: Vec<f32> = Vec::with_capacity(len);
+    // SAFETY: the capacity is `len`; f32 has no invalid bit patterns, and the contract above
+    // (every element written before it is read) is what the call sites uphold, so no
+    // uninitialised value is ever read.
+    unsafe { v.set_len(len) };
+    v
+}
+
+/// Run `f` on a worker of rayon's global pool (directly when already on one) and return its
+/// result; a panic in `f` resumes in the caller. A sequence of many short parallel operations
+/// started from a pool thread splits work with the other workers directly, instead of
+/// injecting each operation into the pool from outside and sleeping until it is done.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        return f();
+    }
+    let mut out = None;
+    rayon::scope(|s| s.spawn(|_| out = Some(f())));
+    match out {
+        Some(r) => r,
+        // rayon::scope re-raises a panic of the spawned job before returning.
+        None => unreachable!("rayon::scope returned without running its job"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -953,52 +999,5 @@ mod tests {
         let (a, _, _) = pool2d(&x, 1, 3, 3, 1, 3, 1, 1, Pool::AvgExcludePad);
         assert!((a[0] - (0.0 + 1.0 + 3.0 + 4.0) / 4.0).abs() < 1e-6);
         assert!((a[4] - 4.0).abs() < 1e-6);
-    }
-}
-
-static POISON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Fill every [`output`] buffer with NaN (for tests: an element a kernel failed to write then
-/// shows as NaN in the result instead of passing unnoticed).
-pub fn poison_outputs(on: bool) {
-    POISON.store(on, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// A buffer of `len` floats for a kernel to write **every element of before anything reads
-/// it** — the output of a convolution, a norm, a copy — without first clearing it. Clearing
-/// (`vec![0.0; len]`) was one serial `memset` per operation on the calling thread while the
-/// others waited: 13% of a quickstart training step.
-///
-/// Callers in `cedm-nodes` pass it only to kernels whose every path writes the whole output
-/// (each call site says which); the parity tests run with [`poison_outputs`] on, so an element
-/// left unwritten would surface as NaN.
-// The point of this function is not to fill the buffer (see above).
-#[allow(clippy::uninit_vec)]
-pub fn output(len: usize) -> Vec<f32> {
-    if POISON.load(std::sync::atomic::Ordering::Relaxed) {
-        return vec![f32::NAN; len];
-    }
-    let mut v: Vec<f32> = Vec::with_capacity(len);
-    // SAFETY: the capacity is `len`; f32 has no invalid bit patterns, and the contract above
-    // (every element written before it is read) is what the call sites uphold, so no
-    // uninitialised value is ever read.
-    unsafe { v.set_len(len) };
-    v
-}
-
-/// Run `f` on a worker of rayon's global pool (directly when already on one) and return its
-/// result; a panic in `f` resumes in the caller. A sequence of many short parallel operations
-/// started from a pool thread splits work with the other workers directly, instead of
-/// injecting each operation into the pool from outside and sleeping until it is done.
-pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if rayon::current_thread_index().is_some() {
-        return f();
-    }
-    let mut out = None;
-    rayon::scope(|s| s.spawn(|_| out = Some(f())));
-    match out {
-        Some(r) => r,
-        // rayon::scope re-raises a panic of the spawned job before returning.
-        None => unreachable!("rayon::scope returned without running its job"),
     }
 }

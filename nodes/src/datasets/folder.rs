@@ -109,10 +109,10 @@ fn entries(path: &Path) -> Result<(Vec<(String, Vec<u8>)>, Option<Vec<u8>>), Nod
                 };
                 if m.is_dir() {
                     walk(base, &p, out, seen)?;
-                } else if m.is_file() {
-                    if let Ok(rel) = p.strip_prefix(base) {
-                        out.push(rel.to_string_lossy().replace('\\', "/"));
-                    }
+                } else if m.is_file()
+                    && let Ok(rel) = p.strip_prefix(base)
+                {
+                    out.push(rel.to_string_lossy().replace('\\', "/"));
                 }
             }
             Ok(())

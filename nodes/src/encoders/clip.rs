@@ -78,7 +78,7 @@ pub fn clip_config(model: &str, arch: Option<&Arch>) -> Result<ClipConfig, Strin
             let ok = |t: &Tower| {
                 t.width > 0
                     && t.heads > 0
-                    && t.width % t.heads == 0
+                    && t.width.is_multiple_of(t.heads)
                     && t.width <= 1 << 14
                     && t.layers <= 256
                     && t.mlp <= 1 << 16

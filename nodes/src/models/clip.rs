@@ -350,7 +350,7 @@ impl Clip {
 /// pixels: `x · scale + offset`.
 pub fn clip_norm() -> ([f32; 3], [f32; 3]) {
     let mean = [0.481_454_66f32, 0.457_827_5, 0.408_210_73];
-    let std = [0.268_629_54f32, 0.261_302_58, 0.275_777_11];
+    let std = [0.268_629_54f32, 0.261_302_6, 0.275_777_1];
     (
         [0, 1, 2].map(|c| 1.0 / (255.0 * std[c])),
         [0, 1, 2].map(|c| -mean[c] / std[c]),
@@ -472,21 +472,6 @@ fn clean(text: &str) -> String {
     fixed.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cleaning_unescapes_twice_and_collapses_whitespace() {
-        assert_eq!(clean("  a &amp;amp; b\t\n c "), "a & b c");
-        assert_eq!(
-            clean("&lt;x&gt; &#39;q&#x27; &bogus; &"),
-            "<x> 'q' &bogus; &"
-        );
-        assert_eq!(clean("\u{201c}ﬁne\u{201d}　ＡＢ"), "\"fine\" AB");
-    }
-}
-
 /// L2-normalise each row of `[n, d]` in place.
 pub fn normalize_rows(v: &mut [f32], d: usize) {
     for r in v.chunks_mut(d.max(1)) {
@@ -513,4 +498,19 @@ pub fn zero_shot_classifier(text: &[f32], classes: usize, prompts: usize, d: usi
     }
     normalize_rows(&mut out, d);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleaning_unescapes_twice_and_collapses_whitespace() {
+        assert_eq!(clean("  a &amp;amp; b\t\n c "), "a & b c");
+        assert_eq!(
+            clean("&lt;x&gt; &#39;q&#x27; &bogus; &"),
+            "<x> 'q' &bogus; &"
+        );
+        assert_eq!(clean("\u{201c}ﬁne\u{201d}　ＡＢ"), "\"fine\" AB");
+    }
 }

@@ -277,10 +277,9 @@ fn check_attrs(
     if let Some(s) = attrs
         .get(format!("{key}.stride"))
         .and_then(serde_json::Value::as_u64)
+        && s as usize != stride
     {
-        if s as usize != stride {
-            return Err(bad("stride", s.to_string()));
-        }
+        return Err(bad("stride", s.to_string()));
     }
     match attrs.get(format!("{key}.padding")) {
         Some(serde_json::Value::Number(n))

@@ -189,7 +189,7 @@ impl VitConfig {
         match self.ffn {
             Ffn::Mlp => h,
             // DINOv2's SwiGLUFFNFused: hidden = (int(h * 2 / 3) + 7) // 8 * 8.
-            Ffn::SwiGlu => (h * 2 / 3 + 7) / 8 * 8,
+            Ffn::SwiGlu => (h * 2 / 3).div_ceil(8) * 8,
         }
     }
 

@@ -214,7 +214,7 @@ impl GroupNorm {
         let (cg, hw) = (self.c / self.groups, self.hw);
         let len = self.per_group();
         assert!(
-            self.c % self.groups == 0
+            self.c.is_multiple_of(self.groups)
                 && x.len() >= self.n * self.c * hw
                 && y.len() >= self.n * self.c * hw
                 && stats.len() >= self.n * self.groups * 2,

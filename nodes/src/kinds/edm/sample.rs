@@ -178,13 +178,13 @@ impl Kind for EdmSample {
         let (net, cfg, info) =
             load_network(ctx.require("network")?.path("network.safetensors")?, &dev)?;
         let (c, h, w) = (cfg.in_channels, cfg.img_resolution, cfg.img_resolution);
-        if let Some(k) = p.class {
-            if k >= info.dim {
-                return Err(NodeError::msg(format!(
-                    "class {k} but the network has {} labels",
-                    info.dim
-                )));
-            }
+        if let Some(k) = p.class
+            && k >= info.dim
+        {
+            return Err(NodeError::msg(format!(
+                "class {k} but the network has {} labels",
+                info.dim
+            )));
         }
         let weights: Vec<f64> = info.counts.iter().map(|&n| n as f64).collect();
         let items: Vec<(u64, Option<usize>)> = (0..count as u64)

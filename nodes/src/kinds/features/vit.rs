@@ -75,7 +75,7 @@ impl Kind for FeaturesVit {
     fn validate(p: &Params) -> Vec<ParamError> {
         match config(&p.model, p.arch.as_ref()) {
             Err(m) => vec![ParamError::invalid("model", m)],
-            Ok(cfg) if p.resolution == 0 || p.resolution % cfg.patch != 0 => {
+            Ok(cfg) if p.resolution == 0 || !p.resolution.is_multiple_of(cfg.patch) => {
                 vec![ParamError::invalid(
                     "resolution",
                     format!(

@@ -248,13 +248,13 @@ impl Kind for FiguresConfidence {
             .transpose()?
             .filter(|c| c.len() == samples.n && c.iter().any(|&l| l >= 0));
         let uncond = ctx.input("uncond").map(ImageSet::read).transpose()?;
-        if let Some(u) = &uncond {
-            if (u.n, u.c, u.h, u.w) != (samples.n, samples.c, samples.h, samples.w) {
-                return Err(NodeError::msg(format!(
-                    "`uncond` has {} images of {}×{}×{}, the samples {} of {}×{}×{}: sample the unconditional EDM with the same count and seeds",
-                    u.n, u.c, u.h, u.w, samples.n, samples.c, samples.h, samples.w
-                )));
-            }
+        if let Some(u) = &uncond
+            && (u.n, u.c, u.h, u.w) != (samples.n, samples.c, samples.h, samples.w)
+        {
+            return Err(NodeError::msg(format!(
+                "`uncond` has {} images of {}×{}×{}, the samples {} of {}×{}×{}: sample the unconditional EDM with the same count and seeds",
+                u.n, u.c, u.h, u.w, samples.n, samples.c, samples.h, samples.w
+            )));
         }
         let (msp, arg) = score(&head, &feats, p.temperature, &dev)?;
         let predicted: Vec<Option<i64>> = arg.iter().map(|&k| label_of_raw[k]).collect();

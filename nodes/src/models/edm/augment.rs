@@ -130,7 +130,7 @@ pub fn geometric(img: &[f32], c: usize, h: usize, w: usize, g_inv: &Mat) -> Vec<
     // separably; the output has 2n samples.
     let hz: Vec<f64> = SYM6.to_vec();
     let hr: Vec<f64> = hz.iter().rev().copied().collect();
-    let up_pad = (hz.len() + 1) / 2; // 6
+    let up_pad = hz.len().div_ceil(2); // 6
     let (uw, uh) = (2 * pw, 2 * ph);
     let (g, out_w, out_h) = {
         let g = mul(&scale(2.0, 2.0), &mul(&g, &scale(0.5, 0.5)));

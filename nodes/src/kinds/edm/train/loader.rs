@@ -91,10 +91,10 @@ impl Loader<'_> {
             } else {
                 xb.extend(img);
             }
-            if let Some(ls) = self.labels {
-                if !(self.p_uncond > 0.0 && rng.uniform() < self.p_uncond) {
-                    lb[r * dim + ls[i as usize] as usize] = 1.0;
-                }
+            if let Some(ls) = self.labels
+                && !(self.p_uncond > 0.0 && rng.uniform() < self.p_uncond)
+            {
+                lb[r * dim + ls[i as usize] as usize] = 1.0;
             }
         }
         let sigma: Vec<f64> = (0..b).map(|_| (rng.normal() * 1.2 - 1.2).exp()).collect();

@@ -556,22 +556,23 @@ impl Kind for EdmTrain {
                 "img",
                 Some(format!("loss {:.4}", f64::from(lv) / pixels)),
             );
-            if let (Some(every), Some(k)) = (snap_every, next_snap.as_mut()) {
-                if ck.nimg as f64 >= (*k * every).round() && ck.nimg < total {
-                    // The duration this state is the result of, written as a person would
-                    // (k × snapshot_kimg without float noise: 3 × 0.1 is 0.3).
-                    let kimg: f64 = format!("{:.6}", *k * every / 1000.0).parse().unwrap_or(0.0);
-                    while ck.nimg as f64 >= (*k * every).round() {
-                        *k += 1.0;
-                    }
-                    checkpoint::save(&work, &net, &ema, &adam, &ck)?;
-                    ctx.snapshot(
-                        kimg,
-                        &|dir| write_outputs(dir, &ema, &cfg, &info, &ck),
-                        Some(&ckpt),
-                    )?;
-                    next_ck = (ck.nimg / ck_every + 1) * ck_every;
+            if let (Some(every), Some(k)) = (snap_every, next_snap.as_mut())
+                && ck.nimg as f64 >= (*k * every).round()
+                && ck.nimg < total
+            {
+                // The duration this state is the result of, written as a person would
+                // (k × snapshot_kimg without float noise: 3 × 0.1 is 0.3).
+                let kimg: f64 = format!("{:.6}", *k * every / 1000.0).parse().unwrap_or(0.0);
+                while ck.nimg as f64 >= (*k * every).round() {
+                    *k += 1.0;
                 }
+                checkpoint::save(&work, &net, &ema, &adam, &ck)?;
+                ctx.snapshot(
+                    kimg,
+                    &|dir| write_outputs(dir, &ema, &cfg, &info, &ck),
+                    Some(&ckpt),
+                )?;
+                next_ck = (ck.nimg / ck_every + 1) * ck_every;
             }
             if ck.nimg >= next_ck && ck.nimg < total {
                 checkpoint::save(&work, &net, &ema, &adam, &ck)?;
