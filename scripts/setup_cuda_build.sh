@@ -19,11 +19,17 @@
 # when the first CUDA node runs.
 set -euo pipefail
 
+# apt-get install, refreshing the package lists first when a package is not found (a fresh
+# machine's lists may predate bookworm-security's LLVM 22).
+apt_install() {
+  apt-get install -y -qq "$@" >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq "$@" >/dev/null; }
+}
+
 prefix="${1:-/usr/lib/llvm-22}"
 if [ ! -x "$prefix/bin/llvm-config" ] || [ ! -e "$prefix/lib/libPolly.a" ]; then
   if [ "$prefix" = /usr/lib/llvm-22 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "setup_cuda_build: installing llvm-22-dev libpolly-22-dev (Debian bookworm-security)"
-    apt-get install -y -qq llvm-22-dev libpolly-22-dev >/dev/null
+    apt_install llvm-22-dev libpolly-22-dev
   elif [ ! -x "$prefix/bin/llvm-config" ]; then
     echo "setup_cuda_build: no LLVM at $prefix (need bin/llvm-config, static libraries with NVPTX)." >&2
     echo "  Debian 12: apt-get install llvm-22-dev libpolly-22-dev (bookworm-security); or pass another LLVM prefix." >&2
@@ -69,7 +75,7 @@ if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/nu
   done
   if [ ${#pkgs[@]} -gt 0 ]; then
     echo "setup_cuda_build: installing ${pkgs[*]} (LLVM links -l${missing[*]// / -l})"
-    apt-get install -y -qq "${pkgs[@]}" >/dev/null
+    apt_install "${pkgs[@]}"
   fi
 fi
 for l in "${missing[@]}"; do
