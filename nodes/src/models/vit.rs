@@ -18,6 +18,7 @@ use super::weights::{Weights, WeightsError, tensor};
 use cedm_engine::NodeError;
 
 use crate::device::to_host;
+use crate::ops;
 
 /// Feed-forward block type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -258,9 +259,7 @@ impl Attention {
         let [b, n, d] = x.dims();
         let x_dev = x.device();
         let hd = d / self.heads;
-        let qkv = self
-            .qkv
-            .forward(x)
+        let qkv = ops::linear(&self.qkv, x)
             .reshape([b, n, 3, self.heads, hd])
             .permute([2, 0, 3, 1, 4]); // [3, b, h, n, hd]
         let q = qkv.clone().narrow(0, 0, 1).reshape([b, self.heads, n, hd]);
@@ -282,7 +281,7 @@ impl Attention {
         }
         let a = softmax(logits, 3);
         let y = a.matmul(v).swap_dims(1, 2).reshape([b, n, d]);
-        self.proj.forward(y)
+        ops::linear(&self.proj, y)
     }
 }
 
@@ -316,18 +315,20 @@ impl FeedForward {
     /// `[b, n, d]` → `[b, n, d]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         match self {
-            FeedForward::Mlp(m) => m.fc2.forward(gelu(m.fc1.forward(x))),
+            FeedForward::Mlp(m) => ops::linear(&m.fc2, gelu(ops::linear(&m.fc1, x))),
             FeedForward::QuickGelu(m) => {
-                let h = m.fc1.forward(x);
-                m.fc2
-                    .forward(h.clone() * burn::tensor::activation::sigmoid(h * 1.702))
+                let h = ops::linear(&m.fc1, x);
+                ops::linear(
+                    &m.fc2,
+                    h.clone() * burn::tensor::activation::sigmoid(h * 1.702),
+                )
             }
             FeedForward::SwiGlu(m) => {
-                let h = m.w12.forward(x);
+                let h = ops::linear(&m.w12, x);
                 let two = h.dims()[2];
                 let x1 = h.clone().narrow(2, 0, two / 2);
                 let x2 = h.narrow(2, two / 2, two / 2);
-                m.w3.forward(silu(x1) * x2)
+                ops::linear(&m.w3, silu(x1) * x2)
             }
         }
     }

@@ -13,6 +13,7 @@
 mod conv;
 mod heads;
 mod layout;
+mod linear;
 mod norm;
 mod optim;
 mod profile;
@@ -26,6 +27,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 pub use conv::conv2d;
 pub use heads::{heads_cosine, heads_linear, heads_linear_shared};
 pub use layout::{add_scale, cat_channels, down2, up2};
+pub use linear::linear;
 pub use norm::group_norm;
 pub use optim::{adam, ema};
 pub use profile::{profile, set_profiling};
