@@ -34,7 +34,17 @@ impl LinearOps for Flex {
         let m = shape.iter().product::<usize>() / din.max(1);
         // Written whole by the product (accumulate = false).
         let mut y = output(m * dout);
-        cedm_kernels::cpu::gemm(m, din, dout, &values(&x), false, &values(&weight), false, &mut y, false);
+        cedm_kernels::cpu::gemm(
+            m,
+            din,
+            dout,
+            &values(&x),
+            false,
+            &values(&weight),
+            false,
+            &mut y,
+            false,
+        );
         let b = values(&bias);
         y.par_chunks_mut(dout.max(1))
             .for_each(|row| row.iter_mut().zip(b.iter()).for_each(|(v, &c)| *v += c));
