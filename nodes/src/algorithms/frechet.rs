@@ -496,7 +496,7 @@ pub fn bootstrap_infinity(
 /// # Errors
 /// What [`PreparedReference::distance_projected`] returns.
 pub fn bootstrap_groups(
-    groups: &[(&PreparedReference, Vec<usize>)],
+    groups: &[(&PreparedReference, &[usize])],
     feats: &[f32],
     resamples: usize,
     seed: u64,
@@ -639,7 +639,8 @@ mod tests {
                 let inf = bootstrap_infinity(&prep, &x, n, 5, 20, v, 40, 0, 0.9, |_| true)
                     .unwrap()
                     .unwrap();
-                let groups = [(&prep, (0..60).collect()), (&prep, (60..n).collect())];
+                let (a, b): (Vec<usize>, Vec<usize>) = ((0..60).collect(), (60..n).collect());
+                let groups = [(&prep, a.as_slice()), (&prep, b.as_slice())];
                 let g = bootstrap_groups(&groups, &x, 40, 0, |_| true)
                     .unwrap()
                     .unwrap();

@@ -368,17 +368,18 @@ fn per_cluster(
     if measured.is_empty() {
         return Ok((out, None, None));
     }
-    let mean_of = |v: &mut dyn Iterator<Item = f64>| {
-        let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
-        s / n as f64
-    };
-    let mean = mean_of(&mut measured.iter().filter_map(|(i, ..)| out[*i].fd));
-    let groups: Vec<(&PreparedReference, Vec<usize>)> = measured
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let fds: Vec<f64> = measured.iter().filter_map(|(i, ..)| out[*i].fd).collect();
+    let fd_mean = mean(&fds);
+    if p.bootstrap == 0 {
+        return Ok((out, Some(fd_mean), None));
+    }
+    let groups: Vec<(&PreparedReference, &[usize])> = measured
         .iter()
-        .map(|(_, prep, s)| (prep, s.clone()))
+        .map(|(_, prep, s)| (prep, s.as_slice()))
         .collect();
     let total = p.bootstrap as u64;
-    let boots = bootstrap_groups(
+    let Some(boots) = bootstrap_groups(
         &groups,
         &feats.data,
         p.bootstrap,
@@ -388,20 +389,17 @@ fn per_cluster(
             ctx.progress(b as u64, Some(total), "per-cluster resamples", None);
             !ctx.should_stop()
         },
-    )?;
-    let Some(boots) = boots else {
+    )?
+    else {
         return Err(NodeError::Interrupted);
     };
-    if p.bootstrap == 0 {
-        return Ok((out, Some(mean), None));
-    }
     for ((i, ..), b) in measured.iter().zip(&boots) {
         let est = out[*i].fd.unwrap_or(f64::NAN);
         out[*i].ci = bias_corrected_interval(b, est, p.confidence).map(|c| (c.low, c.high));
     }
     let means: Vec<f64> = (0..p.bootstrap)
-        .map(|b| mean_of(&mut boots.iter().map(|g| g[b])))
+        .map(|b| mean(&boots.iter().map(|g| g[b]).collect::<Vec<_>>()))
         .collect();
-    let ci = bias_corrected_interval(&means, mean, p.confidence).map(|c| (c.low, c.high));
-    Ok((out, Some(mean), ci))
+    let ci = bias_corrected_interval(&means, fd_mean, p.confidence).map(|c| (c.low, c.high));
+    Ok((out, Some(fd_mean), ci))
 }
