@@ -1076,7 +1076,7 @@ fn classifier_matches_torch_forward_gradients_and_adam_steps() {
         }
 
         if steps > 0 {
-            let mut tr = Trainer::new(cfg, &net, &dev).unwrap();
+            let mut tr = Trainer::new(cfg, &values, &dev).unwrap();
             let want = get("step_losses");
             for (s, &w) in want.iter().enumerate().take(steps) {
                 let x = get(&format!("step{s}.x"));

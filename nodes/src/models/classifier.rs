@@ -81,12 +81,6 @@ impl ClassifierConfig {
         }
         out
     }
-
-    /// A classifier with PyTorch's default initialisation from `seed`.
-    pub fn init(&self, seed: u64, device: &Device) -> Classifier {
-        Classifier::from_torch(self, &self.init_values(seed), device)
-            .unwrap_or_else(|_| unreachable!("init_values has every parameter"))
-    }
 }
 
 /// The CNN (see the module docs).
@@ -232,17 +226,18 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    /// Start from `net`'s values on `device` (made an autodiff device here).
+    /// Start from the PyTorch-named `values` ([`ClassifierConfig::params`]) on `device` (made
+    /// an autodiff device here).
     ///
     /// # Errors
-    /// When the values cannot be read back.
+    /// A missing parameter or one of the wrong size.
     pub fn new(
         cfg: ClassifierConfig,
-        net: &Classifier,
+        values: &BTreeMap<String, Vec<f32>>,
         device: &Device,
     ) -> Result<Trainer, String> {
         let device = device.clone().autodiff();
-        let net = Classifier::from_torch(&cfg, &net.to_torch()?, &device)?;
+        let net = Classifier::from_torch(&cfg, values, &device)?;
         let net =
             crate::models::params::assign(net.clone(), crate::models::params::flat(&net), true);
         let adam =

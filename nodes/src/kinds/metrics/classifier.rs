@@ -143,7 +143,7 @@ impl Kind for MetricsClassifier {
         let comp = compute_for(ctx)?;
         let device = comp.device().clone();
         let mut trainer =
-            Trainer::new(cfg, &cfg.init(p.seed, &device), &device).map_err(NodeError::msg)?;
+            Trainer::new(cfg, &cfg.init_values(p.seed), &device).map_err(NodeError::msg)?;
         ctx.log(format!(
             "CNN {}→{}→{}→{} on {} images {}×{}×{}, {classes} classes, {} epochs of batch {} ({})",
             cfg.channels,
